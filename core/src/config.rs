@@ -1,0 +1,422 @@
+//! Settings from wrangler vars.
+//!
+//! Read through a lookup function so that this crate needs no runtime: the
+//! Worker passes `|name| env.var(name)`, tests pass a closure over a list.
+//! A value that is set but wrong is an error naming the variable, never a
+//! silent fallback to the default: a typo in `MAX_EVENT_BYTES` should stop a
+//! deploy, not quietly run with other limits than the operator wrote down.
+//! An empty (or all-whitespace) value counts as unset.
+
+use crate::token::VerifierConfig;
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub keepalive_seconds: u64,
+    pub max_channels_per_stream: usize,
+    pub max_event_bytes: usize,
+    pub history_size: usize,
+    pub history_ttl_seconds: u64,
+    pub retry_ms: u64,
+    pub tenant_claim: String,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_leeway_seconds: u64,
+    /// Exact origins (`https://app.example`) that get CORS headers.
+    pub allowed_origins: Vec<String>,
+}
+
+/// A variable that is set to something unusable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            keepalive_seconds: 15,
+            max_channels_per_stream: 5,
+            max_event_bytes: 65_536,
+            history_size: 1000,
+            history_ttl_seconds: 86_400,
+            retry_ms: 3000,
+            tenant_claim: "tenant_id".to_owned(),
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_seconds: 30,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            get(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let defaults = Settings::default();
+        let number =
+            |name: &'static str, default: u64, min: u64, max: u64, why: &str| match get(name) {
+                None => Ok(default),
+                Some(value) => parse_number(&value, min, max).ok_or_else(|| ConfigError {
+                    variable: name,
+                    reason: format!(
+                        "must be a whole number from {min} to {max}{why}, got \"{value}\""
+                    ),
+                }),
+            };
+        let size = |name, default: usize, min, max, why| {
+            number(name, default as u64, min, max, why).map(|n| n as usize)
+        };
+
+        Ok(Settings {
+            keepalive_seconds: number(
+                "KEEPALIVE_SECONDS",
+                defaults.keepalive_seconds,
+                1,
+                3600,
+                "",
+            )?,
+            max_channels_per_stream: size(
+                "MAX_CHANNELS_PER_STREAM",
+                defaults.max_channels_per_stream,
+                1,
+                5,
+                " (a Worker invocation has 6 outgoing connections, one per channel plus one spare)",
+            )?,
+            max_event_bytes: size(
+                "MAX_EVENT_BYTES",
+                defaults.max_event_bytes,
+                1,
+                1_048_576,
+                " (an event must fit one Durable Object storage row and one WebSocket message)",
+            )?,
+            history_size: size("HISTORY_SIZE", defaults.history_size, 1, 100_000, "")?,
+            history_ttl_seconds: number(
+                "HISTORY_TTL_SECONDS",
+                defaults.history_ttl_seconds,
+                1,
+                31_536_000,
+                "",
+            )?,
+            retry_ms: number("RETRY_MS", defaults.retry_ms, 100, 600_000, "")?,
+            tenant_claim: get("TENANT_CLAIM").unwrap_or(defaults.tenant_claim),
+            jwt_issuer: get("JWT_ISSUER"),
+            jwt_audience: get("JWT_AUDIENCE"),
+            jwt_leeway_seconds: number(
+                "JWT_LEEWAY_SECONDS",
+                defaults.jwt_leeway_seconds,
+                0,
+                300,
+                "",
+            )?,
+            allowed_origins: match get("ALLOWED_ORIGINS") {
+                None => Vec::new(),
+                Some(list) => parse_origins(&list)?,
+            },
+        })
+    }
+
+    /// Whether `origin` (an `Origin` header) may read responses cross-origin.
+    /// Exact comparison: browsers send origins in one canonical spelling, and
+    /// configured ones were checked to be in that spelling.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|allowed| allowed == origin)
+    }
+
+    /// The JWT rules these settings describe, with the secret (`JWT_SECRET`,
+    /// a secret rather than a var) supplied by the caller.
+    pub fn verifier_config(&self, secret: Vec<u8>) -> VerifierConfig {
+        VerifierConfig {
+            secret,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            tenant_claim: self.tenant_claim.clone(),
+            leeway_seconds: self.jwt_leeway_seconds,
+        }
+    }
+}
+
+/// Digits only, within `min..=max`.
+fn parse_number(value: &str, min: u64, max: u64) -> Option<u64> {
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok().filter(|n| (min..=max).contains(n))
+}
+
+/// Comma- and/or whitespace-separated origins, each `http(s)://host[:port]`
+/// in the lower-case form browsers send. Anything else (a path, a trailing
+/// slash, `*`, upper case) could never equal an `Origin` header, so it is
+/// refused here instead of silently matching nothing.
+fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut origins: Vec<String> = Vec::new();
+    for origin in list
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|s| !s.is_empty())
+    {
+        if !is_origin(origin) {
+            return Err(ConfigError {
+                variable: "ALLOWED_ORIGINS",
+                reason: format!(
+                    "\"{origin}\" is not an exact origin like https://app.example or http://127.0.0.1:3000 \
+                     (lower case, no path, no trailing slash, no wildcard)"
+                ),
+            });
+        }
+        if !origins.iter().any(|o| o == origin) {
+            origins.push(origin.to_owned());
+        }
+    }
+    Ok(origins)
+}
+
+fn is_origin(s: &str) -> bool {
+    let Some(authority) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !authority.is_empty()
+        && authority.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+        })
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    fn error_for(vars: &[(&str, &str)]) -> &'static str {
+        settings(vars).unwrap_err().variable
+    }
+
+    #[test]
+    fn nothing_set_gives_the_documented_defaults() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(
+            (
+                s.keepalive_seconds,
+                s.max_channels_per_stream,
+                s.max_event_bytes,
+                s.history_size
+            ),
+            (15, 5, 65_536, 1000)
+        );
+        assert_eq!(
+            (s.history_ttl_seconds, s.retry_ms, s.jwt_leeway_seconds),
+            (86_400, 3000, 30)
+        );
+        assert_eq!(s.tenant_claim, "tenant_id");
+        assert!(s.jwt_issuer.is_none() && s.jwt_audience.is_none() && s.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let names = [
+            "KEEPALIVE_SECONDS",
+            "MAX_CHANNELS_PER_STREAM",
+            "MAX_EVENT_BYTES",
+            "HISTORY_SIZE",
+            "HISTORY_TTL_SECONDS",
+            "RETRY_MS",
+            "TENANT_CLAIM",
+            "JWT_ISSUER",
+            "JWT_AUDIENCE",
+            "JWT_LEEWAY_SECONDS",
+            "ALLOWED_ORIGINS",
+        ];
+        for blank in ["", "  "] {
+            let vars: Vec<_> = names.iter().map(|n| (*n, blank)).collect();
+            assert_eq!(settings(&vars).unwrap(), Settings::default());
+        }
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let s = settings(&[
+            ("KEEPALIVE_SECONDS", "20"),
+            ("MAX_CHANNELS_PER_STREAM", "3"),
+            ("MAX_EVENT_BYTES", " 1024 "),
+            ("HISTORY_SIZE", "50"),
+            ("HISTORY_TTL_SECONDS", "600"),
+            ("RETRY_MS", "5000"),
+            ("TENANT_CLAIM", "org_id"),
+            ("JWT_ISSUER", "https://api.example"),
+            ("JWT_AUDIENCE", "edgestream"),
+            ("JWT_LEEWAY_SECONDS", "0"),
+            (
+                "ALLOWED_ORIGINS",
+                "https://app.example, http://127.0.0.1:3000 https://b.example",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                keepalive_seconds: 20,
+                max_channels_per_stream: 3,
+                max_event_bytes: 1024,
+                history_size: 50,
+                history_ttl_seconds: 600,
+                retry_ms: 5000,
+                tenant_claim: "org_id".into(),
+                jwt_issuer: Some("https://api.example".into()),
+                jwt_audience: Some("edgestream".into()),
+                jwt_leeway_seconds: 0,
+                allowed_origins: vec![
+                    "https://app.example".into(),
+                    "http://127.0.0.1:3000".into(),
+                    "https://b.example".into()
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn bad_numbers_fail_loudly_naming_the_variable() {
+        for value in [
+            "abc",
+            "-1",
+            "+5",
+            "1.5",
+            "1e3",
+            "5s",
+            "0x10",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(
+                error_for(&[("KEEPALIVE_SECONDS", value)]),
+                "KEEPALIVE_SECONDS",
+                "{value}"
+            );
+        }
+        let err = settings(&[("MAX_EVENT_BYTES", "64k")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("MAX_EVENT_BYTES: must be a whole number"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"64k\""), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_fail_loudly() {
+        for (name, bad, good) in [
+            ("KEEPALIVE_SECONDS", "0", "3600"),
+            ("KEEPALIVE_SECONDS", "3601", "1"),
+            ("MAX_CHANNELS_PER_STREAM", "0", "1"),
+            ("MAX_CHANNELS_PER_STREAM", "6", "5"),
+            ("MAX_EVENT_BYTES", "0", "1048576"),
+            ("MAX_EVENT_BYTES", "1048577", "1"),
+            ("HISTORY_SIZE", "0", "100000"),
+            ("HISTORY_SIZE", "100001", "1"),
+            ("HISTORY_TTL_SECONDS", "0", "31536000"),
+            ("RETRY_MS", "99", "100"),
+            ("RETRY_MS", "600001", "600000"),
+            ("JWT_LEEWAY_SECONDS", "301", "300"),
+        ] {
+            assert_eq!(error_for(&[(name, bad)]), name, "{name}={bad}");
+            assert!(settings(&[(name, good)]).is_ok(), "{name}={good}");
+        }
+    }
+
+    #[test]
+    fn channel_limit_error_explains_the_connection_budget() {
+        let err = settings(&[("MAX_CHANNELS_PER_STREAM", "6")]).unwrap_err();
+        assert!(err.reason.contains("6 outgoing connections"), "{err}");
+    }
+
+    #[test]
+    fn origins_must_be_exact() {
+        for bad in [
+            "*",
+            "app.example",
+            "https://app.example/",
+            "https://app.example/path",
+            "https://App.Example",
+            "HTTPS://app.example",
+            "https://*.example",
+            "null",
+            "https://",
+            "ftp://app.example",
+            "https://user@app.example",
+            "https://app.example?x",
+        ] {
+            assert_eq!(
+                error_for(&[("ALLOWED_ORIGINS", bad)]),
+                "ALLOWED_ORIGINS",
+                "{bad}"
+            );
+        }
+        let s = settings(&[(
+            "ALLOWED_ORIGINS",
+            "https://a.example,,https://a.example\thttp://[::1]:8080",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.allowed_origins,
+            ["https://a.example", "http://[::1]:8080"]
+        );
+    }
+
+    #[test]
+    fn origin_check_is_exact() {
+        let s = settings(&[("ALLOWED_ORIGINS", "https://app.example")]).unwrap();
+        assert!(s.allows_origin("https://app.example"));
+        for other in [
+            "https://app.example.evil",
+            "https://evil.app.example",
+            "http://app.example",
+            "https://app.example:443",
+            "https://app.example/",
+            "null",
+            "",
+        ] {
+            assert!(!s.allows_origin(other), "{other}");
+        }
+        assert!(!Settings::default().allows_origin("https://app.example"));
+    }
+
+    #[test]
+    fn verifier_config_carries_the_jwt_settings() {
+        let s = settings(&[
+            ("JWT_ISSUER", "iss"),
+            ("JWT_AUDIENCE", "aud"),
+            ("TENANT_CLAIM", "org"),
+            ("JWT_LEEWAY_SECONDS", "5"),
+        ])
+        .unwrap();
+        let cfg = s.verifier_config(b"k".to_vec());
+        assert_eq!(cfg.secret, b"k");
+        assert_eq!(
+            (cfg.issuer.as_deref(), cfg.audience.as_deref()),
+            (Some("iss"), Some("aud"))
+        );
+        assert_eq!((cfg.tenant_claim.as_str(), cfg.leeway_seconds), ("org", 5));
+    }
+}

@@ -1,0 +1,33 @@
+//! The runtime-free core of edgestream, a Server-Sent Events relay for the edge.
+//!
+//! Everything here is plain Rust with no Workers, network, clock or
+//! randomness: the current time is always a parameter, and values arrive as
+//! strings and bytes that the caller took from its runtime. That border is
+//! what lets the same code run in the Worker (wasm32), in the native bridge,
+//! and under `cargo test` with no runtime at all, and it is why the security
+//! rules (tenant gate, token checks, framing) are tested here, where a test
+//! can try to break them directly.
+//!
+//! - [`problem`]: errors as RFC 9457 problem details with stable codes.
+//! - [`channel`]: channel names and the tenant gate.
+//! - [`credentials`]: which credential a request presents; log redaction.
+//! - [`token`]: JWT verification with a per-key algorithm allow-list.
+//! - [`sse`]: Server-Sent Events framing.
+//! - [`cursor`]: event ids, in django-eventstream's format.
+//! - [`message`]: the publish body.
+//! - [`relay`]: batched relay records from a Channel Durable Object to a stream.
+//! - [`history`]: what a channel's bounded history replays and forgets.
+//! - [`config`]: settings from wrangler vars.
+#![forbid(unsafe_code)]
+
+pub mod channel;
+pub mod config;
+pub mod credentials;
+pub mod cursor;
+pub mod history;
+pub mod message;
+mod percent;
+pub mod problem;
+pub mod relay;
+pub mod sse;
+pub mod token;

@@ -1,0 +1,334 @@
+//! The Channel Durable Object: one per channel name. It owns the channel's
+//! sequence counter, bounded history, latest event per type and idempotency
+//! keys (all in SQLite storage, so they survive restarts and deploys), and fans
+//! events out to the streams attached to it.
+//!
+//! Streams attach as WebSockets accepted through the hibernation API: between
+//! events the object holds no request in flight, so it can hibernate while its
+//! subscribers stay connected (the Worker, which bills CPU rather than wall
+//! time, holds the browsers' SSE responses).
+//!
+//! Storage calls are synchronous, so everything an attach or a publish does
+//! runs without yielding: a publish can never interleave with a replay, which
+//! is what makes resume gap-free and duplicate-free.
+
+use std::cell::Cell;
+
+use edgestream_core::config::Settings;
+use edgestream_core::history::{self, Attach};
+use edgestream_core::relay;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
+    State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+};
+
+/// Internal request from the Worker: a batch of validated events for this channel.
+#[derive(Serialize, Deserialize)]
+pub struct ChannelPublish<'a> {
+    #[serde(borrow)]
+    pub events: Vec<ChannelEvent<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ChannelEvent<'a> {
+    pub event: &'a str,
+    /// Compact JSON text, carried without re-encoding it as a string.
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// The object's answer: one result per event, in order.
+#[derive(Serialize, Deserialize)]
+pub struct ChannelPublished {
+    pub results: Vec<Published>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+pub struct Published {
+    pub id: u64,
+    pub duplicate: bool,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, published_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS latest (
+  event TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL, published_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+  key TEXT PRIMARY KEY, seq INTEGER NOT NULL, published_ms INTEGER NOT NULL);
+";
+
+#[durable_object]
+pub struct ChannelObject {
+    state: State,
+    sql: SqlStorage,
+    settings: Option<Settings>,
+    /// Cached `head.seq`; only this object writes it, so the cache stays true
+    /// for the object's lifetime.
+    head: Cell<Option<u64>>,
+    alarm_set: Cell<bool>,
+}
+
+impl DurableObject for ChannelObject {
+    fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
+        if let Err(e) = sql.exec(SCHEMA, None) {
+            log_error("schema", &e.to_string());
+        }
+        let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+            .map_err(|e| log_error("configuration", &e.to_string()))
+            .ok();
+        Self {
+            state,
+            sql,
+            settings,
+            head: Cell::new(None),
+            alarm_set: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let Some(settings) = &self.settings else {
+            return Response::error("misconfigured", 503);
+        };
+        let url = req.url()?;
+        match url.path() {
+            "/subscribe" => {
+                let cursor = url
+                    .query_pairs()
+                    .find(|(k, _)| k == "after")
+                    .and_then(|(_, v)| v.parse::<u64>().ok());
+                self.attach(cursor)
+            }
+            "/publish" => {
+                let body = req.bytes().await?;
+                let batch: ChannelPublish = serde_json::from_slice(&body)
+                    .map_err(|e| worker::Error::RustError(format!("bad publish batch: {e}")))?;
+                let results = self.publish(&batch, settings)?;
+                self.ensure_alarm().await?;
+                Response::from_json(&ChannelPublished { results })
+            }
+            _ => Response::error("not found", 404),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.alarm_set.set(false);
+        if let Some(settings) = &self.settings {
+            let cutoff = history::expiry_cutoff_ms(now_ms(), settings.history_ttl_seconds);
+            self.sql
+                .exec("DELETE FROM events WHERE published_ms < ?", vec![int(cutoff)])?;
+            for table in ["latest", "idempotency"] {
+                self.sql.exec(
+                    &format!("DELETE FROM {table} WHERE published_ms < ?"),
+                    vec![int(cutoff)],
+                )?;
+            }
+            // Keep sweeping while anything is left to expire.
+            let remaining: Vec<Count> = self
+                .sql
+                .exec("SELECT COUNT(*) AS n FROM idempotency", None)?
+                .to_array()?;
+            let events_left = self.oldest()?.is_some();
+            if events_left || remaining.first().is_some_and(|c| c.n > 0) {
+                self.ensure_alarm().await?;
+            }
+        }
+        Response::ok("")
+    }
+
+    async fn websocket_message(&self, _ws: WebSocket, _msg: WebSocketIncomingMessage) -> Result<()> {
+        // Streams only listen; nothing they send means anything.
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
+        // Complete the closing handshake so the runtime releases the socket.
+        let code = u16::try_from(code).ok().filter(|c| *c == 1000 || (3000..5000).contains(c));
+        let _ = ws.close(code.or(Some(1000)), Some("closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        let _ = ws.close(Some(1011), Some("error"));
+        Ok(())
+    }
+}
+
+impl ChannelObject {
+    /// Accepts a stream's WebSocket and, before any publish can run, queues
+    /// what the stream must see first: the replay after its cursor, or the
+    /// current state.
+    fn attach(&self, cursor: Option<u64>) -> Result<Response> {
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        let head = self.head()?;
+        let mut message = String::new();
+        match history::attach(cursor, head, self.oldest()?) {
+            Attach::Replay { after } => {
+                let rows: Vec<EventRow> = self
+                    .sql
+                    .exec(
+                        "SELECT seq, event, data FROM events WHERE seq > ? ORDER BY seq",
+                        vec![int(after)],
+                    )?
+                    .to_array()?;
+                push_rows(&mut message, &rows);
+            }
+            Attach::CurrentState => self.push_current_state(&mut message)?,
+            Attach::Reset => {
+                relay::push_reset(&mut message, head);
+                self.push_current_state(&mut message)?;
+            }
+        }
+        relay::push_live(&mut message, head);
+        pair.server.send_with_str(&message)?;
+        Response::from_websocket(pair.client)
+    }
+
+    fn push_current_state(&self, message: &mut String) -> Result<()> {
+        let rows: Vec<EventRow> = self
+            .sql
+            .exec("SELECT seq, event, data FROM latest ORDER BY seq", None)?
+            .to_array()?;
+        push_rows(message, &rows);
+        Ok(())
+    }
+
+    /// Assigns sequence numbers, stores the events and fans them out in one
+    /// message per attached stream.
+    fn publish(&self, batch: &ChannelPublish, settings: &Settings) -> Result<Vec<Published>> {
+        let now = now_ms();
+        let mut head = self.head()?;
+        let mut results = Vec::with_capacity(batch.events.len());
+        let mut message = String::new();
+        for event in &batch.events {
+            if let Some(key) = event.idempotency_key {
+                let seen: Vec<SeqRow> = self
+                    .sql
+                    .exec("SELECT seq FROM idempotency WHERE key = ?", vec![text(key)])?
+                    .to_array()?;
+                if let Some(row) = seen.first() {
+                    results.push(Published { id: row.seq, duplicate: true });
+                    continue;
+                }
+            }
+            head += 1;
+            let data = event.data.get();
+            self.sql.exec(
+                "INSERT INTO events (seq, event, data, published_ms) VALUES (?, ?, ?, ?)",
+                vec![int(head), text(event.event), text(data), int(now)],
+            )?;
+            self.sql.exec(
+                "INSERT OR REPLACE INTO latest (event, seq, data, published_ms) VALUES (?, ?, ?, ?)",
+                vec![text(event.event), int(head), text(data), int(now)],
+            )?;
+            if let Some(key) = event.idempotency_key {
+                self.sql.exec(
+                    "INSERT INTO idempotency (key, seq, published_ms) VALUES (?, ?, ?)",
+                    vec![text(key), int(head), int(now)],
+                )?;
+            }
+            relay::push_event(&mut message, head, event.event, data);
+            results.push(Published { id: head, duplicate: false });
+        }
+        self.sql.exec(
+            "INSERT OR REPLACE INTO head (id, seq) VALUES (1, ?)",
+            vec![int(head)],
+        )?;
+        self.head.set(Some(head));
+        if let Some(through) = history::trim_through(head, settings.history_size as u64) {
+            self.sql
+                .exec("DELETE FROM events WHERE seq <= ?", vec![int(through)])?;
+        }
+        if !message.is_empty() {
+            for ws in self.state.get_websockets() {
+                // A socket that fails here is closing; its close handler cleans up.
+                let _ = ws.send_with_str(&message);
+            }
+        }
+        Ok(results)
+    }
+
+    fn head(&self) -> Result<u64> {
+        if let Some(head) = self.head.get() {
+            return Ok(head);
+        }
+        let rows: Vec<SeqRow> = self
+            .sql
+            .exec("SELECT seq FROM head WHERE id = 1", None)?
+            .to_array()?;
+        let head = rows.first().map_or(0, |r| r.seq);
+        self.head.set(Some(head));
+        Ok(head)
+    }
+
+    fn oldest(&self) -> Result<Option<u64>> {
+        let rows: Vec<SeqRow> = self
+            .sql
+            .exec("SELECT seq FROM events ORDER BY seq LIMIT 1", None)?
+            .to_array()?;
+        Ok(rows.first().map(|r| r.seq))
+    }
+
+    /// Schedules the TTL sweep; at most one alarm is pending at a time.
+    async fn ensure_alarm(&self) -> Result<()> {
+        if self.alarm_set.get() {
+            return Ok(());
+        }
+        let storage = self.state.storage();
+        if storage.get_alarm().await?.is_none() {
+            let ttl_ms = self.settings.as_ref().map_or(86_400, |s| s.history_ttl_seconds) * 1000;
+            storage.set_alarm(ttl_ms as i64).await?;
+        }
+        self.alarm_set.set(true);
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    seq: u64,
+    event: String,
+    data: String,
+}
+
+#[derive(Deserialize)]
+struct SeqRow {
+    seq: u64,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: u64,
+}
+
+fn push_rows(message: &mut String, rows: &[EventRow]) {
+    for row in rows {
+        relay::push_event(message, row.seq, &row.event, &row.data);
+    }
+}
+
+fn int(value: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(value as i64)
+}
+
+fn text(value: &str) -> SqlStorageValue {
+    SqlStorageValue::String(value.to_owned())
+}
+
+fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+fn log_error(msg: &str, error: &str) {
+    worker::console_error!(
+        "{}",
+        serde_json::json!({"level": "error", "msg": msg, "error": error})
+    );
+}

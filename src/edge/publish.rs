@@ -1,0 +1,130 @@
+//! `POST /v1/publish`: a publisher's events, validated, grouped per channel
+//! and handed to each channel's Durable Object, which assigns the ids.
+
+use edgestream_core::channel::{authorize_tenant, ChannelName};
+use edgestream_core::message::{parse_publish_body, PublishEvent, PublishResponse, PublishResult};
+use edgestream_core::problem::Problem;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde_json::value::RawValue;
+use worker::{Env, Method, ObjectNamespace, Request, RequestInit, Url};
+
+use super::auth::{self, Sources};
+use super::channel_object::{ChannelEvent, ChannelPublish, ChannelPublished};
+use super::config::Config;
+use super::http::{internal, json};
+
+const PUBLISH_SCOPE: &str = "events:publish";
+/// A batch holds at most this many events (the contract's limit).
+const MAX_BATCH: usize = 100;
+/// A Worker invocation may have six connections open at once.
+const PARALLEL_CHANNELS: usize = 6;
+
+pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<worker::Response, Problem> {
+    let url: Url = req.url().map_err(internal)?;
+    let now = worker::Date::now().as_millis() / 1000;
+    let claims = auth::authenticate(&req, &url, config, Sources::HeaderOnly, now)?;
+    if !claims.has_scope(PUBLISH_SCOPE) {
+        return Err(Problem::insufficient_scope(PUBLISH_SCOPE));
+    }
+    let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
+    if !content_type.to_ascii_lowercase().starts_with("application/json") {
+        return Err(Problem::unsupported_media_type());
+    }
+    // Refuse an oversized body before reading it. JSON framing around each
+    // event is small next to MAX_EVENT_BYTES, so twice the data budget is ample.
+    let max_event_bytes = config.settings.max_event_bytes;
+    let body_limit = MAX_BATCH * max_event_bytes * 2;
+    let declared = req.headers().get("Content-Length").ok().flatten();
+    if declared.and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n > body_limit) {
+        return Err(Problem::event_too_large(max_event_bytes));
+    }
+    let body = req.bytes().await.map_err(internal)?;
+    if body.len() > body_limit {
+        return Err(Problem::event_too_large(max_event_bytes));
+    }
+    let events = parse_publish_body(&body, max_event_bytes)?;
+    if claims.tenant.is_some() {
+        let channels: Vec<ChannelName> = events.iter().map(|e| e.channel.clone()).collect();
+        authorize_tenant(claims.tenant.as_deref(), &channels)?;
+    }
+
+    let namespace = env.durable_object("CHANNELS").map_err(internal)?;
+    let groups = group_by_channel(&events);
+    let published: Vec<(Vec<usize>, ChannelPublished)> = stream::iter(groups)
+        .map(|(channel, indices)| {
+            let namespace = &namespace;
+            let events = &events;
+            async move {
+                let batch: Vec<&PublishEvent> = indices.iter().map(|&i| &events[i]).collect();
+                let answer = publish_to_channel(namespace, channel, &batch).await?;
+                Ok::<_, Problem>((indices, answer))
+            }
+        })
+        .buffered(PARALLEL_CHANNELS)
+        .try_collect()
+        .await?;
+
+    let mut results: Vec<Option<PublishResult>> = vec![None; events.len()];
+    for (indices, answer) in published {
+        if answer.results.len() != indices.len() {
+            return Err(Problem::internal("a channel answered a different number of events"));
+        }
+        for (i, result) in indices.into_iter().zip(answer.results) {
+            results[i] = Some(PublishResult {
+                channel: events[i].channel.to_string(),
+                id: result.id,
+                duplicate: result.duplicate,
+            });
+        }
+    }
+    let results = results.into_iter().flatten().collect();
+    json(202, &PublishResponse { results })
+}
+
+/// Groups event indices by channel, channels in order of first appearance and
+/// events in publish order within each channel (ids are per channel, so this
+/// keeps every channel's order exactly as published).
+fn group_by_channel(events: &[PublishEvent]) -> Vec<(&ChannelName, Vec<usize>)> {
+    let mut groups: Vec<(&ChannelName, Vec<usize>)> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        match groups.iter_mut().find(|(channel, _)| **channel == event.channel) {
+            Some((_, indices)) => indices.push(i),
+            None => groups.push((&event.channel, vec![i])),
+        }
+    }
+    groups
+}
+
+async fn publish_to_channel(
+    namespace: &ObjectNamespace,
+    channel: &ChannelName,
+    events: &[&PublishEvent],
+) -> Result<ChannelPublished, Problem> {
+    let mut batch = ChannelPublish { events: Vec::with_capacity(events.len()) };
+    for event in events {
+        let data: &RawValue = serde_json::from_str(&event.data)
+            .map_err(|_| Problem::internal("event data is not JSON"))?;
+        batch.events.push(ChannelEvent {
+            event: &event.event,
+            data,
+            idempotency_key: event.idempotency_key.as_deref(),
+        });
+    }
+    let body = serde_json::to_string(&batch).map_err(|e| Problem::internal(e.to_string()))?;
+    let stub = namespace
+        .id_from_name(channel.as_str())
+        .and_then(|id| id.get_stub())
+        .map_err(internal)?;
+    let request = Request::new_with_init(
+        "https://channel/publish",
+        RequestInit::new()
+            .with_method(Method::Post)
+            .with_body(Some(body.into())),
+    )
+    .map_err(internal)?;
+    let mut response = stub.fetch_with_request(request).await.map_err(internal)?;
+    if response.status_code() != 200 {
+        return Err(Problem::unavailable("the channel could not store the events"));
+    }
+    response.json().await.map_err(internal)
+}
