@@ -113,6 +113,11 @@ impl DurableObject for ChannelObject {
                 self.ensure_alarm().await?;
                 Response::from_json(&ChannelPublished { results })
             }
+            "/stats" => Response::from_json(&serde_json::json!({
+                "subscribers": self.state.get_websockets().len(),
+                "head": self.head()?,
+                "oldest": self.oldest()?,
+            })),
             _ => Response::error("not found", 404),
         }
     }

@@ -14,6 +14,7 @@ use edgestream_core::problem::Problem;
 use edgestream_core::relay::{self, RelayRecord};
 use edgestream_core::sse;
 use futures_util::stream::{self, select_all, Stream, StreamExt};
+use futures_util::future::{select, Either};
 use futures_util::FutureExt;
 use js_sys::Uint8Array;
 use wasm_bindgen::closure::Closure;
@@ -138,6 +139,26 @@ enum Input {
 
 type Inputs<'a> = Pin<Box<dyn Stream<Item = Input> + 'a>>;
 
+/// Why a stream ended.
+enum End {
+    /// The client went away: nothing more can be sent.
+    ClientGone,
+    /// A channel's object closed its socket (restart, deploy): the stream ends
+    /// cleanly and the client resumes from history with its Last-Event-ID.
+    ChannelDetached,
+    /// The relay ends the stream and says why in a `stream-error` frame.
+    Failed { code: &'static str, message: &'static str },
+}
+
+const LAGGING: End = End::Failed {
+    code: "lagging",
+    message: "the client is not reading fast enough; reconnect to resume",
+};
+const TOKEN_EXPIRED: End = End::Failed {
+    code: "token_expired",
+    message: "the access token expired",
+};
+
 /// Everything one open stream needs after the response has been returned.
 struct Pump {
     channels: Vec<ChannelName>,
@@ -155,20 +176,18 @@ impl Pump {
         // accepted the socket, and messages that arrive with no listener are lost.
         let mut sources: Vec<Inputs> = Vec::with_capacity(sockets.len() + 3);
         for (index, socket) in sockets.iter().enumerate() {
-            match socket.events() {
-                Ok(events) => sources.push(Box::pin(events.map(move |event| match event {
-                    Ok(WebsocketEvent::Message(message)) => {
-                        message.text().map_or(Input::Detached, |text| Input::Relay(index, text))
-                    }
-                    Ok(WebsocketEvent::Close(_)) | Err(_) => Input::Detached,
-                }))),
-                Err(_) => return self.finish(&sockets, None).await,
-            }
+            let Ok(events) = socket.events() else {
+                return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
+            };
+            sources.push(Box::pin(events.map(move |event| match event {
+                Ok(WebsocketEvent::Message(message)) => {
+                    message.text().map_or(Input::Detached, |text| Input::Relay(index, text))
+                }
+                Ok(WebsocketEvent::Close(_)) | Err(_) => Input::Detached,
+            })));
         }
-        for socket in &sockets {
-            if socket.accept().is_err() {
-                return self.finish(&sockets, None).await;
-            }
+        if sockets.iter().any(|socket| socket.accept().is_err()) {
+            return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
         }
         let keepalive = self.keepalive;
         sources.push(Box::pin(stream::unfold((), move |()| async move {
@@ -183,53 +202,45 @@ impl Pump {
         let mut out = String::new();
         sse::write_retry(&mut out, self.retry_ms);
         let names: Vec<&str> = self.channels.iter().map(ChannelName::as_str).collect();
-        sse::write_event(
-            &mut out,
-            None,
-            sse::STREAM_OPEN,
-            &serde_json::json!({ "channels": names }).to_string(),
-        );
-        let closing = loop {
-            if !self.write(&out).await {
-                break None;
+        let open = serde_json::json!({ "channels": names }).to_string();
+        sse::write_event(&mut out, None, sse::STREAM_OPEN, &open);
+
+        // One write is in flight at a time. Whatever arrives meanwhile is
+        // encoded into `out` and goes in the next write, so a busy stream
+        // coalesces many events into one crossing into JavaScript, and a
+        // client that stops reading shows up as `out` growing past the limit
+        // instead of as unbounded memory.
+        let mut in_flight: Option<JsFuture> = None;
+        let end = loop {
+            if in_flight.is_none() && !out.is_empty() {
+                in_flight = Some(self.start_write(&out));
+                out.clear();
             }
-            out.clear();
-            let Some(first) = inputs.next().await else {
-                break None;
+            let input = match in_flight.as_mut() {
+                Some(write) => match select(inputs.next(), write).await {
+                    Either::Left((input, _)) => input,
+                    Either::Right((Ok(_), _)) => {
+                        in_flight = None;
+                        continue;
+                    }
+                    Either::Right((Err(_), _)) => break End::ClientGone,
+                },
+                None => inputs.next().await,
             };
-            // Coalesce everything already waiting into one write: each write
-            // crosses into JavaScript and wakes the response pipe once.
-            let mut next = Some(first);
-            let mut stop = None;
-            while let Some(input) = next.take() {
-                match input {
-                    Input::Relay(index, message) => self.encode(&mut out, index, &message),
-                    Input::KeepAlive => sse::write_comment(&mut out, sse::KEEP_ALIVE),
-                    Input::Detached => stop = Some(None),
-                    Input::Disconnected => stop = Some(None),
-                    Input::Expired => stop = Some(Some(("token_expired", "the access token expired"))),
-                }
-                if stop.is_some() {
-                    break;
-                }
-                if out.len() > MAX_PENDING_BYTES {
-                    stop = Some(Some(("lagging", "the client is not reading fast enough")));
-                    break;
-                }
-                next = inputs.next().now_or_never().flatten();
+            match input {
+                Some(Input::Relay(index, message)) => self.encode(&mut out, index, &message),
+                Some(Input::KeepAlive) => sse::write_comment(&mut out, sse::KEEP_ALIVE),
+                Some(Input::Expired) => break TOKEN_EXPIRED,
+                Some(Input::Detached) => break End::ChannelDetached,
+                Some(Input::Disconnected) | None => break End::ClientGone,
             }
-            if let Some(reason) = stop {
-                if reason.is_none() {
-                    // A detached channel ends the stream; the client reconnects
-                    // with its Last-Event-ID and resumes from history.
-                    self.write(&out).await;
-                }
-                break reason;
+            if out.len() > MAX_PENDING_BYTES {
+                break LAGGING;
             }
         };
         drop(inputs);
         drop(on_abort);
-        self.finish(&sockets, closing).await;
+        self.finish(&sockets, end, out, in_flight).await;
     }
 
     /// Appends the SSE frames for one relay message from channel `index`.
@@ -251,12 +262,8 @@ impl Pump {
                     state_after_reset = true;
                     self.cursor.set(index, head);
                     let channel = self.channels[index].as_str();
-                    sse::write_event(
-                        out,
-                        None,
-                        sse::STREAM_RESET,
-                        &serde_json::json!({ "channels": [channel] }).to_string(),
-                    );
+                    let reset = serde_json::json!({ "channels": [channel] }).to_string();
+                    sse::write_event(out, None, sse::STREAM_RESET, &reset);
                 }
                 Ok(RelayRecord::Live { head }) => {
                     state_after_reset = false;
@@ -271,33 +278,50 @@ impl Pump {
         }
     }
 
-    /// Writes to the response; `false` once the client is gone.
-    async fn write(&self, text: &str) -> bool {
-        if text.is_empty() {
-            return true;
-        }
+    fn start_write(&self, text: &str) -> JsFuture {
         let chunk = Uint8Array::from(text.as_bytes());
-        JsFuture::from(self.writer.write_with_chunk(&chunk)).await.is_ok()
+        JsFuture::from(self.writer.write_with_chunk(&chunk))
     }
 
-    /// Ends the stream: an optional `stream-error` frame, then the response
-    /// and every channel socket are closed so the objects release them.
-    async fn finish(&self, sockets: &[WebSocket], error: Option<(&str, &str)>) {
-        if let Some((code, message)) = error {
-            let mut out = String::new();
-            sse::write_event(
-                &mut out,
-                None,
-                sse::STREAM_ERROR,
-                &serde_json::json!({ "code": code, "message": message }).to_string(),
-            );
-            self.write(&out).await;
-        }
+    /// Ends the stream. The channel sockets are closed first so the objects
+    /// release them at once, whatever happens to the response.
+    async fn finish(&self, sockets: &[WebSocket], end: End, mut out: String, in_flight: Option<JsFuture>) {
         for socket in sockets {
             let _ = socket.close(Some(1000), Some("stream closed"));
         }
-        let _ = JsFuture::from(self.writer.close()).await;
+        match end {
+            End::ClientGone => settle(JsFuture::from(self.writer.abort())),
+            End::ChannelDetached => {
+                if let Some(write) = in_flight {
+                    let _ = write.await;
+                }
+                let _ = self.start_write(&out).await;
+                let _ = JsFuture::from(self.writer.close()).await;
+            }
+            End::Failed { code, message } => {
+                // A lagging client has not read what is queued; it resumes
+                // from history after the last event it did process.
+                if code == "lagging" {
+                    out.clear();
+                }
+                let error = serde_json::json!({ "code": code, "message": message }).to_string();
+                sse::write_event(&mut out, None, sse::STREAM_ERROR, &error);
+                // Not awaited: a client that is not reading would hold the
+                // pump forever. The frame and the close follow whatever write
+                // is still queued.
+                settle(self.start_write(&out));
+                settle(JsFuture::from(self.writer.close()));
+            }
+        }
     }
+}
+
+/// Lets a write or close finish in the background; its outcome no longer
+/// matters, but an unobserved rejection would be reported as an error.
+fn settle(future: JsFuture) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = future.await;
+    });
 }
 
 /// Resolves when the token expires. Timers cannot be armed for more than

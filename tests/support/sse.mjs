@@ -21,8 +21,31 @@ export function subscribe(base, channels, { token, viaQuery = false, types = [],
   const q = { ...query };
   if (token && viaQuery) q.access_token = token;
   const headers = token && !viaQuery ? { Authorization: `Bearer ${token}` } : {};
+  // Each connection's body passes through a stream the test can fail, as a
+  // network error would, to watch the client reconnect by itself (aborting
+  // the fetch instead would look like the client's own close).
+  let cut = () => {};
+  const connections = [];
   const es = new EventSource(streamUrl(base, channels, q), {
-    fetch: (input, init) => fetch(input, { ...init, headers: { ...init.headers, ...headers } }),
+    fetch: async (input, init) => {
+      const upstream = new AbortController();
+      init.signal?.addEventListener('abort', () => upstream.abort());
+      connections.push({ lastEventId: new Headers(init.headers).get('last-event-id') });
+      const res = await fetch(input, { ...init, signal: upstream.signal, headers: { ...init.headers, ...headers } });
+      if (!res.body) return res;
+      let fail;
+      const relay = new TransformStream({
+        start(controller) {
+          fail = () => controller.error(new TypeError('connection dropped'));
+        },
+      });
+      res.body.pipeTo(relay.writable).catch(() => {});
+      cut = () => {
+        fail();
+        upstream.abort();
+      };
+      return new Response(relay.readable, { status: res.status, statusText: res.statusText, headers: res.headers });
+    },
   });
   const events = [];
   const errors = [];
@@ -66,6 +89,10 @@ export function subscribe(base, channels, { token, viaQuery = false, types = [],
     waitForData: (n, timeoutMs) =>
       until(() => events.filter((e) => !RELAY_EVENTS.includes(e.type)).length >= n, timeoutMs, `${n} events`),
     until,
+    /** Every connection the client made, with the Last-Event-ID it sent. */
+    connections,
+    /** Cuts the current connection as a network failure would. */
+    drop: () => cut(),
     close: () => es.close(),
   };
 }

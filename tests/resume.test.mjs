@@ -1,0 +1,317 @@
+// Resume without loss: Last-Event-ID replay from the channel's SQLite history,
+// stream-reset when history cannot honour a cursor, current state on connect,
+// and restarts of the whole runtime on persisted state.
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startWorker } from './support/worker.mjs';
+import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
+import { subscribe, publish, readRaw, streamUrl } from './support/sse.mjs';
+
+const FAST_RETRY = { RETRY_MS: '100' };
+
+async function publishN(base, token, channel, from, to, type = 'scan.progress') {
+  const events = [];
+  for (let i = from; i <= to; i++) events.push({ channel, event: type, data: { n: i } });
+  for (let i = 0; i < events.length; i += 100) {
+    const res = await publish(base, token, { events: events.slice(i, i + 100) });
+    assert.equal(res.status, 202, res.text);
+  }
+}
+
+const seqOf = (id, channel) => {
+  const pair = id.split(',').find((p) => decodeURIComponent(p.slice(0, p.lastIndexOf(':'))) === channel);
+  return pair ? Number(pair.slice(pair.lastIndexOf(':') + 1)) : undefined;
+};
+const numbers = (s) => s.data().map((e) => JSON.parse(e.data).n);
+
+describe('resume from history', () => {
+  let worker;
+  before(async () => {
+    worker = await startWorker({ vars: FAST_RETRY });
+  });
+  after(() => worker.stop());
+
+  test('a client that drops reconnects with Last-Event-ID and misses nothing', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    const s = subscribe(worker.url, [channel], { token: await subscriber(tenant), types: ['scan.progress'] });
+    try {
+      await s.opened();
+      await publishN(worker.url, pub, channel, 1, 5);
+      await s.waitForData(5);
+      s.drop();
+      // Published while the client is away.
+      await publishN(worker.url, pub, channel, 6, 10);
+      await s.waitForData(10);
+      assert.deepEqual(numbers(s), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.equal(s.connections.length, 2);
+      assert.equal(seqOf(s.connections[1].lastEventId, channel), 5);
+      assert.deepEqual(
+        s.data().map((e) => seqOf(e.id, channel)),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      );
+    } finally {
+      s.close();
+    }
+  });
+
+  test('lastEventId in the query resumes too, and the header wins over it', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    await publishN(worker.url, await publisher(tenant), channel, 1, 6);
+    const token = await subscriber(tenant);
+    const id = (n) => `${encodeURIComponent(channel)}:${n}`;
+    const read = async (query, headers) => {
+      const { text } = await readRaw(streamUrl(worker.url, [channel], query), {
+        headers: { Authorization: `Bearer ${token}`, ...headers },
+        done: (t) => t.includes('"n":6'),
+      });
+      return [...text.matchAll(/"n":(\d+)/g)].map((m) => Number(m[1]));
+    };
+    assert.deepEqual(await read({ lastEventId: id(3) }), [4, 5, 6]);
+    assert.deepEqual(await read({ lastEventId: id(1) }, { 'Last-Event-ID': id(4) }), [5, 6]);
+  });
+
+  test('a malformed cursor is 400 invalid_cursor', async () => {
+    const tenant = newTenant();
+    const res = await fetch(streamUrl(worker.url, [channelOf(tenant)], { lastEventId: 'no-sequence' }), {
+      headers: { Authorization: `Bearer ${await subscriber(tenant)}` },
+    });
+    assert.equal(res.status, 400);
+    assert.equal((await res.json()).code, 'invalid_cursor');
+  });
+
+  test('20 clients resuming at random points while 500 events are published each end with 1..N exactly', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    const token = await subscriber(tenant);
+    await publishN(worker.url, pub, channel, 1, 100);
+    const clients = [];
+    const publishing = (async () => {
+      for (let i = 101; i <= 500; i += 20) await publishN(worker.url, pub, channel, i, i + 19);
+    })();
+    for (let c = 0; c < 20; c++) {
+      const from = Math.floor(Math.random() * 100);
+      const query = from ? { lastEventId: `${encodeURIComponent(channel)}:${from}` } : {};
+      // A cursor of 0 would be "no cursor": current state, not replay; use 1.
+      clients.push({ from: from || 1, s: subscribe(worker.url, [channel], { token, types: ['scan.progress'], query: from ? query : { lastEventId: `${encodeURIComponent(channel)}:1` } }) });
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    try {
+      await publishing;
+      for (const { from, s } of clients) {
+        await s.waitForData(500 - from, 20_000);
+        const expected = Array.from({ length: 500 - from }, (_, i) => from + 1 + i);
+        assert.deepEqual(numbers(s), expected);
+      }
+    } finally {
+      for (const { s } of clients) s.close();
+    }
+  });
+});
+
+describe('current state on connect', () => {
+  let worker;
+  before(async () => {
+    worker = await startWorker({ vars: FAST_RETRY });
+  });
+  after(() => worker.stop());
+
+  test('a late client first gets the latest event of each type, with real ids, then live events', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    await publishN(worker.url, pub, channel, 1, 3, 'scan.progress');
+    await publishN(worker.url, pub, channel, 4, 4, 'scan.started');
+    await publishN(worker.url, pub, channel, 5, 6, 'scan.progress');
+    const s = subscribe(worker.url, [channel], {
+      token: await subscriber(tenant),
+      types: ['scan.progress', 'scan.started', 'scan.completed'],
+    });
+    try {
+      await s.waitForData(2);
+      assert.deepEqual(
+        s.data().map((e) => [e.type, JSON.parse(e.data).n, seqOf(e.id, channel)]),
+        [
+          ['scan.started', 4, 4],
+          ['scan.progress', 6, 6],
+        ],
+      );
+      await publishN(worker.url, pub, channel, 7, 7, 'scan.completed');
+      await s.waitForData(3);
+      assert.deepEqual(s.data()[2].type, 'scan.completed');
+      assert.equal(seqOf(s.data()[2].id, channel), 7);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('an empty channel still appears in the ids of a multi-channel stream', async () => {
+    const tenant = newTenant();
+    const busy = channelOf(tenant, 'busy');
+    const quiet = channelOf(tenant, 'quiet');
+    const s = subscribe(worker.url, [busy, quiet], { token: await subscriber(tenant), types: ['scan.progress'] });
+    try {
+      await s.opened();
+      await publishN(worker.url, await publisher(tenant), busy, 1, 1);
+      await s.waitForData(1);
+      const id = s.data()[0].id;
+      assert.equal(seqOf(id, busy), 1);
+      assert.equal(seqOf(id, quiet), 0);
+    } finally {
+      s.close();
+    }
+  });
+});
+
+describe('bounded history', () => {
+  let worker;
+  before(async () => {
+    worker = await startWorker({ vars: { ...FAST_RETRY, HISTORY_SIZE: '5' } });
+  });
+  after(() => worker.stop());
+
+  test('a cursor older than history gets stream-reset, then the current state, then live events', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    await publishN(worker.url, pub, channel, 1, 12);
+    const s = subscribe(worker.url, [channel], {
+      token: await subscriber(tenant),
+      types: ['scan.progress'],
+      query: { lastEventId: `${encodeURIComponent(channel)}:2` },
+    });
+    try {
+      await s.waitForData(1);
+      const types = s.events.map((e) => e.type);
+      assert.deepEqual(types.slice(0, 3), ['stream-open', 'stream-reset', 'scan.progress']);
+      assert.deepEqual(JSON.parse(s.events[1].data), { channels: [channel] });
+      assert.equal(JSON.parse(s.data()[0].data).n, 12);
+      assert.equal(seqOf(s.data()[0].id, channel), 12);
+      await publishN(worker.url, pub, channel, 13, 13);
+      await s.waitForData(2);
+      assert.equal(seqOf(s.data()[1].id, channel), 13);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a cursor inside the retained window replays without a reset', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    await publishN(worker.url, await publisher(tenant), channel, 1, 12);
+    const s = subscribe(worker.url, [channel], {
+      token: await subscriber(tenant),
+      types: ['scan.progress'],
+      query: { lastEventId: `${encodeURIComponent(channel)}:7` },
+    });
+    try {
+      await s.waitForData(5);
+      assert.deepEqual(numbers(s), [8, 9, 10, 11, 12]);
+      assert.ok(!s.events.some((e) => e.type === 'stream-reset'));
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a cursor ahead of the channel (storage reset) gets stream-reset', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    await publishN(worker.url, await publisher(tenant), channel, 1, 2);
+    const s = subscribe(worker.url, [channel], {
+      token: await subscriber(tenant),
+      types: ['scan.progress'],
+      query: { lastEventId: `${encodeURIComponent(channel)}:40` },
+    });
+    try {
+      await s.until(() => s.events.some((e) => e.type === 'stream-reset'));
+      await s.waitForData(1);
+      assert.equal(seqOf(s.data()[0].id, channel), 2);
+    } finally {
+      s.close();
+    }
+  });
+});
+
+describe('idempotent publishing', () => {
+  let worker;
+  before(async () => {
+    worker = await startWorker();
+  });
+  after(() => worker.stop());
+
+  test('a repeated idempotency_key returns the original id and is delivered once', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    const s = subscribe(worker.url, [channel], { token: await subscriber(tenant), types: ['scan.progress'] });
+    try {
+      await s.opened();
+      const event = { channel, event: 'scan.progress', data: { n: 1 }, idempotency_key: 'job-1:step-1' };
+      const first = await publish(worker.url, pub, event);
+      const again = await publish(worker.url, pub, event);
+      const batch = await publish(worker.url, pub, {
+        events: [event, { ...event, idempotency_key: 'job-1:step-2', data: { n: 2 } }],
+      });
+      assert.deepEqual(first.body.results, [{ channel, id: 1, duplicate: false }]);
+      assert.deepEqual(again.body.results, [{ channel, id: 1, duplicate: true }]);
+      assert.deepEqual(batch.body.results, [
+        { channel, id: 1, duplicate: true },
+        { channel, id: 2, duplicate: false },
+      ]);
+      await s.waitForData(2);
+      await publishN(worker.url, pub, channel, 3, 3);
+      await s.waitForData(3);
+      assert.deepEqual(numbers(s), [1, 2, 3]);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('the same key on another channel is a different event', async () => {
+    const tenant = newTenant();
+    const pub = await publisher(tenant);
+    const a = await publish(worker.url, pub, { channel: channelOf(tenant, 'a'), event: 'x.y', data: 1, idempotency_key: 'k' });
+    const b = await publish(worker.url, pub, { channel: channelOf(tenant, 'b'), event: 'x.y', data: 1, idempotency_key: 'k' });
+    assert.equal(a.body.results[0].duplicate, false);
+    assert.equal(b.body.results[0].duplicate, false);
+  });
+});
+
+describe('restart on persisted state', () => {
+  let dir;
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'edgestream-state-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a client receives every event exactly once across a runtime restart', async () => {
+    let worker = await startWorker({ vars: FAST_RETRY, persistPath: dir });
+    const port = new URL(worker.url).port;
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    const s = subscribe(worker.url, [channel], { token: await subscriber(tenant), types: ['scan.progress'] });
+    try {
+      await s.opened();
+      await publishN(worker.url, pub, channel, 1, 20);
+      await s.waitForData(20);
+      await worker.stop();
+      // The objects are gone; their SQLite history is not.
+      worker = await startWorker({ vars: FAST_RETRY, persistPath: dir, port: Number(port) });
+      await publishN(worker.url, pub, channel, 21, 40);
+      await s.waitForData(40, 20_000);
+      assert.deepEqual(numbers(s), Array.from({ length: 40 }, (_, i) => i + 1));
+      assert.ok(s.connections.length >= 2);
+      assert.equal(seqOf(s.connections.at(-1).lastEventId, channel), 20);
+    } finally {
+      s.close();
+      await worker.stop();
+    }
+  });
+});
