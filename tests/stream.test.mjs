@@ -3,16 +3,17 @@
 // several subscribers.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker } from './support/worker.mjs';
+import { startWorker, logCollector } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish, streamUrl } from './support/sse.mjs';
 import { rawStream, eventsOf, parseFrames, field, cursorOf, quote, countEvents } from './support/http.mjs';
 
 let worker;
 let base;
+const logs = logCollector();
 
 before(async () => {
-  worker = await startWorker({ vars: { KEEPALIVE_SECONDS: '1' } });
+  worker = await startWorker({ vars: { KEEPALIVE_SECONDS: '1' }, handleStructuredLogs: logs.handleStructuredLogs });
   base = worker.url;
 });
 after(async () => {
