@@ -26,6 +26,7 @@ pub mod credentials;
 pub mod cursor;
 pub mod history;
 pub mod message;
+pub mod origin;
 mod percent;
 pub mod problem;
 pub mod relay;

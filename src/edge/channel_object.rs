@@ -16,7 +16,7 @@ use std::cell::Cell;
 
 use edgestream_core::config::Settings;
 use edgestream_core::history::{self, Attach};
-use edgestream_core::relay;
+use edgestream_core::relay::{self, RelayWriter};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use worker::{
@@ -113,6 +113,14 @@ impl DurableObject for ChannelObject {
                 self.ensure_alarm().await?;
                 Response::from_json(&ChannelPublished { results })
             }
+            "/history" => {
+                let after = url
+                    .query_pairs()
+                    .find(|(k, _)| k == "after")
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                Response::ok(self.history_page(after)?)
+            }
             "/stats" => Response::from_json(&serde_json::json!({
                 "subscribers": self.state.get_websockets().len(),
                 "head": self.head()?,
@@ -167,41 +175,67 @@ impl DurableObject for ChannelObject {
 
 impl ChannelObject {
     /// Accepts a stream's WebSocket and, before any publish can run, queues
-    /// what the stream must see first: the replay after its cursor, or the
-    /// current state.
+    /// what the stream must see first. A stream with a usable cursor gets
+    /// only `live <head>` and pages the gap in from history itself, at the
+    /// pace its client reads; otherwise it gets the current state (after a
+    /// `reset` when its cursor was unusable).
     fn attach(&self, cursor: Option<u64>) -> Result<Response> {
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
         let head = self.head()?;
-        let mut message = String::new();
+        let mut writer = RelayWriter::default();
         match history::attach(cursor, head, self.oldest()?) {
-            Attach::Replay { after } => {
-                let rows: Vec<EventRow> = self
-                    .sql
-                    .exec(
-                        "SELECT seq, event, data FROM events WHERE seq > ? ORDER BY seq",
-                        vec![int(after)],
-                    )?
-                    .to_array()?;
-                push_rows(&mut message, &rows);
-            }
-            Attach::CurrentState => self.push_current_state(&mut message)?,
+            Attach::Replay { .. } => {}
+            Attach::CurrentState => self.write_current_state(&mut writer)?,
             Attach::Reset => {
-                relay::push_reset(&mut message, head);
-                self.push_current_state(&mut message)?;
+                writer.reset(head);
+                self.write_current_state(&mut writer)?;
             }
         }
-        relay::push_live(&mut message, head);
-        pair.server.send_with_str(&message)?;
+        writer.live(head);
+        for message in writer.into_messages() {
+            pair.server.send_with_str(&message)?;
+        }
         Response::from_websocket(pair.client)
     }
 
-    fn push_current_state(&self, message: &mut String) -> Result<()> {
-        let rows: Vec<EventRow> = self
+    /// One page of history after `after`: at least one event when there is
+    /// one, then more until the page reaches a relay message's size. If the
+    /// events after `after` are no longer all in history, the page is a
+    /// `reset` with the current state instead.
+    fn history_page(&self, after: u64) -> Result<String> {
+        let head = self.head()?;
+        let mut writer = RelayWriter::default();
+        match history::attach(Some(after), head, self.oldest()?) {
+            Attach::Replay { after } => {
+                let rows = self.sql.exec(
+                    "SELECT seq, event, data FROM events WHERE seq > ? ORDER BY seq",
+                    vec![int(after)],
+                )?;
+                for row in rows.next::<EventRow>() {
+                    let row = row?;
+                    writer.event(row.seq, &row.event, &row.data);
+                    if writer.len() >= relay::MESSAGE_BYTES {
+                        break;
+                    }
+                }
+            }
+            Attach::CurrentState | Attach::Reset => {
+                writer.reset(head);
+                self.write_current_state(&mut writer)?;
+            }
+        }
+        Ok(writer.into_messages().join("\n"))
+    }
+
+    fn write_current_state(&self, writer: &mut RelayWriter) -> Result<()> {
+        let rows = self
             .sql
-            .exec("SELECT seq, event, data FROM latest ORDER BY seq", None)?
-            .to_array()?;
-        push_rows(message, &rows);
+            .exec("SELECT seq, event, data FROM latest ORDER BY seq", None)?;
+        for row in rows.next::<EventRow>() {
+            let row = row?;
+            writer.event(row.seq, &row.event, &row.data);
+        }
         Ok(())
     }
 
@@ -211,7 +245,7 @@ impl ChannelObject {
         let now = now_ms();
         let mut head = self.head()?;
         let mut results = Vec::with_capacity(batch.events.len());
-        let mut message = String::new();
+        let mut writer = RelayWriter::default();
         for event in &batch.events {
             if let Some(key) = event.idempotency_key {
                 let seen: Vec<SeqRow> = self
@@ -239,7 +273,7 @@ impl ChannelObject {
                     vec![text(key), int(head), int(now)],
                 )?;
             }
-            relay::push_event(&mut message, head, event.event, data);
+            writer.event(head, event.event, data);
             results.push(Published { id: head, duplicate: false });
         }
         self.sql.exec(
@@ -251,10 +285,13 @@ impl ChannelObject {
             self.sql
                 .exec("DELETE FROM events WHERE seq <= ?", vec![int(through)])?;
         }
-        if !message.is_empty() {
+        let messages = writer.into_messages();
+        if !messages.is_empty() {
             for ws in self.state.get_websockets() {
-                // A socket that fails here is closing; its close handler cleans up.
-                let _ = ws.send_with_str(&message);
+                for message in &messages {
+                    // A socket that fails here is closing; its close handler cleans up.
+                    let _ = ws.send_with_str(message);
+                }
             }
         }
         Ok(results)
@@ -311,12 +348,6 @@ struct SeqRow {
 #[derive(Deserialize)]
 struct Count {
     n: u64,
-}
-
-fn push_rows(message: &mut String, rows: &[EventRow]) {
-    for row in rows {
-        relay::push_event(message, row.seq, &row.event, &row.data);
-    }
 }
 
 fn int(value: u64) -> SqlStorageValue {

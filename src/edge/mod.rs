@@ -5,10 +5,12 @@
 //! the Worker as anything but an RFC 9457 document with a stable code.
 
 mod auth;
+mod channel_client;
 mod channel_object;
 mod config;
 mod http;
 mod publish;
+mod pump;
 mod stream;
 
 use edgestream_core::problem::Problem;
@@ -21,14 +23,21 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let path = req.path();
     let origin = req.headers().get("Origin").ok().flatten();
 
-    let outcome = match config::Config::load(&env) {
-        Ok(config) => route(req, &env, &config, &method, &path).await.map(|r| (r, config)),
-        Err(problem) => Err(problem),
-    };
-    let (response, allowed_origins) = match outcome {
-        Ok((response, config)) => (response, config.settings.allowed_origins),
+    let (mut response, allowed_origins) = match config::Config::load(&env) {
+        Ok(config) => {
+            let response = route(req, &env, &config, &method, &path)
+                .await
+                .unwrap_or_else(|problem| http::problem(&problem));
+            (response, config.settings.allowed_origins)
+        }
         Err(problem) => (http::problem(&problem), Vec::new()),
     };
+    if response.status_code() == 405 {
+        if let Some(allow) = allowed_methods(&path) {
+            let _ = response.headers_mut().set("Allow", allow);
+        }
+    }
+    // Errors get CORS headers too, so a page can read why it was refused.
     let response = http::with_cors(response, origin.as_deref(), &allowed_origins, &method);
 
     // The path, never the query: `access_token` must not reach a log.
@@ -58,7 +67,18 @@ async fn route(
         (Method::Get, "/v1/stream") => stream::open(req, env, config).await,
         (Method::Post, "/v1/publish") => publish::handle(req, env, config).await,
         (Method::Options, "/v1/stream" | "/v1/publish") => Ok(http::preflight()),
-        (_, "/healthz" | "/v1/stream" | "/v1/publish") => Err(Problem::method_not_allowed()),
+        _ if allowed_methods(path).is_some() => Err(Problem::method_not_allowed()),
         _ => Err(Problem::not_found()),
+    }
+}
+
+/// The methods each route answers, for `Allow` on a 405 (OPTIONS is the
+/// CORS preflight).
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        "/healthz" => Some("GET"),
+        "/v1/stream" => Some("GET, OPTIONS"),
+        "/v1/publish" => Some("POST, OPTIONS"),
+        _ => None,
     }
 }

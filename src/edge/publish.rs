@@ -2,20 +2,20 @@
 //! and handed to each channel's Durable Object, which assigns the ids.
 
 use edgestream_core::channel::{authorize_tenant, ChannelName};
-use edgestream_core::message::{parse_publish_body, PublishEvent, PublishResponse, PublishResult};
+use edgestream_core::message::{
+    parse_publish_body, PublishEvent, PublishResponse, PublishResult, MAX_BATCH_EVENTS,
+};
 use edgestream_core::problem::Problem;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use serde_json::value::RawValue;
-use worker::{Env, Method, ObjectNamespace, Request, RequestInit, Url};
+use worker::{Env, Request, Url};
 
 use super::auth::{self, Sources};
-use super::channel_object::{ChannelEvent, ChannelPublish, ChannelPublished};
+use super::channel_client;
+use super::channel_object::ChannelPublished;
 use super::config::Config;
 use super::http::{internal, json};
 
 const PUBLISH_SCOPE: &str = "events:publish";
-/// A batch holds at most this many events (the contract's limit).
-const MAX_BATCH: usize = 100;
 /// A Worker invocation may have six connections open at once.
 const PARALLEL_CHANNELS: usize = 6;
 
@@ -33,7 +33,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<work
     // Refuse an oversized body before reading it. JSON framing around each
     // event is small next to MAX_EVENT_BYTES, so twice the data budget is ample.
     let max_event_bytes = config.settings.max_event_bytes;
-    let body_limit = MAX_BATCH * max_event_bytes * 2;
+    let body_limit = MAX_BATCH_EVENTS * max_event_bytes * 2;
     let declared = req.headers().get("Content-Length").ok().flatten();
     if declared.and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n > body_limit) {
         return Err(Problem::event_too_large(max_event_bytes));
@@ -56,7 +56,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<work
             let events = &events;
             async move {
                 let batch: Vec<&PublishEvent> = indices.iter().map(|&i| &events[i]).collect();
-                let answer = publish_to_channel(namespace, channel, &batch).await?;
+                let answer = channel_client::publish(namespace, channel, &batch).await?;
                 Ok::<_, Problem>((indices, answer))
             }
         })
@@ -93,38 +93,4 @@ fn group_by_channel(events: &[PublishEvent]) -> Vec<(&ChannelName, Vec<usize>)> 
         }
     }
     groups
-}
-
-async fn publish_to_channel(
-    namespace: &ObjectNamespace,
-    channel: &ChannelName,
-    events: &[&PublishEvent],
-) -> Result<ChannelPublished, Problem> {
-    let mut batch = ChannelPublish { events: Vec::with_capacity(events.len()) };
-    for event in events {
-        let data: &RawValue = serde_json::from_str(&event.data)
-            .map_err(|_| Problem::internal("event data is not JSON"))?;
-        batch.events.push(ChannelEvent {
-            event: &event.event,
-            data,
-            idempotency_key: event.idempotency_key.as_deref(),
-        });
-    }
-    let body = serde_json::to_string(&batch).map_err(|e| Problem::internal(e.to_string()))?;
-    let stub = namespace
-        .id_from_name(channel.as_str())
-        .and_then(|id| id.get_stub())
-        .map_err(internal)?;
-    let request = Request::new_with_init(
-        "https://channel/publish",
-        RequestInit::new()
-            .with_method(Method::Post)
-            .with_body(Some(body.into())),
-    )
-    .map_err(internal)?;
-    let mut response = stub.fetch_with_request(request).await.map_err(internal)?;
-    if response.status_code() != 200 {
-        return Err(Problem::unavailable("the channel could not store the events"));
-    }
-    response.json().await.map_err(internal)
 }

@@ -1,0 +1,91 @@
+//! The Worker's side of the Channel Durable Object's internal protocol: attach
+//! a stream, page history, publish a batch. The object's side is in
+//! `channel_object.rs`; both travel as requests to the object's stub, which
+//! only the Worker can reach.
+
+use edgestream_core::channel::ChannelName;
+use edgestream_core::message::PublishEvent;
+use edgestream_core::problem::Problem;
+use serde_json::value::RawValue;
+use worker::{Headers, Method, ObjectNamespace, Request, RequestInit, Stub, WebSocket};
+
+use super::channel_object::{ChannelEvent, ChannelPublish, ChannelPublished};
+use super::http::internal;
+
+fn stub(namespace: &ObjectNamespace, channel: &str) -> Result<Stub, Problem> {
+    namespace
+        .id_from_name(channel)
+        .and_then(|id| id.get_stub())
+        .map_err(internal)
+}
+
+/// Opens a hibernatable WebSocket to the channel's object. `after` is the last
+/// sequence number the client saw; `None` asks for the current state.
+pub async fn attach(
+    namespace: &ObjectNamespace,
+    channel: &ChannelName,
+    after: Option<u64>,
+) -> Result<WebSocket, Problem> {
+    let url = match after {
+        Some(after) => format!("https://channel/subscribe?after={after}"),
+        None => "https://channel/subscribe".to_owned(),
+    };
+    let headers = Headers::new();
+    headers.set("Upgrade", "websocket").map_err(internal)?;
+    let request =
+        Request::new_with_init(&url, RequestInit::new().with_headers(headers)).map_err(internal)?;
+    let response = stub(namespace, channel.as_str())?
+        .fetch_with_request(request)
+        .await
+        .map_err(internal)?;
+    response
+        .websocket()
+        .ok_or_else(|| Problem::unavailable("the channel did not accept the stream"))
+}
+
+/// One page of history after `after`, as a relay message.
+pub async fn history_page(namespace: &ObjectNamespace, channel: &str, after: u64) -> Result<String, Problem> {
+    let url = format!("https://channel/history?after={after}");
+    let mut response = stub(namespace, channel)?
+        .fetch_with_str(&url)
+        .await
+        .map_err(internal)?;
+    if response.status_code() != 200 {
+        return Err(Problem::unavailable("the channel could not read its history"));
+    }
+    response.text().await.map_err(internal)
+}
+
+/// Hands a batch of one channel's events to its object, which assigns ids.
+pub async fn publish(
+    namespace: &ObjectNamespace,
+    channel: &ChannelName,
+    events: &[&PublishEvent],
+) -> Result<ChannelPublished, Problem> {
+    let mut batch = ChannelPublish { events: Vec::with_capacity(events.len()) };
+    for event in events {
+        let data: &RawValue = serde_json::from_str(&event.data)
+            .map_err(|_| Problem::internal("event data is not JSON"))?;
+        batch.events.push(ChannelEvent {
+            event: &event.event,
+            data,
+            idempotency_key: event.idempotency_key.as_deref(),
+        });
+    }
+    let body = serde_json::to_string(&batch).map_err(|e| Problem::internal(e.to_string()))?;
+    let request = Request::new_with_init(
+        "https://channel/publish",
+        RequestInit::new()
+            .with_method(Method::Post)
+            .with_body(Some(body.into())),
+    )
+    .map_err(internal)?;
+    let mut response = stub(namespace, channel.as_str())?
+        .fetch_with_request(request)
+        .await
+        .map_err(internal)?;
+    if response.status_code() != 200 {
+        return Err(Problem::unavailable("the channel could not store the events"));
+    }
+    response.json().await.map_err(internal)
+}

@@ -1,0 +1,372 @@
+//! The pump of one open stream: merges what the channel objects send, pages
+//! in history a resuming client is missing, and writes SSE frames to the
+//! response, with keep-alives, token expiry and client disconnects.
+//!
+//! Memory per stream is bounded. One write is in flight at a time and
+//! whatever arrives meanwhile is encoded for the next one, so a busy stream
+//! coalesces many events into one crossing into JavaScript; a client that
+//! stops reading shows up as that backlog growing, or as a write that does
+//! not finish across two keep-alive intervals, and is closed with
+//! `stream-error` (`lagging`). History is paged in only when the previous
+//! write has finished, so a resume is as fast as the client reads and never
+//! floods the Worker.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use edgestream_core::channel::ChannelName;
+use edgestream_core::cursor::CursorEncoder;
+use edgestream_core::relay::{self, RelayRecord};
+use edgestream_core::sse;
+use futures_channel::mpsc;
+use futures_util::future::{select, Either};
+use futures_util::stream::{self, select_all, Stream, StreamExt};
+use futures_util::FutureExt;
+use js_sys::Uint8Array;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use worker::{Delay, ObjectNamespace, WebSocket, WebsocketEvent};
+
+use super::channel_client;
+
+/// Keep-alive intervals a write may stay unfinished before the client counts
+/// as not reading.
+const STALLED_KEEPALIVES: u32 = 2;
+
+enum Input {
+    Relay(usize, String),
+    Page(usize, Option<String>),
+    Detached,
+    KeepAlive,
+    Expired,
+    Disconnected,
+}
+
+type Inputs<'a> = Pin<Box<dyn Stream<Item = Input> + 'a>>;
+
+/// Why a stream ended.
+enum End {
+    /// The client went away: nothing more can be sent.
+    ClientGone,
+    /// A channel's object closed its socket (restart, deploy): the stream ends
+    /// cleanly and the client resumes from history with its Last-Event-ID.
+    ChannelDetached,
+    /// The relay ends the stream and says why in a `stream-error` frame.
+    Failed { code: &'static str, message: &'static str },
+}
+
+const LAGGING: End = End::Failed {
+    code: "lagging",
+    message: "the client is not reading fast enough; reconnect to resume",
+};
+const TOKEN_EXPIRED: End = End::Failed {
+    code: "token_expired",
+    message: "the access token expired",
+};
+
+/// A channel the stream is behind on: its events up to `until` are paged in
+/// from history, and its live messages are held back until they are.
+struct Catchup {
+    until: u64,
+    held: Vec<String>,
+}
+
+pub struct Pump {
+    channels: Vec<ChannelName>,
+    cursor: CursorEncoder,
+    catchups: Vec<Option<Catchup>>,
+    held_bytes: usize,
+    page_pending: bool,
+    pages: mpsc::UnboundedSender<Input>,
+    page_results: Option<mpsc::UnboundedReceiver<Input>>,
+    namespace: ObjectNamespace,
+    writer: web_sys::WritableStreamDefaultWriter,
+    signal: web_sys::AbortSignal,
+    expires_at: u64,
+    keepalive: Duration,
+    retry_ms: u64,
+    max_pending_bytes: usize,
+}
+
+impl Pump {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        channels: Vec<ChannelName>,
+        cursor: CursorEncoder,
+        namespace: ObjectNamespace,
+        writer: web_sys::WritableStreamDefaultWriter,
+        signal: web_sys::AbortSignal,
+        expires_at: u64,
+        keepalive: Duration,
+        retry_ms: u64,
+        max_pending_bytes: usize,
+    ) -> Self {
+        let (pages, page_results) = mpsc::unbounded();
+        Self {
+            catchups: channels.iter().map(|_| None).collect(),
+            channels,
+            cursor,
+            held_bytes: 0,
+            page_pending: false,
+            pages,
+            page_results: Some(page_results),
+            namespace,
+            writer,
+            signal,
+            expires_at,
+            keepalive,
+            retry_ms,
+            max_pending_bytes,
+        }
+    }
+
+    pub async fn run(mut self, sockets: Vec<WebSocket>) {
+        // Listen before accepting: the object queues its first message as soon
+        // as it accepted the socket, and messages with no listener are lost.
+        let mut sources: Vec<Inputs> = Vec::with_capacity(sockets.len() + 4);
+        for (index, socket) in sockets.iter().enumerate() {
+            let Ok(events) = socket.events() else {
+                return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
+            };
+            sources.push(Box::pin(events.map(move |event| match event {
+                Ok(WebsocketEvent::Message(message)) => {
+                    message.text().map_or(Input::Detached, |text| Input::Relay(index, text))
+                }
+                Ok(WebsocketEvent::Close(_)) | Err(_) => Input::Detached,
+            })));
+        }
+        if sockets.iter().any(|socket| socket.accept().is_err()) {
+            return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
+        }
+        let keepalive = self.keepalive;
+        sources.push(Box::pin(stream::unfold((), move |()| async move {
+            Delay::from(keepalive).await;
+            Some((Input::KeepAlive, ()))
+        })));
+        sources.push(Box::pin(token_expiry(self.expires_at).into_stream()));
+        let (disconnected, on_abort) = abort_listener(&self.signal);
+        sources.push(Box::pin(disconnected.into_stream().map(|_| Input::Disconnected)));
+        if let Some(pages) = self.page_results.take() {
+            sources.push(Box::pin(pages));
+        }
+        let mut inputs = select_all(sources);
+
+        let mut out = String::new();
+        sse::write_retry(&mut out, self.retry_ms);
+        let names: Vec<&str> = self.channels.iter().map(ChannelName::as_str).collect();
+        let open = serde_json::json!({ "channels": names }).to_string();
+        sse::write_event(&mut out, None, sse::STREAM_OPEN, &open);
+
+        let mut in_flight: Option<JsFuture> = None;
+        let mut stalled = 0;
+        let end = loop {
+            if in_flight.is_none() {
+                if !out.is_empty() {
+                    in_flight = Some(self.start_write(&out));
+                    out.clear();
+                } else if !self.page_pending {
+                    self.request_page();
+                }
+            }
+            let input = match in_flight.as_mut() {
+                Some(write) => match select(inputs.next(), write).await {
+                    Either::Left((input, _)) => input,
+                    Either::Right((Ok(_), _)) => {
+                        in_flight = None;
+                        stalled = 0;
+                        continue;
+                    }
+                    Either::Right((Err(_), _)) => break End::ClientGone,
+                },
+                None => inputs.next().await,
+            };
+            match input {
+                Some(Input::Relay(index, message)) => self.relay(&mut out, index, message),
+                Some(Input::Page(index, Some(page))) => self.page(&mut out, index, &page),
+                Some(Input::Page(_, None)) => break End::ChannelDetached,
+                Some(Input::KeepAlive) => {
+                    if in_flight.is_some() {
+                        stalled += 1;
+                        if stalled >= STALLED_KEEPALIVES {
+                            break LAGGING;
+                        }
+                    }
+                    sse::write_comment(&mut out, sse::KEEP_ALIVE);
+                }
+                Some(Input::Expired) => break TOKEN_EXPIRED,
+                Some(Input::Detached) => break End::ChannelDetached,
+                Some(Input::Disconnected) | None => break End::ClientGone,
+            }
+            if out.len() + self.held_bytes > self.max_pending_bytes {
+                break LAGGING;
+            }
+        };
+        drop(inputs);
+        drop(on_abort);
+        self.finish(&sockets, end, out, in_flight).await;
+    }
+
+    /// A message from channel `index`'s object: relayed now, or held back
+    /// while the stream pages in that channel's history.
+    fn relay(&mut self, out: &mut String, index: usize, message: String) {
+        match &mut self.catchups[index] {
+            Some(catchup) => {
+                self.held_bytes += message.len();
+                catchup.held.push(message);
+            }
+            None => self.encode(out, index, &message),
+        }
+    }
+
+    /// A page of channel `index`'s history arrived. When it reaches the point
+    /// where live delivery started, the held live messages follow (already
+    /// delivered sequence numbers are skipped by `encode`).
+    fn page(&mut self, out: &mut String, index: usize, page: &str) {
+        self.page_pending = false;
+        self.encode(out, index, page);
+        let Some(catchup) = &self.catchups[index] else {
+            return;
+        };
+        let caught_up = self.cursor.get(index).unwrap_or(0) >= catchup.until;
+        if caught_up || page.is_empty() {
+            if let Some(catchup) = self.catchups[index].take() {
+                for message in catchup.held {
+                    self.held_bytes -= message.len();
+                    self.encode(out, index, &message);
+                }
+            }
+        }
+    }
+
+    /// Fetches the next history page for the first channel still catching up.
+    fn request_page(&mut self) {
+        let Some(index) = self.catchups.iter().position(Option::is_some) else {
+            return;
+        };
+        self.page_pending = true;
+        let namespace = self.namespace.clone();
+        let channel = self.channels[index].as_str().to_owned();
+        let after = self.cursor.get(index).unwrap_or(0);
+        let pages = self.pages.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let page = channel_client::history_page(&namespace, &channel, after).await;
+            let _ = pages.unbounded_send(Input::Page(index, page.ok()));
+        });
+    }
+
+    /// Appends the SSE frames for one relay message from channel `index`.
+    fn encode(&mut self, out: &mut String, index: usize, message: &str) {
+        // After a reset the channel's current state follows, at or below the
+        // head the cursor was moved to; only then is an old sequence expected.
+        let mut state_after_reset = false;
+        for record in relay::records(message) {
+            match record {
+                Ok(RelayRecord::Event { seq, event, data }) => {
+                    let seen = self.cursor.get(index).unwrap_or(0);
+                    if seq <= seen && !state_after_reset {
+                        continue;
+                    }
+                    self.cursor.set(index, seq.max(seen));
+                    sse::write_event(out, Some(&self.cursor.encode()), event, data);
+                }
+                Ok(RelayRecord::Reset { head }) => {
+                    state_after_reset = true;
+                    self.cursor.set(index, head);
+                    let channel = self.channels[index].as_str();
+                    let reset = serde_json::json!({ "channels": [channel] }).to_string();
+                    sse::write_event(out, None, sse::STREAM_RESET, &reset);
+                }
+                Ok(RelayRecord::Live { head }) => match self.cursor.get(index) {
+                    // No position yet (no cursor, no state): live from here.
+                    None => self.cursor.set(index, head),
+                    Some(seen) if head > seen => {
+                        self.catchups[index] = Some(Catchup { until: head, held: Vec::new() });
+                    }
+                    Some(_) => {}
+                },
+                Err(record) => worker::console_error!(
+                    "{}",
+                    serde_json::json!({"level": "error", "msg": "bad relay record", "record": record})
+                ),
+            }
+        }
+    }
+
+    fn start_write(&self, text: &str) -> JsFuture {
+        let chunk = Uint8Array::from(text.as_bytes());
+        JsFuture::from(self.writer.write_with_chunk(&chunk))
+    }
+
+    /// Ends the stream. The channel sockets are closed first so the objects
+    /// release them at once, whatever happens to the response.
+    async fn finish(&self, sockets: &[WebSocket], end: End, mut out: String, in_flight: Option<JsFuture>) {
+        for socket in sockets {
+            let _ = socket.close(Some(1000), Some("stream closed"));
+        }
+        match end {
+            End::ClientGone => settle(JsFuture::from(self.writer.abort())),
+            End::ChannelDetached => {
+                if let Some(write) = in_flight {
+                    let _ = write.await;
+                }
+                let _ = self.start_write(&out).await;
+                let _ = JsFuture::from(self.writer.close()).await;
+            }
+            End::Failed { code, message } => {
+                // A lagging client has not read what is queued; it resumes
+                // from history after the last event it did process.
+                if code == "lagging" {
+                    out.clear();
+                }
+                let error = serde_json::json!({ "code": code, "message": message }).to_string();
+                sse::write_event(&mut out, None, sse::STREAM_ERROR, &error);
+                // Not awaited: a client that is not reading would hold the
+                // pump forever. The frame and the close follow whatever write
+                // is still queued.
+                settle(self.start_write(&out));
+                settle(JsFuture::from(self.writer.close()));
+            }
+        }
+    }
+}
+
+/// Lets a write or close finish in the background; its outcome no longer
+/// matters, but an unobserved rejection would be reported as an error.
+fn settle(future: JsFuture) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = future.await;
+    });
+}
+
+/// Resolves when the token expires. Timers cannot be armed for more than
+/// about 24 days, so a far-off expiry is waited for in steps.
+async fn token_expiry(expires_at: u64) -> Input {
+    const LONGEST_WAIT_SECS: u64 = 20 * 24 * 3600;
+    loop {
+        let now = worker::Date::now().as_millis() / 1000;
+        if now >= expires_at {
+            return Input::Expired;
+        }
+        let wait = (expires_at - now).min(LONGEST_WAIT_SECS);
+        Delay::from(Duration::from_secs(wait)).await;
+    }
+}
+
+/// Resolves when the client's request is aborted. In workerd a response
+/// stream's cancel does not always reach the Worker, so the abort signal
+/// (compatibility flag `enable_request_signal`) is watched too; failed writes
+/// are the third way a dead stream is noticed.
+fn abort_listener(
+    signal: &web_sys::AbortSignal,
+) -> (futures_channel::oneshot::Receiver<()>, Closure<dyn FnMut()>) {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let mut tx = Some(tx);
+    let closure = Closure::<dyn FnMut()>::new(move || {
+        if let Some(tx) = tx.take() {
+            let _ = tx.send(());
+        }
+    });
+    signal.set_onabort(Some(closure.as_ref().unchecked_ref()));
+    (rx, closure)
+}
