@@ -1,0 +1,122 @@
+//! edgestream: the built bundle in workerd, started by `bench/serve-worker.mjs`
+//! through miniflare's API (never `wrangler dev`, whose development proxy in
+//! front of workerd would be measured instead). Optionally with Valkey and
+//! edgestream-bridge in front, for the bridge path.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::{Ctx, Endpoint, Out, PeerKind, PublishReq, Target, Via};
+use crate::payload::now_us;
+use crate::process::{free_port, wait_healthy, Proc};
+use crate::valkey;
+
+/// Path of the bridge binary, relative to the repository root.
+pub const BRIDGE_BINARY: &str = "target/release/edgestream-bridge";
+
+pub struct Options {
+    /// Publish through Valkey and edgestream-bridge instead of HTTP.
+    pub bridge: bool,
+    /// Wrap the Durable Object class to log each construction (hibernation probe).
+    pub probe: bool,
+    /// Extra worker vars.
+    pub vars: Vec<(String, String)>,
+    pub log_name: String,
+}
+
+pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut command = Command::new("node");
+    command
+        .current_dir(&ctx.root)
+        .arg("bench/serve-worker.mjs")
+        .arg("--port")
+        .arg(port.to_string())
+        .env("BENCH_JWT_SECRET", &ctx.secret);
+    if options.probe {
+        command.arg("--probe-hibernation");
+    }
+    for (k, v) in &options.vars {
+        command.arg("--var").arg(format!("{k}={v}"));
+    }
+    let log = ctx.work.join(format!("{}.log", options.log_name));
+    let spawned = Instant::now();
+    let mut launcher = Proc::spawn("launcher", command, &log)?;
+    wait_healthy(&mut launcher, addr, "/healthz", Duration::from_secs(120)).await?;
+    let started_in_ms = spawned.elapsed().as_secs_f64() * 1000.0;
+
+    let mut processes = vec![launcher];
+    let via = if options.bridge {
+        let (valkey, valkey_addr) = valkey::start_server(ctx, &format!("{}-valkey", options.log_name)).await?;
+        processes.push(valkey);
+        let binary = ctx.root.join(BRIDGE_BINARY);
+        let mut command = Command::new(binary);
+        command
+            .current_dir(&ctx.root)
+            .env("VALKEY_URL", format!("redis://{valkey_addr}"))
+            .env("EDGE_URL", format!("http://{addr}"))
+            .env("JWT_SECRET", &ctx.secret)
+            .env("RUST_LOG", "warn");
+        let bridge = Proc::spawn("bridge", command, &ctx.work.join(format!("{}-bridge.log", options.log_name)))?;
+        processes.push(bridge);
+        Via::Valkey(valkey_addr)
+    } else {
+        Via::Http
+    };
+    Ok(Target {
+        ep: std::sync::Arc::new(Endpoint {
+            kind: PeerKind::Edgestream,
+            via,
+            addr,
+            sub_token: Some(token(ctx, false)),
+            pub_token: Some(token(ctx, true)),
+        }),
+        processes,
+        started_in_ms,
+    })
+}
+
+/// A subscriber or publisher JWT for the run's tenant, valid for two hours.
+pub fn token(ctx: &Ctx, publisher: bool) -> String {
+    let exp = now_us() / 1_000_000 + 7200;
+    let mut claims = json!({
+        "sub": if publisher { "bench-publisher" } else { "bench-subscriber" },
+        "tenant_id": ctx.tenant,
+        "exp": exp,
+        "token_type": "access",
+    });
+    if publisher {
+        claims["scope"] = json!("events:publish");
+    }
+    edgestream_core::token::sign_hs256(&claims, ctx.secret.as_bytes())
+}
+
+/// `POST /v1/publish` with `{"events":[...]}`: `data` is embedded as the
+/// JSON value it is, which is what the relay stores and sends.
+pub fn publish_request(target: &Endpoint, events: &[Out<'_>]) -> PublishReq {
+    let mut body = String::with_capacity(events.iter().map(|e| e.data.len() + 96).sum::<usize>() + 16);
+    body.push_str(r#"{"events":["#);
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(r#"{"channel":"#);
+        body.push_str(&super::json_string(e.channel));
+        body.push_str(r#","event":""#);
+        body.push_str(e.event);
+        body.push_str(r#"","data":"#);
+        body.push_str(&e.data);
+        body.push('}');
+    }
+    body.push_str("]}");
+    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    if let Some(token) = &target.pub_token {
+        headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
+    }
+    PublishReq::Http { path: "/v1/publish".to_owned(), headers, body: Bytes::from(body) }
+}
