@@ -141,7 +141,12 @@ pub fn decode_message(payload: &[u8]) -> Result<(OriginEvent, OriginForm), Decod
                 Err(_) => data.to_owned(),
             };
             Ok((
-                OriginEvent { channel, event, data, idempotency_key: None },
+                OriginEvent {
+                    channel,
+                    event,
+                    data,
+                    idempotency_key: None,
+                },
                 OriginForm::Django,
             ))
         }
@@ -150,14 +155,21 @@ pub fn decode_message(payload: &[u8]) -> Result<(OriginEvent, OriginForm), Decod
                 return Err(DecodeError::UnknownField(unknown.to_string()));
             }
             let event = string_field(Some(event), "event")?;
-            let data = field("data").ok_or(DecodeError::Missing("data"))?.to_owned();
+            let data = field("data")
+                .ok_or(DecodeError::Missing("data"))?
+                .to_owned();
             let idempotency_key = match field("idempotency_key") {
                 None => None,
                 Some(raw) if raw.get() == "null" => None,
                 Some(raw) => Some(string_field(Some(raw), "idempotency_key")?),
             };
             Ok((
-                OriginEvent { channel, event, data, idempotency_key },
+                OriginEvent {
+                    channel,
+                    event,
+                    data,
+                    idempotency_key,
+                },
                 OriginForm::Native,
             ))
         }
@@ -170,7 +182,8 @@ where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
     let mut message = None;
-    let (mut channel, mut event, mut event_type, mut data, mut key) = (None, None, None, None, None);
+    let (mut channel, mut event, mut event_type, mut data, mut key) =
+        (None, None, None, None, None);
     let mut count = 0;
     for (name, value) in fields {
         count += 1;
@@ -184,7 +197,11 @@ where
             b"event_type" => (&mut event_type, "event_type"),
             b"data" => (&mut data, "data"),
             b"idempotency_key" => (&mut key, "idempotency_key"),
-            other => return Err(DecodeError::UnknownField(String::from_utf8_lossy(other).into())),
+            other => {
+                return Err(DecodeError::UnknownField(
+                    String::from_utf8_lossy(other).into(),
+                ))
+            }
         };
         let text = std::str::from_utf8(value).map_err(|_| DecodeError::WrongType(slot.1))?;
         *slot.0 = Some(text);
@@ -205,7 +222,12 @@ where
     };
     let data = data_from_text(data.ok_or(DecodeError::Missing("data"))?);
     Ok((
-        OriginEvent { channel, event, data, idempotency_key: key.map(str::to_owned) },
+        OriginEvent {
+            channel,
+            event,
+            data,
+            idempotency_key: key.map(str::to_owned),
+        },
         OriginForm::StreamFields,
     ))
 }
@@ -283,7 +305,10 @@ mod tests {
         // Key order and spelling as Python wrote them.
         assert_eq!(event.data.get(), "{\"pct\": 42, \"stage\": \"scan\"}");
         assert_eq!(event.idempotency_key, None);
-        assert_eq!(data(&django("[1, 2.50, 1e400]", "\"7\"")), "[1, 2.50, 1e400]");
+        assert_eq!(
+            data(&django("[1, 2.50, 1e400]", "\"7\"")),
+            "[1, 2.50, 1e400]"
+        );
         assert_eq!(data(&django("null", "null")), "null");
         assert_eq!(data(&django("\"text\"", "null")), "\"text\"");
     }
@@ -291,7 +316,10 @@ mod tests {
     #[test]
     fn django_json_encode_false_text_becomes_a_json_string() {
         assert_eq!(data(&django("hello world", "null")), "\"hello world\"");
-        assert_eq!(data(&django("line 1\nline 2", "null")), "\"line 1\\nline 2\"");
+        assert_eq!(
+            data(&django("line 1\nline 2", "null")),
+            "\"line 1\\nline 2\""
+        );
         assert_eq!(data(&django("", "null")), "\"\"");
         assert_eq!(data(&django("{not json", "null")), "\"{not json\"");
     }
@@ -309,9 +337,15 @@ mod tests {
         let payload = format!("{{\"channel\":\"{C}\",\"event_type\":\"e\"}}");
         assert_eq!(decode(&payload).unwrap_err(), DecodeError::Missing("data"));
         let payload = "{\"event_type\":\"e\",\"data\":\"1\"}";
-        assert_eq!(decode(payload).unwrap_err(), DecodeError::Missing("channel"));
+        assert_eq!(
+            decode(payload).unwrap_err(),
+            DecodeError::Missing("channel")
+        );
         let payload = format!("{{\"channel\":\"{C}\",\"event_type\":7,\"data\":\"1\"}}");
-        assert_eq!(decode(&payload).unwrap_err(), DecodeError::WrongType("event_type"));
+        assert_eq!(
+            decode(&payload).unwrap_err(),
+            DecodeError::WrongType("event_type")
+        );
     }
 
     #[test]
@@ -336,14 +370,20 @@ mod tests {
             DecodeError::UnknownField("idempotencyKey".into())
         );
         let payload = json!({"channel": C, "event": "e"});
-        assert_eq!(decode(&payload.to_string()).unwrap_err(), DecodeError::Missing("data"));
+        assert_eq!(
+            decode(&payload.to_string()).unwrap_err(),
+            DecodeError::Missing("data")
+        );
         let payload = json!({"channel": C, "event": "e", "data": 1, "idempotency_key": 5});
         assert_eq!(
             decode(&payload.to_string()).unwrap_err(),
             DecodeError::WrongType("idempotency_key")
         );
         let payload = json!({"channel": 1, "event": "e", "data": 1});
-        assert_eq!(decode(&payload.to_string()).unwrap_err(), DecodeError::WrongType("channel"));
+        assert_eq!(
+            decode(&payload.to_string()).unwrap_err(),
+            DecodeError::WrongType("channel")
+        );
     }
 
     #[test]
@@ -351,30 +391,56 @@ mod tests {
         for bad in ["", "not json", "{", "{\"channel\":", "\u{feff}{}"] {
             assert_eq!(decode(bad).unwrap_err().reason(), "not_json", "{bad:?}");
         }
-        assert_eq!(decode_message(&[0xff, 0x00]).unwrap_err().reason(), "not_json");
+        assert_eq!(
+            decode_message(&[0xff, 0x00]).unwrap_err().reason(),
+            "not_json"
+        );
         for bad in ["[]", "1", "null", "\"x\""] {
-            assert_eq!(decode(bad).unwrap_err(), DecodeError::NotAnObject, "{bad:?}");
+            assert_eq!(
+                decode(bad).unwrap_err(),
+                DecodeError::NotAnObject,
+                "{bad:?}"
+            );
         }
         assert_eq!(decode("{}").unwrap_err(), DecodeError::Missing("channel"));
-        assert_eq!(decode(&format!("{{\"channel\":\"{C}\"}}")).unwrap_err(), DecodeError::Missing("event"));
+        assert_eq!(
+            decode(&format!("{{\"channel\":\"{C}\"}}")).unwrap_err(),
+            DecodeError::Missing("event")
+        );
         let both = json!({"channel": C, "event": "a", "event_type": "b", "data": 1});
-        assert_eq!(decode(&both.to_string()).unwrap_err(), DecodeError::Ambiguous);
+        assert_eq!(
+            decode(&both.to_string()).unwrap_err(),
+            DecodeError::Ambiguous
+        );
         assert_eq!(DecodeError::Ambiguous.reason(), "unrecognised_message");
     }
 
-    fn entry<'a>(pairs: &'a [(&'a str, &'a str)]) -> Result<(OriginEvent, OriginForm), DecodeError> {
+    fn entry<'a>(
+        pairs: &'a [(&'a str, &'a str)],
+    ) -> Result<(OriginEvent, OriginForm), DecodeError> {
         decode_stream_entry(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
     }
 
     #[test]
     fn stream_entry_with_fields() {
-        let (event, form) =
-            entry(&[("channel", C), ("event", "scan.progress"), ("data", "{\"n\": 1}")]).unwrap();
+        let (event, form) = entry(&[
+            ("channel", C),
+            ("event", "scan.progress"),
+            ("data", "{\"n\": 1}"),
+        ])
+        .unwrap();
         assert_eq!(form, OriginForm::StreamFields);
-        assert_eq!((event.event.as_str(), event.data.get()), ("scan.progress", "{\"n\": 1}"));
-        let (event, _) =
-            entry(&[("channel", C), ("event_type", "e"), ("data", "plain text"), ("idempotency_key", "k")])
-                .unwrap();
+        assert_eq!(
+            (event.event.as_str(), event.data.get()),
+            ("scan.progress", "{\"n\": 1}")
+        );
+        let (event, _) = entry(&[
+            ("channel", C),
+            ("event_type", "e"),
+            ("data", "plain text"),
+            ("idempotency_key", "k"),
+        ])
+        .unwrap();
         assert_eq!(event.data.get(), "\"plain text\"");
         assert_eq!(event.idempotency_key.as_deref(), Some("k"));
     }
@@ -387,16 +453,31 @@ mod tests {
         let django = django("{\"a\": 1}", "null");
         let (event, form) = entry(&[("message", &django)]).unwrap();
         assert_eq!((form, event.data.get()), (OriginForm::Django, "{\"a\": 1}"));
-        assert_eq!(entry(&[("message", "nope")]).unwrap_err().reason(), "not_json");
+        assert_eq!(
+            entry(&[("message", "nope")]).unwrap_err().reason(),
+            "not_json"
+        );
     }
 
     #[test]
     fn stream_entry_errors() {
         assert_eq!(entry(&[]).unwrap_err(), DecodeError::Missing("channel"));
-        assert_eq!(entry(&[("channel", C), ("data", "1")]).unwrap_err(), DecodeError::Missing("event"));
-        assert_eq!(entry(&[("channel", C), ("event", "e")]).unwrap_err(), DecodeError::Missing("data"));
         assert_eq!(
-            entry(&[("channel", C), ("event", "e"), ("event_type", "e"), ("data", "1")]).unwrap_err(),
+            entry(&[("channel", C), ("data", "1")]).unwrap_err(),
+            DecodeError::Missing("event")
+        );
+        assert_eq!(
+            entry(&[("channel", C), ("event", "e")]).unwrap_err(),
+            DecodeError::Missing("data")
+        );
+        assert_eq!(
+            entry(&[
+                ("channel", C),
+                ("event", "e"),
+                ("event_type", "e"),
+                ("data", "1")
+            ])
+            .unwrap_err(),
             DecodeError::Ambiguous
         );
         assert_eq!(
@@ -423,13 +504,27 @@ mod tests {
     #[test]
     fn validation_is_the_workers() {
         assert!(validate(&event(C, "scan.progress", "{\"pct\": 1}"), 64).is_ok());
-        assert_eq!(validate(&event("a:b:c", "e", "1"), 64).unwrap_err().code, "invalid_channel");
-        assert_eq!(validate(&event(C, "stream-open", "1"), 64).unwrap_err().code, "invalid_body");
-        assert_eq!(validate(&event(C, "a b", "1"), 64).unwrap_err().code, "invalid_body");
+        assert_eq!(
+            validate(&event("a:b:c", "e", "1"), 64).unwrap_err().code,
+            "invalid_channel"
+        );
+        assert_eq!(
+            validate(&event(C, "stream-open", "1"), 64)
+                .unwrap_err()
+                .code,
+            "invalid_body"
+        );
+        assert_eq!(
+            validate(&event(C, "a b", "1"), 64).unwrap_err().code,
+            "invalid_body"
+        );
         // Size counts compact data, as at the edge.
         let spaced = format!("[{}1]", "1, ".repeat(20));
         assert!(validate(&event(C, "e", &spaced), 43).is_ok());
-        assert_eq!(validate(&event(C, "e", &spaced), 42).unwrap_err().code, "event_too_large");
+        assert_eq!(
+            validate(&event(C, "e", &spaced), 42).unwrap_err().code,
+            "event_too_large"
+        );
         let mut keyed = event(C, "e", "1");
         keyed.idempotency_key = Some("has space".into());
         assert_eq!(validate(&keyed, 64).unwrap_err().code, "invalid_body");
