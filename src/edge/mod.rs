@@ -8,6 +8,7 @@ mod auth;
 mod channel_client;
 mod channel_object;
 mod config;
+mod dev;
 mod http;
 mod publish;
 mod pump;
@@ -62,6 +63,9 @@ async fn route(
     method: &Method,
     path: &str,
 ) -> Result<Response, Problem> {
+    if dev::is_dev_path(path) && dev::enabled(&req, env) {
+        return dev::handle(req, env, config, method, path).await;
+    }
     match (method, path) {
         (Method::Get, "/healthz") => http::json(200, &serde_json::json!({"status": "ok"})),
         (Method::Get, "/v1/stream") => stream::open(req, env, config).await,
