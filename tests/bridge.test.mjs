@@ -59,8 +59,8 @@ async function bridge(args = []) {
   return b;
 }
 
-async function stopBridge(b, signal = 'SIGTERM') {
-  const result = await b.stop(signal);
+async function stopBridge(b, signal = 'SIGTERM', graceMs = 15_000) {
+  const result = await b.stop(signal, graceMs);
   bridges.delete(b);
   return result;
 }
@@ -108,8 +108,8 @@ function runPython(script, args, env) {
 }
 
 /** XADDs `count` events per channel, `{"c": channel index, "n": i}` in order, in pipelined chunks. */
-async function produce(stream, channels, count, { chunk = 50, pauseMs = 0, from = 0 } = {}) {
-  for (let start = from; start < from + count; start += chunk) {
+async function produce(stream, channels, count, { chunk = 50, pauseMs = 0, from = 0, afterChunk } = {}) {
+  for (let start = from, i = 0; start < from + count; start += chunk, i++) {
     const writes = [];
     for (let n = start; n < Math.min(from + count, start + chunk); n++) {
       channels.forEach((channel, c) => {
@@ -117,6 +117,7 @@ async function produce(stream, channels, count, { chunk = 50, pauseMs = 0, from 
       });
     }
     await Promise.all(writes);
+    await afterChunk?.(i);
     if (pauseMs) await sleep(pauseMs);
   }
 }
@@ -208,7 +209,7 @@ test('Pub/Sub: the native form, and malformed messages are counted and skipped',
 
 test('SIGTERM: queued and in-flight batches are finished before the bridge exits', async (t) => {
   // Small batches on one lane, so that plenty is still queued at SIGTERM.
-  const b = await bridge(['--lanes', '1', '--batch-max', '25']);
+  const b = await bridge(['--lanes', '1', '--batch-max', '25', '--shutdown-timeout-seconds', '40']);
   await subscribed();
   const tenant = newTenant();
   const channels = Array.from({ length: 5 }, (_, i) => channelOf(tenant, `t-${i}`));
@@ -224,7 +225,7 @@ test('SIGTERM: queued and in-flight batches are finished before the bridge exits
     const m = await b.metrics();
     return m['edgestream_bridge_received_total{source="pubsub"}'] >= 1_000 && m;
   }, 10_000, '1,000 received');
-  const exit = await stopBridge(b);
+  const exit = await stopBridge(b, 'SIGTERM', 45_000);
   await Promise.all(publishing);
   assert.deepEqual(exit, { code: 0, signal: null }, b.log());
   const summary = b.log().match(/stopped: received=(\d+) forwarded=(\d+) duplicates=0 rejected=0 dropped=0/);
@@ -235,7 +236,7 @@ test('SIGTERM: queued and in-flight batches are finished before the bridge exits
   const forwardedBefore = before['edgestream_bridge_forwarded_total{source="pubsub"}'];
   assert.ok(forwardedBefore < received, `${forwardedBefore} of ${received} had been forwarded at SIGTERM`);
   t.diagnostic(`${received} events read before SIGTERM, ${forwardedBefore} forwarded by then, all delivered`);
-  await sub.waitForData(forwarded, 10_000);
+  await sub.waitForData(forwarded, 20_000);
   await sleep(200);
   assert.equal(sub.data().length, forwarded);
   sub.close();
@@ -249,18 +250,22 @@ test('Streams: 5,000 events while the bridge is killed and restarted twice arriv
   await sub.opened();
   const args = ['--no-pubsub', '--stream', stream, '--consumer', 'bridge-a'];
   let b = await bridge(args);
+  // Bursts of 200 events; the bridge is killed a few milliseconds after the
+  // 8th and the 17th, while it has entries read and not yet acknowledged.
   const perChannel = 1_000;
-  // Bursts, so that the bridge is usually busy (has entries in flight) when
-  // it is killed.
-  const producing = produce(stream, channels, perChannel, { chunk: 40, pauseMs: 120 });
-  for (const at of [1_290, 3_130]) {
-    await sub.waitForData(at, 30_000);
-    await stopBridge(b, 'SIGKILL');
-    const [pending] = await redis.command('XPENDING', stream, 'edgestream-bridge');
-    t.diagnostic(`killed after ${sub.data().length} events, ${pending} entries pending`);
-    await sleep(200);
-    b = await bridge(args);
-  }
+  const producing = produce(stream, channels, perChannel, {
+    chunk: 40,
+    pauseMs: 120,
+    afterChunk: async (i) => {
+      if (i !== 7 && i !== 16) return;
+      await sleep(5);
+      await stopBridge(b, 'SIGKILL');
+      const [pending] = await redis.command('XPENDING', stream, 'edgestream-bridge');
+      t.diagnostic(`killed after ${sub.data().length} events delivered, ${pending} entries pending`);
+      await sleep(200);
+      b = await bridge(args);
+    },
+  });
   await producing;
   await sub.waitForData(5 * perChannel, 60_000);
   await sleep(300); // anything extra (a duplicate) would arrive now

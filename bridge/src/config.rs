@@ -35,12 +35,13 @@ pub struct Config {
 
     /// A publisher JWT (scope `events:publish`) sent as is. Use it when the
     /// bridge must not hold the signing secret; it must outlive the process.
+    /// Prefer the variable: a flag shows in the process list.
     #[arg(long, env = "PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
 
     /// The Worker's HS256 secret: the bridge mints its own short-lived
     /// platform publisher tokens (no tenant claim) and renews them before
-    /// they expire.
+    /// they expire. Prefer the variable: a flag shows in the process list.
     #[arg(
         long,
         env = "JWT_SECRET",
@@ -183,6 +184,9 @@ impl Config {
         {
             return Err("PUBLISH_TOKEN or JWT_SECRET is set but empty".into());
         }
+        if let Err(err) = redis::Client::open(self.valkey_url.as_str()) {
+            return Err(format!("VALKEY_URL is not usable: {err}"));
+        }
         if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
             return Err("--retry-initial-ms must be at least 1 and at most --retry-max-ms".into());
         }
@@ -268,6 +272,9 @@ mod tests {
             Some("events:dead-letter")
         );
         let config = parse(&["--jwt-secret", "s", "--edge-url", "127.0.0.1:8787"]).unwrap();
+        assert!(config.validate().is_err());
+        let config =
+            parse(&["--jwt-secret", "s", "--valkey-url", "http://127.0.0.1:6379"]).unwrap();
         assert!(config.validate().is_err());
         let config = parse(&["--jwt-secret", "s", "--edge-url", "https://edge.example/"]).unwrap();
         assert_eq!(config.publish_url(), "https://edge.example/v1/publish");
