@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { startWorker } from '../tests/support/worker.mjs';
 import { subscriber, platformPublisher, newTenant, channelOf } from '../tests/support/tokens.mjs';
@@ -93,9 +94,49 @@ try {
   const pubsubRate = EVENTS / ((performance.now() - t0) / 1000);
   const dropped = Object.entries(m).filter(([k]) => k.startsWith('edgestream_bridge_dropped_total')).reduce((s, [, v]) => s + v, 0);
 
-  // 3. Latency, origin to subscriber: the same SSE stream receives events
+  await b.stop();
+
+  // 3. The bridge's own ceiling: the same Streams backlog against a stub edge
+  //    (a loopback HTTP server that answers 202 at once), so workerd is out
+  //    of the way.
+  let stubEvents = 0;
+  const stub = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const { events } = JSON.parse(Buffer.concat(chunks));
+      stubEvents += events.length;
+      const results = events.map((e, i) => ({ channel: e.channel, id: i + 1, duplicate: false }));
+      res.writeHead(202, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ results }));
+    });
+  });
+  await new Promise((r) => stub.listen(0, '127.0.0.1', r));
+  const stubUrl = `http://127.0.0.1:${stub.address().port}`;
+  const STUB_EVENTS = EVENTS * 5;
+  const more = [];
+  for (let n = EVENTS; n < STUB_EVENTS; n++) {
+    const channel = channels[n % CHANNELS];
+    more.push(redis.command('XADD', 'measure', '*', 'channel', channel, 'event', 'seq', 'data', JSON.stringify({ n, pad: 'x'.repeat(100) })));
+  }
+  await Promise.all(more);
+  await redis.command('XGROUP', 'DESTROY', 'measure', 'edgestream-bridge');
+  b = await startBridge({ valkeyUrl: valkey.url, edgeUrl: stubUrl, args: ['--no-pubsub', '--stream', 'measure', ...EXTRA] });
+  bridges.push(b);
+  t0 = performance.now();
+  const cpu1 = cpuSeconds(b.proc.pid);
+  await waitForwarded(b, 'streams', STUB_EVENTS);
+  const stubRate = STUB_EVENTS / ((performance.now() - t0) / 1000);
+  const stubCpu = cpuSeconds(b.proc.pid) - cpu1;
+  await b.stop();
+  stub.close();
+
+  // 4. Latency, origin to subscriber: the same SSE stream receives events
   //    published through the bridge (Pub/Sub) and directly over HTTP,
   //    interleaved, each stamped with its send time.
+  b = await startBridge({ valkeyUrl: valkey.url, edgeUrl: edge.url, args: EXTRA });
+  bridges.push(b);
+  while ((await redis.command('PUBSUB', 'NUMSUB', 'events_channel'))[1] < 1) await sleep(20);
   const viaBridge = channelOf(tenant, 'lat-bridge');
   const direct = channelOf(tenant, 'lat-direct');
   const sub = subscribe(edge.url, [viaBridge, direct], { token: await subscriber(tenant), types: ['lat'] });
@@ -127,6 +168,7 @@ try {
   console.log(`bridge flags: ${EXTRA.join(' ') || '(defaults)'}`);
   console.log(`machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), everything on loopback`);
   console.log(`throughput Streams  (backlog of ${EVENTS} events, ${CHANNELS} channels): ${Math.round(streamsRate)} events/s; bridge CPU ${streamsCpu.toFixed(2)} s for ${EVENTS} events`);
+  console.log(`throughput Streams to a stub edge (bridge alone, ${STUB_EVENTS} events): ${Math.round(stubRate)} events/s; bridge CPU ${stubCpu.toFixed(2)} s (received by the stub: ${stubEvents})`);
   console.log(`throughput Pub/Sub  (${EVENTS} events published at once, ${CHANNELS} channels): ${Math.round(pubsubRate)} events/s, dropped ${dropped}`);
   console.log(`latency origin -> SSE via bridge: p50 ${f(lb.p50)} ms, p99 ${f(lb.p99)} ms (${latencies.bridge.length} events at ${RATE}/s)`);
   console.log(`latency origin -> SSE direct HTTP: p50 ${f(ld.p50)} ms, p99 ${f(ld.p99)} ms`);
