@@ -137,6 +137,7 @@ impl Settings {
             audience: self.jwt_audience.clone(),
             tenant_claim: self.tenant_claim.clone(),
             leeway_seconds: self.jwt_leeway_seconds,
+            ..VerifierConfig::default()
         }
     }
 }

@@ -12,6 +12,8 @@
 //! - [`channel`]: channel names and the tenant gate.
 //! - [`credentials`]: which credential a request presents; log redaction.
 //! - [`token`]: JWT verification with a per-key algorithm allow-list.
+//! - [`keys`]: verification keys (HMAC secret, PEM, JWKS) and their allow-lists.
+//! - [`jwks`]: when the Worker refreshes a JWKS fetched from `JWKS_URL`.
 //! - [`sse`]: Server-Sent Events framing.
 //! - [`cursor`]: event ids, in django-eventstream's format.
 //! - [`message`]: the publish body.
@@ -25,6 +27,8 @@ pub mod config;
 pub mod credentials;
 pub mod cursor;
 pub mod history;
+pub mod jwks;
+pub mod keys;
 pub mod message;
 pub mod origin;
 mod percent;

@@ -1,0 +1,1533 @@
+//! Verification keys and the algorithms each one may check.
+//!
+//! A key is built once, from configuration (`JWT_SECRET`, a PEM
+//! `JWT_PUBLIC_KEY`, a JWKS), and fixes its own algorithm allow-list from what
+//! it is: an HMAC secret allows HS256/384/512, an RSA key RS256 and PS256, a
+//! P-256 key ES256, an Ed25519 key EdDSA; a JWK's `alg` narrows that to one.
+//! The token only ever picks among keys; it cannot make a key verify with an
+//! algorithm outside its list. That is the whole defence against algorithm
+//! confusion (an RSA public key's text used as an HMAC secret), so the list is
+//! fixed at construction and the material and the list cannot disagree.
+//!
+//! Only public keys are accepted. A private key handed over by mistake (a PEM
+//! `PRIVATE KEY`, a JWK with `d`) is refused rather than quietly reduced to its
+//! public half, so that it gets noticed and rotated.
+//!
+//! Errors are [`KeyError`]s with static messages: no key material, and no
+//! text of the configuration, can reach a log through them.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use p256::ecdsa::signature::Verifier as _;
+use rsa::{BoxedUint, Pkcs1v15Sign, Pss, PublicKey as RsaPublicKey};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use spki::der::Decode;
+use spki::ObjectIdentifier;
+use std::fmt;
+
+/// Smallest RSA modulus accepted. NIST has disallowed shorter keys for
+/// signatures since 2013; a 1024-bit modulus is within reach of a
+/// well-funded attacker.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Largest RSA modulus accepted (the `rsa` crate's own limit): verification
+/// cost grows with the square of the size, and every token pays it.
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// Largest JWKS document parsed. Real issuers publish a few kilobytes; the
+/// bound keeps a misbehaving `JWKS_URL` from costing more than that.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// Most entries parsed from one JWKS. A token without `kid` may be tried
+/// against every key that allows its algorithm, so this also bounds the
+/// signature checks one request can cause.
+pub const MAX_JWKS_KEYS: usize = 64;
+
+/// A JWS algorithm (RFC 7518, RFC 8037) that some key may be allowed to verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    Hs256,
+    Hs384,
+    Hs512,
+    Rs256,
+    Ps256,
+    Es256,
+    EdDsa,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 7] = [
+        Algorithm::Hs256,
+        Algorithm::Hs384,
+        Algorithm::Hs512,
+        Algorithm::Rs256,
+        Algorithm::Ps256,
+        Algorithm::Es256,
+        Algorithm::EdDsa,
+    ];
+
+    /// Exact, case-sensitive match on an `alg` value (RFC 7515 section
+    /// 4.1.1): `hs256`, `none` and `None` are no algorithm at all.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Algorithm::ALL.into_iter().find(|alg| alg.name() == name)
+    }
+
+    /// The registered JOSE name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Hs256 => "HS256",
+            Algorithm::Hs384 => "HS384",
+            Algorithm::Hs512 => "HS512",
+            Algorithm::Rs256 => "RS256",
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Es256 => "ES256",
+            Algorithm::EdDsa => "EdDSA",
+        }
+    }
+
+    /// The one-element allow-list of a key restricted to this algorithm.
+    /// Static, so that a key's list is never built from input.
+    fn only(self) -> &'static [Algorithm] {
+        match self {
+            Algorithm::Hs256 => &[Algorithm::Hs256],
+            Algorithm::Hs384 => &[Algorithm::Hs384],
+            Algorithm::Hs512 => &[Algorithm::Hs512],
+            Algorithm::Rs256 => &[Algorithm::Rs256],
+            Algorithm::Ps256 => &[Algorithm::Ps256],
+            Algorithm::Es256 => &[Algorithm::Es256],
+            Algorithm::EdDsa => &[Algorithm::EdDsa],
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+const HMAC_ALGORITHMS: &[Algorithm] = &[Algorithm::Hs256, Algorithm::Hs384, Algorithm::Hs512];
+const RSA_ALGORITHMS: &[Algorithm] = &[Algorithm::Rs256, Algorithm::Ps256];
+const P256_ALGORITHMS: &[Algorithm] = &[Algorithm::Es256];
+const ED25519_ALGORITHMS: &[Algorithm] = &[Algorithm::EdDsa];
+
+/// What kind of key material a [`VerificationKey`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Hmac,
+    Rsa,
+    P256,
+    Ed25519,
+}
+
+impl KeyKind {
+    /// Every algorithm this kind of key can verify; a key's allow-list is
+    /// this or one member of it.
+    pub fn algorithms(self) -> &'static [Algorithm] {
+        match self {
+            KeyKind::Hmac => HMAC_ALGORITHMS,
+            KeyKind::Rsa => RSA_ALGORITHMS,
+            KeyKind::P256 => P256_ALGORITHMS,
+            KeyKind::Ed25519 => ED25519_ALGORITHMS,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Material {
+    Hmac(Vec<u8>),
+    Rsa(Box<RsaPublicKey>),
+    P256(p256::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+/// One key a token may be verified with: its optional `kid`, the algorithms
+/// it allows, and its material (a secret or a public key).
+#[derive(Clone)]
+pub struct VerificationKey {
+    kid: Option<String>,
+    algorithms: &'static [Algorithm],
+    material: Material,
+}
+
+/// Shows the kind, size and allow-list; never the secret or the key itself.
+impl fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.algorithms.iter().map(|a| a.name()).collect();
+        let material = match &self.material {
+            Material::Hmac(secret) => format!("HMAC secret [{} bytes]", secret.len()),
+            Material::Rsa(key) => format!("RSA {}-bit public key", rsa_bits(key)),
+            Material::P256(_) => "P-256 public key".to_owned(),
+            Material::Ed25519(_) => "Ed25519 public key".to_owned(),
+        };
+        f.debug_struct("VerificationKey")
+            .field("kid", &self.kid)
+            .field("algorithms", &names)
+            .field("material", &format_args!("{material}"))
+            .finish()
+    }
+}
+
+/// Why a key was refused. Messages are static so that no key material and
+/// no configuration text can reach a log through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    EmptySecret,
+    /// The HMAC secret is a PEM block or a JWK: a public key configured as a
+    /// secret would let anyone who has the public key sign tokens.
+    SecretLooksLikeKey,
+    NoPublicKey,
+    MalformedPem,
+    /// A PEM block of a kind that is not a public key (parameters, CSRs...).
+    UnsupportedPem,
+    Certificate,
+    PrivateKey,
+    /// A symmetric (`oct`) JWK: its `k` is a secret.
+    SymmetricJwk,
+    MalformedDer,
+    RsaTooSmall,
+    RsaTooLarge,
+    InvalidRsaKey,
+    UnsupportedKeyType,
+    UnsupportedCurve,
+    InvalidPoint,
+    WeakKey,
+    MalformedJwks,
+    TooLarge,
+    /// A required JWK parameter is missing, not a string, or not canonical
+    /// base64url of the right length. Carries the parameter name.
+    BadJwkParameter(&'static str),
+    /// A JWK `alg` that is not one of the algorithms its key type can verify.
+    AlgorithmMismatch,
+    /// A JWK `alg` that fits its key type but is not implemented (RS512...).
+    UnsupportedAlgorithm,
+    /// A JWK whose `use` or `key_ops` says it is not for verifying signatures.
+    NotForSignatures,
+    NoUsableKey,
+}
+
+impl KeyError {
+    pub fn message(&self) -> &'static str {
+        match self {
+            KeyError::EmptySecret => "HMAC secret is empty",
+            KeyError::SecretLooksLikeKey => {
+                "HMAC secret looks like a PEM or JWK key; configure public keys as keys, not as a secret"
+            }
+            KeyError::NoPublicKey => "no PEM public key block found",
+            KeyError::MalformedPem => "PEM block is malformed",
+            KeyError::UnsupportedPem => {
+                "PEM block is not a PUBLIC KEY or RSA PUBLIC KEY"
+            }
+            KeyError::Certificate => {
+                "certificates are not accepted; give the PUBLIC KEY block (openssl x509 -pubkey -noout)"
+            }
+            KeyError::PrivateKey => {
+                "a private key was given; configure only the public key, and rotate the private key if it was shared"
+            }
+            KeyError::SymmetricJwk => {
+                "JWKS contains a symmetric (oct) key, which is a secret; use the HMAC secret setting instead"
+            }
+            KeyError::MalformedDer => "public key DER structure is malformed",
+            KeyError::RsaTooSmall => "RSA key is shorter than 2048 bits",
+            KeyError::RsaTooLarge => "RSA key is longer than 8192 bits",
+            KeyError::InvalidRsaKey => "RSA public key is invalid (modulus or exponent)",
+            KeyError::UnsupportedKeyType => {
+                "key type is not supported (RSA, EC P-256 and Ed25519 are)"
+            }
+            KeyError::UnsupportedCurve => {
+                "curve is not supported (P-256 and Ed25519 are)"
+            }
+            KeyError::InvalidPoint => "public key is not a valid curve point",
+            KeyError::WeakKey => "Ed25519 public key has small order",
+            KeyError::MalformedJwks => {
+                "JWKS must be a JSON object with a keys array, or a single JWK"
+            }
+            KeyError::TooLarge => "JWKS is too large or has too many keys",
+            KeyError::BadJwkParameter(name) => match *name {
+                "kty" => "JWK kty is missing or not a string",
+                "crv" => "JWK crv is missing or not a string",
+                "n" => "JWK n is missing or not base64url",
+                "e" => "JWK e is missing or not base64url",
+                "x" => "JWK x is missing, not base64url, or of the wrong length",
+                "y" => "JWK y is missing, not base64url, or of the wrong length",
+                "kid" => "JWK kid is not a string",
+                "alg" => "JWK alg is not a string",
+                "use" => "JWK use is not a string",
+                "key_ops" => "JWK key_ops is not an array of strings",
+                _ => "JWK has a parameter of the wrong type",
+            },
+            KeyError::AlgorithmMismatch => "JWK alg does not fit its key type",
+            KeyError::UnsupportedAlgorithm => "JWK alg is not supported",
+            KeyError::NotForSignatures => "JWK use or key_ops is not signature verification",
+            KeyError::NoUsableKey => "JWKS has no usable signature verification key",
+        }
+    }
+
+    /// Whether a JWKS may skip a key that fails this way and go on with the
+    /// others. Keys of kinds this relay does not implement, or not meant for
+    /// signatures, are expected in issuers' sets and are not mistakes.
+    fn is_unsupported(&self) -> bool {
+        matches!(
+            self,
+            KeyError::UnsupportedKeyType
+                | KeyError::UnsupportedCurve
+                | KeyError::UnsupportedAlgorithm
+                | KeyError::NotForSignatures
+        )
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// A JWKS entry that was left out, and why; for the Worker's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedKey {
+    /// The entry's `kid` when it had a string one (a public identifier).
+    pub kid: Option<String>,
+    pub reason: KeyError,
+}
+
+impl VerificationKey {
+    /// An HMAC secret, allowed HS256, HS384 and HS512.
+    ///
+    /// Refuses an empty secret (which anyone can sign with) and a secret that
+    /// is really a PEM or JWK key: a public key configured as the HMAC secret
+    /// is exactly the key confusion attack, performed by the operator.
+    pub fn hmac(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.is_empty() {
+            return Err(KeyError::EmptySecret);
+        }
+        if looks_like_key(secret) {
+            return Err(KeyError::SecretLooksLikeKey);
+        }
+        Ok(VerificationKey {
+            kid: None,
+            algorithms: HMAC_ALGORITHMS,
+            material: Material::Hmac(secret.to_vec()),
+        })
+    }
+
+    /// Every `PUBLIC KEY` (SubjectPublicKeyInfo) and `RSA PUBLIC KEY`
+    /// (PKCS#1) block in `pem`, in order. Text around the blocks is ignored,
+    /// and a literal `\n` (as pasted into a one-line environment variable)
+    /// counts as a newline. Any block that is not an acceptable public key
+    /// fails the whole call: each block was configured on purpose.
+    pub fn from_pem(pem: &str) -> Result<Vec<Self>, KeyError> {
+        let text = pem.replace("\\n", "\n");
+        let mut keys = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("-----BEGIN ") {
+            let after_begin = &rest[start + "-----BEGIN ".len()..];
+            let label_end = after_begin.find("-----").ok_or(KeyError::MalformedPem)?;
+            let label = &after_begin[..label_end];
+            if label.contains('\n') {
+                return Err(KeyError::MalformedPem);
+            }
+            let body_and_rest = &after_begin[label_end + "-----".len()..];
+            let end_marker = format!("-----END {label}-----");
+            let body_end = body_and_rest
+                .find(&end_marker)
+                .ok_or(KeyError::MalformedPem)?;
+            let body = &body_and_rest[..body_end];
+            rest = &body_and_rest[body_end + end_marker.len()..];
+
+            // Decide by label before decoding, so that a private key is
+            // named as such even when its body is encrypted or damaged.
+            let kind = match label {
+                "PUBLIC KEY" => PemKind::Spki,
+                "RSA PUBLIC KEY" => PemKind::Pkcs1,
+                l if l.contains("PRIVATE KEY") => return Err(KeyError::PrivateKey),
+                l if l.contains("CERTIFICATE") => return Err(KeyError::Certificate),
+                _ => return Err(KeyError::UnsupportedPem),
+            };
+            let der = pem_body(body)?;
+            keys.push(match kind {
+                PemKind::Spki => from_spki(&der)?,
+                PemKind::Pkcs1 => from_pkcs1(&der)?,
+            });
+        }
+        if keys.is_empty() {
+            return Err(KeyError::NoPublicKey);
+        }
+        Ok(keys)
+    }
+
+    /// The usable keys of a JWKS (RFC 7517: `{"keys": [...]}`, or a single
+    /// JWK object). See [`VerificationKey::from_jwks_with_skipped`].
+    pub fn from_jwks(json: &str) -> Result<Vec<Self>, KeyError> {
+        Self::from_jwks_with_skipped(json).map(|(keys, _)| keys)
+    }
+
+    /// The usable keys of a JWKS, and the entries left out with the reason.
+    ///
+    /// An issuer's set may hold keys this relay cannot use (other curves,
+    /// encryption keys, a malformed entry), and one such key must not take
+    /// down verification with the others; so entries are skipped one by one,
+    /// and the call fails only when no usable key remains (with the reason
+    /// of the first entry that was a mistake rather than merely unsupported,
+    /// as that is the one to fix; else the first entry's). Two things fail
+    /// the whole set instead, because they mean secret material was put where
+    /// public keys belong: a private key (`d` and the other RSA private
+    /// parameters) and a symmetric `oct` key.
+    pub fn from_jwks_with_skipped(json: &str) -> Result<(Vec<Self>, Vec<SkippedKey>), KeyError> {
+        if json.len() > MAX_JWKS_BYTES {
+            return Err(KeyError::TooLarge);
+        }
+        let doc: Value = serde_json::from_str(json).map_err(|_| KeyError::MalformedJwks)?;
+        let entries: Vec<&Map<String, Value>> = match &doc {
+            Value::Object(obj) if obj.contains_key("keys") => match obj.get("keys") {
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .map(|entry| entry.as_object().ok_or(KeyError::MalformedJwks))
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(KeyError::MalformedJwks),
+            },
+            Value::Object(obj) if obj.contains_key("kty") => vec![obj],
+            _ => return Err(KeyError::MalformedJwks),
+        };
+        if entries.len() > MAX_JWKS_KEYS {
+            return Err(KeyError::TooLarge);
+        }
+        for jwk in &entries {
+            refuse_secret_material(jwk)?;
+        }
+
+        let mut keys = Vec::new();
+        let mut skipped = Vec::new();
+        for jwk in entries {
+            match from_jwk_object(jwk) {
+                Ok(key) => keys.push(key),
+                Err(reason) => skipped.push(SkippedKey {
+                    kid: jwk.get("kid").and_then(Value::as_str).map(str::to_owned),
+                    reason,
+                }),
+            }
+        }
+        if keys.is_empty() {
+            return Err(skipped
+                .iter()
+                .map(|s| s.reason)
+                .find(|r| !r.is_unsupported())
+                .or(skipped.first().map(|s| s.reason))
+                .unwrap_or(KeyError::NoUsableKey));
+        }
+        Ok((keys, skipped))
+    }
+
+    /// One JWK, which must be usable: unlike a set, nothing is skipped.
+    pub fn from_jwk(json: &str) -> Result<Self, KeyError> {
+        if json.len() > MAX_JWKS_BYTES {
+            return Err(KeyError::TooLarge);
+        }
+        match serde_json::from_str::<Value>(json) {
+            Ok(Value::Object(jwk)) => {
+                refuse_secret_material(&jwk)?;
+                from_jwk_object(&jwk)
+            }
+            _ => Err(KeyError::MalformedJwks),
+        }
+    }
+
+    /// Names the key, for tokens that select it by `kid`.
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// Narrows the allow-list to one algorithm, which must already be in it.
+    pub fn restricted_to(mut self, algorithm: Algorithm) -> Result<Self, KeyError> {
+        if !self.allows(algorithm) {
+            return Err(KeyError::AlgorithmMismatch);
+        }
+        self.algorithms = algorithm.only();
+        Ok(self)
+    }
+
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    pub fn algorithms(&self) -> &[Algorithm] {
+        self.algorithms
+    }
+
+    pub fn allows(&self, algorithm: Algorithm) -> bool {
+        self.algorithms.contains(&algorithm)
+    }
+
+    pub fn kind(&self) -> KeyKind {
+        match self.material {
+            Material::Hmac(_) => KeyKind::Hmac,
+            Material::Rsa(_) => KeyKind::Rsa,
+            Material::P256(_) => KeyKind::P256,
+            Material::Ed25519(_) => KeyKind::Ed25519,
+        }
+    }
+
+    /// Whether `signature` is this key's `algorithm` signature over
+    /// `signing_input`. An algorithm outside the allow-list is `false`
+    /// before any material is touched; the match on material then makes a
+    /// second, independent refusal of any pairing that does not belong.
+    pub(crate) fn verify(
+        &self,
+        algorithm: Algorithm,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        if !self.allows(algorithm) {
+            return false;
+        }
+        match (&self.material, algorithm) {
+            (Material::Hmac(secret), Algorithm::Hs256) => {
+                hmac_verify::<Hmac<Sha256>>(secret, signing_input, signature)
+            }
+            (Material::Hmac(secret), Algorithm::Hs384) => {
+                hmac_verify::<Hmac<Sha384>>(secret, signing_input, signature)
+            }
+            (Material::Hmac(secret), Algorithm::Hs512) => {
+                hmac_verify::<Hmac<Sha512>>(secret, signing_input, signature)
+            }
+            (Material::Rsa(key), Algorithm::Rs256) => key
+                .verify(
+                    Pkcs1v15Sign::new::<Sha256>(),
+                    &Sha256::digest(signing_input),
+                    signature,
+                )
+                .is_ok(),
+            // RFC 7518 section 3.5: MGF1 with SHA-256 and a salt as long as
+            // the hash; `Pss::new` checks exactly that salt length.
+            (Material::Rsa(key), Algorithm::Ps256) => key
+                .verify(
+                    Pss::<Sha256>::new(),
+                    &Sha256::digest(signing_input),
+                    signature,
+                )
+                .is_ok(),
+            // JWS carries ECDSA as the fixed 64-byte r || s (RFC 7518 section
+            // 3.4), not DER; `from_slice` takes only that and refuses r or s
+            // of zero or not below the group order.
+            (Material::P256(key), Algorithm::Es256) => {
+                p256::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok())
+            }
+            // Strict verification refuses small-order R and non-canonical S,
+            // so one message has one valid signature.
+            (Material::Ed25519(key), Algorithm::EdDsa) => {
+                ed25519_dalek::Signature::from_slice(signature)
+                    .is_ok_and(|sig| key.verify_strict(signing_input, &sig).is_ok())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Signs `signing_input` with an HMAC secret. The crate's one signing
+/// operation: the bridge and the dev tooling mint HS256 tokens.
+pub(crate) fn hmac_sign(secret: &[u8], signing_input: &[u8]) -> Vec<u8> {
+    <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+        .expect("HMAC takes keys of any length")
+        .chain_update(signing_input)
+        .finalize()
+        .into_bytes()
+        .to_vec()
+}
+
+/// Constant-time comparison, via the `Mac` trait.
+fn hmac_verify<M: Mac + KeyInit>(secret: &[u8], signing_input: &[u8], signature: &[u8]) -> bool {
+    <M as KeyInit>::new_from_slice(secret)
+        .expect("HMAC takes keys of any length")
+        .chain_update(signing_input)
+        .verify_slice(signature)
+        .is_ok()
+}
+
+fn looks_like_key(secret: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(secret);
+    let trimmed = text.trim_start();
+    trimmed.contains("-----BEGIN ") || (trimmed.starts_with('{') && trimmed.contains("\"kty\""))
+}
+
+enum PemKind {
+    Spki,
+    Pkcs1,
+}
+
+/// The base64 body of a PEM block (RFC 7468: standard alphabet, padded,
+/// whitespace between characters allowed).
+fn pem_body(body: &str) -> Result<Vec<u8>, KeyError> {
+    let compact: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.is_empty() {
+        return Err(KeyError::MalformedPem);
+    }
+    STANDARD.decode(compact).map_err(|_| KeyError::MalformedPem)
+}
+
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+/// X25519, X448, Ed448: the other RFC 8410 curves, named as curves so the
+/// error says "curve" rather than "key type".
+const OTHER_8410_CURVES: [ObjectIdentifier; 3] = [
+    ObjectIdentifier::new_unwrap("1.3.101.110"),
+    ObjectIdentifier::new_unwrap("1.3.101.111"),
+    ObjectIdentifier::new_unwrap("1.3.101.113"),
+];
+
+/// A DER SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7), dispatched on its
+/// algorithm OID.
+fn from_spki(der: &[u8]) -> Result<VerificationKey, KeyError> {
+    let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|_| KeyError::MalformedDer)?;
+    let bits = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or(KeyError::MalformedDer)?;
+    let oid = spki.algorithm.oid;
+    if oid == RSA_ENCRYPTION {
+        from_pkcs1(bits)
+    } else if oid == EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters_oid()
+            .map_err(|_| KeyError::MalformedDer)?;
+        if curve != PRIME256V1 {
+            return Err(KeyError::UnsupportedCurve);
+        }
+        p256_key(bits)
+    } else if oid == ED25519 {
+        ed25519_key(bits)
+    } else if OTHER_8410_CURVES.contains(&oid) {
+        Err(KeyError::UnsupportedCurve)
+    } else {
+        Err(KeyError::UnsupportedKeyType)
+    }
+}
+
+/// A DER PKCS#1 RSAPublicKey (RFC 8017 appendix A.1.1).
+fn from_pkcs1(der: &[u8]) -> Result<VerificationKey, KeyError> {
+    let key = pkcs1::RsaPublicKeyRef::from_der(der).map_err(|_| KeyError::MalformedDer)?;
+    rsa_key(key.modulus.as_bytes(), key.public_exponent.as_bytes())
+}
+
+/// Big-endian modulus and exponent, leading zeros allowed.
+fn rsa_key(n: &[u8], e: &[u8]) -> Result<VerificationKey, KeyError> {
+    let n = strip_leading_zeros(n);
+    let e = strip_leading_zeros(e);
+    let bits = match n.first() {
+        None => return Err(KeyError::InvalidRsaKey),
+        Some(top) => n.len() * 8 - top.leading_zeros() as usize,
+    };
+    if bits < MIN_RSA_BITS {
+        return Err(KeyError::RsaTooSmall);
+    }
+    if bits > MAX_RSA_BITS {
+        return Err(KeyError::RsaTooLarge);
+    }
+    if e.is_empty() || e.len() > 8 {
+        return Err(KeyError::InvalidRsaKey);
+    }
+    let big = |bytes: &[u8]| {
+        BoxedUint::from_be_slice(bytes, (bytes.len() * 8) as u32)
+            .map_err(|_| KeyError::InvalidRsaKey)
+    };
+    // Checks n odd, e odd and within 2..2^33 (large exponents make
+    // verification slow: "RSADoS").
+    let key = RsaPublicKey::new_with_size_limits(big(n)?, big(e)?, MIN_RSA_BITS..=MAX_RSA_BITS)
+        .map_err(|_| KeyError::InvalidRsaKey)?;
+    Ok(VerificationKey {
+        kid: None,
+        algorithms: RSA_ALGORITHMS,
+        material: Material::Rsa(Box::new(key)),
+    })
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    &bytes[first..]
+}
+
+fn rsa_bits(key: &RsaPublicKey) -> usize {
+    use rsa::traits::PublicKeyParts;
+    key.n().bit_width_vartime() as usize
+}
+
+/// A SEC1 point, compressed or not, that must lie on P-256.
+fn p256_key(sec1: &[u8]) -> Result<VerificationKey, KeyError> {
+    let key =
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1).map_err(|_| KeyError::InvalidPoint)?;
+    Ok(VerificationKey {
+        kid: None,
+        algorithms: P256_ALGORITHMS,
+        material: Material::P256(key),
+    })
+}
+
+/// A 32-byte compressed Edwards point. Small-order points are refused at
+/// load: such a key "verifies" signatures anyone can make.
+fn ed25519_key(bytes: &[u8]) -> Result<VerificationKey, KeyError> {
+    let bytes: &[u8; 32] = bytes.try_into().map_err(|_| KeyError::InvalidPoint)?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
+    if key.is_weak() {
+        return Err(KeyError::WeakKey);
+    }
+    Ok(VerificationKey {
+        kid: None,
+        algorithms: ED25519_ALGORITHMS,
+        material: Material::Ed25519(key),
+    })
+}
+
+/// Private RSA, EC and OKP parameters (RFC 7518 section 6), and the
+/// symmetric key of an `oct` JWK.
+fn refuse_secret_material(jwk: &Map<String, Value>) -> Result<(), KeyError> {
+    if jwk.get("kty").and_then(Value::as_str) == Some("oct") || jwk.contains_key("k") {
+        return Err(KeyError::SymmetricJwk);
+    }
+    if ["d", "p", "q", "dp", "dq", "qi", "oth"]
+        .iter()
+        .any(|name| jwk.contains_key(*name))
+    {
+        return Err(KeyError::PrivateKey);
+    }
+    Ok(())
+}
+
+/// One JWK object whose secret material has already been refused.
+fn from_jwk_object(jwk: &Map<String, Value>) -> Result<VerificationKey, KeyError> {
+    let kid = optional_str(jwk, "kid")?;
+    if optional_str(jwk, "use")?.is_some_and(|u| u != "sig") {
+        return Err(KeyError::NotForSignatures);
+    }
+    match jwk.get("key_ops") {
+        None => {}
+        Some(Value::Array(ops)) => {
+            if ops.iter().any(|op| !op.is_string()) {
+                return Err(KeyError::BadJwkParameter("key_ops"));
+            }
+            if !ops.iter().any(|op| op.as_str() == Some("verify")) {
+                return Err(KeyError::NotForSignatures);
+            }
+        }
+        Some(_) => return Err(KeyError::BadJwkParameter("key_ops")),
+    }
+    let alg = optional_str(jwk, "alg")?;
+
+    let key = match required_str(jwk, "kty")? {
+        "RSA" => rsa_key(&b64_param(jwk, "n")?, &b64_param(jwk, "e")?)?,
+        "EC" => match required_str(jwk, "crv")? {
+            "P-256" => {
+                let mut sec1 = vec![0x04];
+                sec1.extend(fixed_b64_param(jwk, "x", 32)?);
+                sec1.extend(fixed_b64_param(jwk, "y", 32)?);
+                p256_key(&sec1)?
+            }
+            _ => return Err(KeyError::UnsupportedCurve),
+        },
+        "OKP" => match required_str(jwk, "crv")? {
+            "Ed25519" => ed25519_key(&fixed_b64_param(jwk, "x", 32)?)?,
+            _ => return Err(KeyError::UnsupportedCurve),
+        },
+        _ => return Err(KeyError::UnsupportedKeyType),
+    };
+
+    let key = match alg {
+        None => key,
+        Some(name) => match Algorithm::from_name(name) {
+            Some(algorithm) if key.allows(algorithm) => key.restricted_to(algorithm)?,
+            Some(_) => return Err(KeyError::AlgorithmMismatch),
+            None if unimplemented_alg_fits(key.kind(), name) => {
+                return Err(KeyError::UnsupportedAlgorithm)
+            }
+            None => return Err(KeyError::AlgorithmMismatch),
+        },
+    };
+    Ok(match kid {
+        Some(kid) => key.with_kid(kid),
+        None => key,
+    })
+}
+
+/// Registered JWS algorithms that fit a key type but are not implemented:
+/// such a key is skipped as unsupported rather than refused as inconsistent.
+fn unimplemented_alg_fits(kind: KeyKind, alg: &str) -> bool {
+    match kind {
+        KeyKind::Rsa => matches!(alg, "RS384" | "RS512" | "PS384" | "PS512"),
+        // RFC 9864's fully specified name for EdDSA over Ed25519.
+        KeyKind::Ed25519 => alg == "Ed25519",
+        KeyKind::Hmac | KeyKind::P256 => false,
+    }
+}
+
+fn optional_str<'a>(
+    jwk: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, KeyError> {
+    match jwk.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(KeyError::BadJwkParameter(name)),
+    }
+}
+
+fn required_str<'a>(jwk: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, KeyError> {
+    optional_str(jwk, name)?.ok_or(KeyError::BadJwkParameter(name))
+}
+
+/// A base64url parameter, strictly (RFC 7518 section 6: unpadded, url-safe).
+fn b64_param(jwk: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, KeyError> {
+    URL_SAFE_NO_PAD
+        .decode(required_str(jwk, name)?)
+        .map_err(|_| KeyError::BadJwkParameter(name))
+}
+
+/// A coordinate, which RFC 7518 section 6.2.1.2 requires at its full length.
+fn fixed_b64_param(
+    jwk: &Map<String, Value>,
+    name: &'static str,
+    len: usize,
+) -> Result<Vec<u8>, KeyError> {
+    let bytes = b64_param(jwk, name)?;
+    if bytes.len() != len {
+        return Err(KeyError::BadJwkParameter(name));
+    }
+    Ok(bytes)
+}
+
+/// Test keys from `tests/fixtures` (made once with openssl, see
+/// `make-keys.sh`) and signers for them, shared by the unit tests of this
+/// crate. Signing is deterministic for all three (PKCS#1 v1.5, RFC 6979
+/// ECDSA, Ed25519), so tests need no randomness; PS256 tokens come from the
+/// `jose` fixtures instead.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use p256::ecdsa::signature::{SignatureEncoding, Signer};
+
+    pub const PUBLIC_JWKS: &str = include_str!("../tests/fixtures/public-keys.json");
+    pub const PRIVATE_JWKS: &str = include_str!("../tests/fixtures/private-test-keys.json");
+    pub const JOSE_TOKENS: &str = include_str!("../tests/fixtures/jose-tokens.json");
+
+    pub fn pem(name: &str) -> &'static str {
+        match name {
+            "rsa-a" => include_str!("../tests/fixtures/rsa-a.pem"),
+            "rsa-a.pkcs1" => include_str!("../tests/fixtures/rsa-a.pkcs1.pem"),
+            "rsa-b" => include_str!("../tests/fixtures/rsa-b.pem"),
+            "rsa-1024" => include_str!("../tests/fixtures/rsa-1024.pem"),
+            "p256-a" => include_str!("../tests/fixtures/p256-a.pem"),
+            "p256-b" => include_str!("../tests/fixtures/p256-b.pem"),
+            "p384" => include_str!("../tests/fixtures/p384.pem"),
+            "secp256k1" => include_str!("../tests/fixtures/secp256k1.pem"),
+            "ed25519-a" => include_str!("../tests/fixtures/ed25519-a.pem"),
+            "ed25519-b" => include_str!("../tests/fixtures/ed25519-b.pem"),
+            "ed448" => include_str!("../tests/fixtures/ed448.pem"),
+            _ => panic!("no fixture {name}"),
+        }
+    }
+
+    /// The public JWK of a fixture key, as `jose` exported it (no kid).
+    pub fn public_jwk(name: &str) -> Value {
+        let all: Value = serde_json::from_str(PUBLIC_JWKS).unwrap();
+        all.get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no JWK {name}"))
+    }
+
+    /// The one key of a PEM fixture.
+    pub fn pem_key(name: &str) -> VerificationKey {
+        let mut keys = VerificationKey::from_pem(pem(name)).unwrap();
+        assert_eq!(keys.len(), 1);
+        keys.remove(0)
+    }
+
+    pub fn jose_token(name: &str) -> String {
+        let all: Value = serde_json::from_str(JOSE_TOKENS).unwrap();
+        all["tokens"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token {name}"))
+            .to_owned()
+    }
+
+    pub fn jose_hmac_secret() -> Vec<u8> {
+        let all: Value = serde_json::from_str(JOSE_TOKENS).unwrap();
+        all["hmac_secret"].as_str().unwrap().as_bytes().to_vec()
+    }
+
+    fn private_param(name: &str, param: &str) -> Vec<u8> {
+        let all: Value = serde_json::from_str(PRIVATE_JWKS).unwrap();
+        URL_SAFE_NO_PAD
+            .decode(all[name][param].as_str().unwrap())
+            .unwrap()
+    }
+
+    /// The JWS signature of `signing_input` by a fixture's private key, for
+    /// RS256, ES256 or EdDSA according to the key's type.
+    pub fn sign(name: &str, signing_input: &[u8]) -> Vec<u8> {
+        if name.starts_with("rsa") {
+            let n = private_param(name, "n");
+            let bits = (n.len() * 8) as u32;
+            let big =
+                |param: &str| BoxedUint::from_be_slice(&private_param(name, param), bits).unwrap();
+            let key = rsa::PrivateKey::from_components(
+                big("n"),
+                big("e"),
+                big("d"),
+                vec![big("p"), big("q")],
+            )
+            .unwrap();
+            rsa::pkcs1v15::SigningKey::<Sha256>::new(key)
+                .sign(signing_input)
+                .to_vec()
+        } else if name.starts_with("p256") {
+            let key = p256::ecdsa::SigningKey::from_slice(&private_param(name, "d")).unwrap();
+            let sig: p256::ecdsa::Signature = key.sign(signing_input);
+            sig.to_bytes().to_vec()
+        } else if name.starts_with("ed25519") {
+            let seed: [u8; 32] = private_param(name, "d").try_into().unwrap();
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            ed25519_dalek::Signer::sign(&key, signing_input)
+                .to_bytes()
+                .to_vec()
+        } else {
+            panic!("no signer for {name}")
+        }
+    }
+
+    /// A compact JWS with this exact header text, signed by a fixture key.
+    pub fn token(header: &str, claims: &Value, key: &str) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = sign(key, input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use serde_json::json;
+
+    fn jwks(keys: Vec<Value>) -> String {
+        json!({ "keys": keys }).to_string()
+    }
+
+    fn jwk(name: &str, extra: Value) -> Value {
+        let mut k = public_jwk(name);
+        for (field, value) in extra.as_object().unwrap() {
+            if value.is_null() {
+                k.as_object_mut().unwrap().remove(field);
+            } else {
+                k[field] = value.clone();
+            }
+        }
+        k
+    }
+
+    fn one(json: Value) -> Result<VerificationKey, KeyError> {
+        VerificationKey::from_jwk(&json.to_string())
+    }
+
+    fn names(key: &VerificationKey) -> Vec<&'static str> {
+        key.algorithms().iter().map(|a| a.name()).collect()
+    }
+
+    #[test]
+    fn algorithm_names_are_exact() {
+        for alg in Algorithm::ALL {
+            assert_eq!(Algorithm::from_name(alg.name()), Some(alg));
+            assert_eq!(alg.to_string(), alg.name());
+        }
+        for name in [
+            "none", "None", "NONE", "hs256", "HS256 ", " RS256", "EDDSA", "Ed25519", "ES256K",
+            "RS512", "",
+        ] {
+            assert_eq!(Algorithm::from_name(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn hmac_key_allows_the_hmac_family_only() {
+        let key = VerificationKey::hmac(b"s3cret").unwrap();
+        assert_eq!(names(&key), ["HS256", "HS384", "HS512"]);
+        assert_eq!((key.kind(), key.kid()), (KeyKind::Hmac, None));
+        assert_eq!(
+            VerificationKey::hmac(b"").unwrap_err(),
+            KeyError::EmptySecret
+        );
+    }
+
+    #[test]
+    fn public_key_text_is_refused_as_an_hmac_secret() {
+        for secret in [
+            pem("rsa-a").to_owned(),
+            format!("\n  {}", pem("rsa-a.pkcs1")),
+            public_jwk("rsa-a").to_string(),
+            format!("  {}", public_jwk("p256-a")),
+        ] {
+            assert_eq!(
+                VerificationKey::hmac(secret.as_bytes()).unwrap_err(),
+                KeyError::SecretLooksLikeKey
+            );
+        }
+        // Braces alone are fine: secrets are arbitrary bytes.
+        assert!(VerificationKey::hmac(b"{not-a-jwk}").is_ok());
+    }
+
+    #[test]
+    fn pem_keys_get_the_allow_list_of_their_type() {
+        for (name, kind, algs) in [
+            ("rsa-a", KeyKind::Rsa, vec!["RS256", "PS256"]),
+            ("rsa-a.pkcs1", KeyKind::Rsa, vec!["RS256", "PS256"]),
+            ("p256-a", KeyKind::P256, vec!["ES256"]),
+            ("ed25519-a", KeyKind::Ed25519, vec!["EdDSA"]),
+        ] {
+            let key = pem_key(name);
+            assert_eq!(
+                (key.kind(), names(&key), key.kid()),
+                (kind, algs, None),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn several_pem_blocks_with_text_between() {
+        let text = format!(
+            "issuer keys, 2024 rotation\n{}\nold key:\r\n{}{}",
+            pem("rsa-a"),
+            pem("ed25519-b").replace('\n', "\r\n"),
+            pem("p256-a")
+        );
+        let keys = VerificationKey::from_pem(&text).unwrap();
+        let kinds: Vec<KeyKind> = keys.iter().map(VerificationKey::kind).collect();
+        assert_eq!(kinds, [KeyKind::Rsa, KeyKind::Ed25519, KeyKind::P256]);
+    }
+
+    #[test]
+    fn pem_pasted_on_one_line_with_literal_newlines() {
+        let one_line = pem("p256-a").trim_end().replace('\n', "\\n");
+        assert!(!one_line.contains('\n'));
+        assert_eq!(
+            VerificationKey::from_pem(&one_line).unwrap()[0].kind(),
+            KeyKind::P256
+        );
+    }
+
+    #[test]
+    fn weak_or_foreign_pem_keys_are_refused_with_a_clear_error() {
+        for (name, err) in [
+            ("rsa-1024", KeyError::RsaTooSmall),
+            ("p384", KeyError::UnsupportedCurve),
+            ("secp256k1", KeyError::UnsupportedCurve),
+            ("ed448", KeyError::UnsupportedCurve),
+        ] {
+            assert_eq!(
+                VerificationKey::from_pem(pem(name)).unwrap_err(),
+                err,
+                "{name}"
+            );
+            // One bad block fails the whole configuration.
+            let mixed = format!("{}{}", pem("rsa-a"), pem(name));
+            assert_eq!(
+                VerificationKey::from_pem(&mixed).unwrap_err(),
+                err,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn private_keys_and_certificates_are_refused_by_label() {
+        let block = |label: &str| {
+            format!("-----BEGIN {label}-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAq7BFUpkGp3+L\n-----END {label}-----\n")
+        };
+        for label in [
+            "PRIVATE KEY",
+            "RSA PRIVATE KEY",
+            "EC PRIVATE KEY",
+            "ENCRYPTED PRIVATE KEY",
+            "OPENSSH PRIVATE KEY",
+        ] {
+            let err = VerificationKey::from_pem(&block(label)).unwrap_err();
+            assert_eq!(err, KeyError::PrivateKey, "{label}");
+            assert!(err.message().contains("private key"));
+            // Even after a good public key.
+            let mixed = format!("{}{}", pem("rsa-a"), block(label));
+            assert_eq!(
+                VerificationKey::from_pem(&mixed).unwrap_err(),
+                KeyError::PrivateKey
+            );
+        }
+        assert_eq!(
+            VerificationKey::from_pem(&block("CERTIFICATE")).unwrap_err(),
+            KeyError::Certificate
+        );
+        for label in ["EC PARAMETERS", "CERTIFICATE REQUEST", "public key"] {
+            let err = VerificationKey::from_pem(&block(label)).unwrap_err();
+            assert!(
+                matches!(err, KeyError::UnsupportedPem | KeyError::Certificate),
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_pem() {
+        let good = pem("ed25519-a");
+        let body = good.lines().nth(1).unwrap();
+        for (text, err) in [
+            (String::new(), KeyError::NoPublicKey),
+            ("just some text".to_owned(), KeyError::NoPublicKey),
+            (body.to_owned(), KeyError::NoPublicKey),
+            (
+                good.replace("-----END PUBLIC KEY-----", ""),
+                KeyError::MalformedPem,
+            ),
+            (
+                good.replace("END PUBLIC KEY", "END RSA PUBLIC KEY"),
+                KeyError::MalformedPem,
+            ),
+            ("-----BEGIN PUBLIC KEY".to_owned(), KeyError::MalformedPem),
+            (
+                "-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----".to_owned(),
+                KeyError::MalformedPem,
+            ),
+            (
+                good.replace(body, &body.replace('/', "_")),
+                KeyError::MalformedPem,
+            ),
+            (
+                good.replace(body, &body[..body.len() - 1]),
+                KeyError::MalformedPem,
+            ),
+            (good.replace(body, "AAAA"), KeyError::MalformedDer),
+            // A valid DER structure with bytes after it.
+            (
+                good.replace(
+                    body,
+                    &STANDARD.encode([STANDARD.decode(body).unwrap(), vec![0]].concat()),
+                ),
+                KeyError::MalformedDer,
+            ),
+            // An RSA key given as a PUBLIC KEY block holds PKCS#1, not SPKI.
+            (
+                pem("rsa-a.pkcs1").replace("RSA PUBLIC KEY", "PUBLIC KEY"),
+                KeyError::MalformedDer,
+            ),
+            (
+                pem("rsa-a").replace("PUBLIC KEY", "RSA PUBLIC KEY"),
+                KeyError::MalformedDer,
+            ),
+        ] {
+            assert_eq!(
+                VerificationKey::from_pem(&text).err(),
+                Some(err),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn jwks_of_the_three_key_types_keeps_kids() {
+        let set = jwks(vec![
+            jwk("rsa-a", json!({"kid": "rsa-a", "use": "sig"})),
+            jwk("p256-a", json!({"kid": "p256-a"})),
+            jwk(
+                "ed25519-a",
+                json!({"kid": "ed25519-a", "key_ops": ["verify"]}),
+            ),
+        ]);
+        let keys = VerificationKey::from_jwks(&set).unwrap();
+        let seen: Vec<(Option<&str>, KeyKind, Vec<&str>)> =
+            keys.iter().map(|k| (k.kid(), k.kind(), names(k))).collect();
+        assert_eq!(
+            seen,
+            [
+                (Some("rsa-a"), KeyKind::Rsa, vec!["RS256", "PS256"]),
+                (Some("p256-a"), KeyKind::P256, vec!["ES256"]),
+                (Some("ed25519-a"), KeyKind::Ed25519, vec!["EdDSA"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_jwk_is_a_set_of_one() {
+        let keys = VerificationKey::from_jwks(&public_jwk("p256-a").to_string()).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            one(public_jwk("ed25519-a")).unwrap().kind(),
+            KeyKind::Ed25519
+        );
+    }
+
+    #[test]
+    fn jwk_alg_restricts_the_key_and_must_fit_its_type() {
+        for (name, alg, expected) in [
+            ("rsa-a", "RS256", Ok(vec!["RS256"])),
+            ("rsa-a", "PS256", Ok(vec!["PS256"])),
+            ("p256-a", "ES256", Ok(vec!["ES256"])),
+            ("ed25519-a", "EdDSA", Ok(vec!["EdDSA"])),
+            ("rsa-a", "HS256", Err(KeyError::AlgorithmMismatch)),
+            ("rsa-a", "ES256", Err(KeyError::AlgorithmMismatch)),
+            ("rsa-a", "none", Err(KeyError::AlgorithmMismatch)),
+            ("rsa-a", "rs256", Err(KeyError::AlgorithmMismatch)),
+            ("p256-a", "RS256", Err(KeyError::AlgorithmMismatch)),
+            ("p256-a", "ES384", Err(KeyError::AlgorithmMismatch)),
+            ("p256-a", "HS256", Err(KeyError::AlgorithmMismatch)),
+            ("ed25519-a", "ES256", Err(KeyError::AlgorithmMismatch)),
+            ("ed25519-a", "HS512", Err(KeyError::AlgorithmMismatch)),
+            ("rsa-a", "RS512", Err(KeyError::UnsupportedAlgorithm)),
+            ("rsa-a", "PS384", Err(KeyError::UnsupportedAlgorithm)),
+            ("ed25519-a", "Ed25519", Err(KeyError::UnsupportedAlgorithm)),
+        ] {
+            let got = one(jwk(name, json!({ "alg": alg }))).map(|k| names(&k));
+            assert_eq!(got, expected, "{name} {alg}");
+        }
+        assert_eq!(
+            one(jwk("rsa-a", json!({"alg": 256}))).unwrap_err(),
+            KeyError::BadJwkParameter("alg")
+        );
+    }
+
+    #[test]
+    fn jwks_skips_keys_it_cannot_use_and_keeps_the_rest() {
+        let set = jwks(vec![
+            jwk("p384", json!({"kid": "p384"})),
+            jwk("secp256k1", json!({"kid": "k1"})),
+            jwk("ed448", json!({"kid": "ed448"})),
+            jwk("rsa-a", json!({"kid": "enc", "use": "enc"})),
+            jwk("rsa-a", json!({"kid": "wrap", "key_ops": ["wrapKey"]})),
+            jwk("rsa-a", json!({"kid": "mismatch", "alg": "ES256"})),
+            jwk("rsa-1024", json!({"kid": "short"})),
+            json!({"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"}),
+            json!({"kty": "PQC", "kid": "future"}),
+            jwk(
+                "rsa-a",
+                json!({"kid": "good", "alg": "RS256", "use": "sig"}),
+            ),
+        ]);
+        let (keys, skipped) = VerificationKey::from_jwks_with_skipped(&set).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            (keys[0].kid(), names(&keys[0])),
+            (Some("good"), vec!["RS256"])
+        );
+        let reasons: Vec<(Option<&str>, KeyError)> = skipped
+            .iter()
+            .map(|s| (s.kid.as_deref(), s.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (Some("p384"), KeyError::UnsupportedCurve),
+                (Some("k1"), KeyError::UnsupportedCurve),
+                (Some("ed448"), KeyError::UnsupportedCurve),
+                (Some("enc"), KeyError::NotForSignatures),
+                (Some("wrap"), KeyError::NotForSignatures),
+                (Some("mismatch"), KeyError::AlgorithmMismatch),
+                (Some("short"), KeyError::RsaTooSmall),
+                (Some("broken"), KeyError::BadJwkParameter("n")),
+                (Some("future"), KeyError::UnsupportedKeyType),
+            ]
+        );
+    }
+
+    #[test]
+    fn jwks_without_a_usable_key_fails_with_the_telling_reason() {
+        for (keys, err) in [
+            (vec![], KeyError::NoUsableKey),
+            (vec![jwk("p384", json!({}))], KeyError::UnsupportedCurve),
+            (
+                vec![jwk("rsa-a", json!({"use": "enc"}))],
+                KeyError::NotForSignatures,
+            ),
+            // A real mistake wins over an expected unsupported key.
+            (
+                vec![jwk("p384", json!({})), jwk("rsa-1024", json!({}))],
+                KeyError::RsaTooSmall,
+            ),
+            (
+                vec![jwk("rsa-a", json!({"alg": "ES256"}))],
+                KeyError::AlgorithmMismatch,
+            ),
+        ] {
+            assert_eq!(VerificationKey::from_jwks(&jwks(keys)).unwrap_err(), err);
+        }
+    }
+
+    #[test]
+    fn private_jwks_are_refused_whole_and_say_why() {
+        let private: Value = serde_json::from_str(PRIVATE_JWKS).unwrap();
+        for name in ["rsa-a", "p256-a", "ed25519-a"] {
+            let set = jwks(vec![public_jwk("rsa-b"), private[name].clone()]);
+            let err = VerificationKey::from_jwks(&set).unwrap_err();
+            assert_eq!(err, KeyError::PrivateKey, "{name}");
+            assert!(err.message().contains("private key"));
+            assert_eq!(
+                VerificationKey::from_jwk(&private[name].to_string()).unwrap_err(),
+                KeyError::PrivateKey
+            );
+        }
+        // Any one private RSA parameter is enough.
+        let partial = jwk("rsa-a", json!({"p": "AQAB"}));
+        assert_eq!(one(partial).unwrap_err(), KeyError::PrivateKey);
+        let oct = json!({"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"});
+        assert_eq!(
+            VerificationKey::from_jwks(&jwks(vec![public_jwk("rsa-a"), oct])).unwrap_err(),
+            KeyError::SymmetricJwk
+        );
+    }
+
+    #[test]
+    fn jwk_parameters_are_checked() {
+        let p256 = public_jwk("p256-a");
+        let x = p256["x"].as_str().unwrap();
+        let short_x = URL_SAFE_NO_PAD.encode(&URL_SAFE_NO_PAD.decode(x).unwrap()[1..]);
+        let rsa = public_jwk("rsa-a");
+        let n = URL_SAFE_NO_PAD.decode(rsa["n"].as_str().unwrap()).unwrap();
+        for (json, err) in [
+            (
+                jwk("p256-a", json!({ "x": short_x })),
+                KeyError::BadJwkParameter("x"),
+            ),
+            (
+                jwk("p256-a", json!({ "x": format!("{x}=") })),
+                KeyError::BadJwkParameter("x"),
+            ),
+            (
+                jwk("p256-a", json!({"y": null})),
+                KeyError::BadJwkParameter("y"),
+            ),
+            (
+                jwk("p256-a", json!({"crv": null})),
+                KeyError::BadJwkParameter("crv"),
+            ),
+            (jwk("p256-a", json!({ "y": x })), KeyError::InvalidPoint),
+            (
+                jwk("p256-a", json!({"kid": 7})),
+                KeyError::BadJwkParameter("kid"),
+            ),
+            (
+                jwk("ed25519-a", json!({"x": URL_SAFE_NO_PAD.encode([0u8; 31])})),
+                KeyError::BadJwkParameter("x"),
+            ),
+            // The identity point: small order, "verifies" forged signatures.
+            (
+                jwk(
+                    "ed25519-a",
+                    json!({"x": URL_SAFE_NO_PAD.encode({ let mut b = [0u8; 32]; b[0] = 1; b })}),
+                ),
+                KeyError::WeakKey,
+            ),
+            (
+                jwk(
+                    "rsa-a",
+                    json!({"n": rsa["n"].as_str().unwrap().replace('-', "+")}),
+                ),
+                KeyError::BadJwkParameter("n"),
+            ),
+            (
+                jwk("rsa-a", json!({"e": null})),
+                KeyError::BadJwkParameter("e"),
+            ),
+            (jwk("rsa-a", json!({"e": "AQAA"})), KeyError::InvalidRsaKey),
+            (jwk("rsa-a", json!({"e": "AQ"})), KeyError::InvalidRsaKey),
+            (
+                jwk("rsa-a", json!({"e": URL_SAFE_NO_PAD.encode([1u8; 9])})),
+                KeyError::InvalidRsaKey,
+            ),
+            (
+                jwk(
+                    "rsa-a",
+                    json!({"n": URL_SAFE_NO_PAD.encode(&n[..n.len() - 1])}),
+                ),
+                KeyError::RsaTooSmall,
+            ),
+            (
+                jwk(
+                    "rsa-a",
+                    json!({"n": URL_SAFE_NO_PAD.encode({ let mut even = n.clone(); *even.last_mut().unwrap() &= 0xfe; even })}),
+                ),
+                KeyError::InvalidRsaKey,
+            ),
+            (
+                jwk(
+                    "rsa-a",
+                    json!({"n": URL_SAFE_NO_PAD.encode([0xffu8; 1025])}),
+                ),
+                KeyError::RsaTooLarge,
+            ),
+            (
+                jwk("rsa-a", json!({"kty": "rsa"})),
+                KeyError::UnsupportedKeyType,
+            ),
+            (
+                jwk("rsa-a", json!({"kty": null})),
+                KeyError::BadJwkParameter("kty"),
+            ),
+            (
+                jwk("rsa-a", json!({"use": ["sig"]})),
+                KeyError::BadJwkParameter("use"),
+            ),
+            (
+                jwk("rsa-a", json!({"key_ops": "verify"})),
+                KeyError::BadJwkParameter("key_ops"),
+            ),
+        ] {
+            assert_eq!(one(json.clone()).unwrap_err(), err, "{json}");
+        }
+        // A modulus with a leading zero byte (some encoders add one) is the
+        // same key.
+        let padded = URL_SAFE_NO_PAD.encode([vec![0], n].concat());
+        assert_eq!(
+            one(jwk("rsa-a", json!({ "n": padded }))).unwrap().kind(),
+            KeyKind::Rsa
+        );
+    }
+
+    #[test]
+    fn malformed_jwks_documents() {
+        for text in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            r#"{"keys": {}}"#,
+            r#"{"keys": [1]}"#,
+            r#"{"keys": ["#,
+            "\"keys\"",
+        ] {
+            assert_eq!(
+                VerificationKey::from_jwks(text).unwrap_err(),
+                KeyError::MalformedJwks,
+                "{text}"
+            );
+        }
+        let huge = jwks(vec![json!({"kty": "RSA", "n": "A".repeat(MAX_JWKS_BYTES)})]);
+        assert_eq!(
+            VerificationKey::from_jwks(&huge).unwrap_err(),
+            KeyError::TooLarge
+        );
+        let many = jwks(vec![public_jwk("ed25519-a"); MAX_JWKS_KEYS + 1]);
+        assert_eq!(
+            VerificationKey::from_jwks(&many).unwrap_err(),
+            KeyError::TooLarge
+        );
+        assert_eq!(
+            VerificationKey::from_jwks(&jwks(vec![public_jwk("ed25519-a"); MAX_JWKS_KEYS]))
+                .unwrap()
+                .len(),
+            MAX_JWKS_KEYS
+        );
+    }
+
+    #[test]
+    fn restricting_and_naming_keys() {
+        let key = pem_key("rsa-a").with_kid("2024-06");
+        assert_eq!(key.kid(), Some("2024-06"));
+        let ps = key.clone().restricted_to(Algorithm::Ps256).unwrap();
+        assert_eq!(names(&ps), ["PS256"]);
+        assert_eq!(
+            ps.restricted_to(Algorithm::Rs256).unwrap_err(),
+            KeyError::AlgorithmMismatch
+        );
+        assert_eq!(
+            key.restricted_to(Algorithm::Hs256).unwrap_err(),
+            KeyError::AlgorithmMismatch
+        );
+        for kind in [KeyKind::Hmac, KeyKind::Rsa, KeyKind::P256, KeyKind::Ed25519] {
+            assert!(!kind.algorithms().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_key_never_verifies_outside_its_allow_list() {
+        // The RSA key's PEM text as an HMAC secret: the classic confusion.
+        // The RSA key itself never runs an HMAC, whatever it is asked.
+        let rsa = pem_key("rsa-a");
+        let input = b"header.payload";
+        let mac = hmac_sign(pem("rsa-a").as_bytes(), input);
+        for alg in [Algorithm::Hs256, Algorithm::Es256, Algorithm::EdDsa] {
+            assert!(!rsa.verify(alg, input, &mac));
+        }
+        let sig = sign("rsa-a", input);
+        assert!(rsa.verify(Algorithm::Rs256, input, &sig));
+        assert!(
+            !rsa.clone().restricted_to(Algorithm::Ps256).unwrap().verify(
+                Algorithm::Rs256,
+                input,
+                &sig
+            )
+        );
+        let hmac = VerificationKey::hmac(b"k").unwrap();
+        assert!(!hmac.verify(Algorithm::Rs256, input, &sig));
+    }
+
+    #[test]
+    fn debug_output_shows_no_material() {
+        let hmac = VerificationKey::hmac(b"hunter2-hunter2").unwrap();
+        let shown = format!("{hmac:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("[15 bytes]"),
+            "{shown}"
+        );
+        let rsa = pem_key("rsa-a").with_kid("k1");
+        let shown = format!("{rsa:?}");
+        let n = public_jwk("rsa-a")["n"].as_str().unwrap().to_owned();
+        assert!(
+            shown.contains("RSA 2048-bit") && shown.contains("k1"),
+            "{shown}"
+        );
+        assert!(!shown.contains(&n[..16]), "{shown}");
+        for key in [pem_key("p256-a"), pem_key("ed25519-a")] {
+            assert!(format!("{key:?}").len() < 200);
+        }
+    }
+
+    #[test]
+    fn error_messages_are_distinct_and_static() {
+        let all = [
+            KeyError::EmptySecret,
+            KeyError::SecretLooksLikeKey,
+            KeyError::NoPublicKey,
+            KeyError::MalformedPem,
+            KeyError::UnsupportedPem,
+            KeyError::Certificate,
+            KeyError::PrivateKey,
+            KeyError::SymmetricJwk,
+            KeyError::MalformedDer,
+            KeyError::RsaTooSmall,
+            KeyError::RsaTooLarge,
+            KeyError::InvalidRsaKey,
+            KeyError::UnsupportedKeyType,
+            KeyError::UnsupportedCurve,
+            KeyError::InvalidPoint,
+            KeyError::WeakKey,
+            KeyError::MalformedJwks,
+            KeyError::TooLarge,
+            KeyError::BadJwkParameter("n"),
+            KeyError::BadJwkParameter("x"),
+            KeyError::AlgorithmMismatch,
+            KeyError::UnsupportedAlgorithm,
+            KeyError::NotForSignatures,
+            KeyError::NoUsableKey,
+        ];
+        let messages: std::collections::HashSet<_> = all.iter().map(KeyError::message).collect();
+        assert_eq!(messages.len(), all.len());
+        assert_eq!(
+            KeyError::RsaTooSmall.to_string(),
+            "RSA key is shorter than 2048 bits"
+        );
+    }
+}
