@@ -3,6 +3,7 @@
 // it is stopped with SIGTERM or SIGINT.
 //
 //   node bench/serve-worker.mjs --port 8899 [--var NAME=VALUE]... [--probe-hibernation]
+//                               [--profile-dir DIR]
 //
 // The HS256 secret comes from BENCH_JWT_SECRET (the benchmark mints its tokens
 // with it). With --probe-hibernation the Durable Object class is wrapped so
@@ -10,10 +11,18 @@
 // constructs a channel object again only after it evicted (hibernated) it, so
 // counting constructions shows when hibernation happened. The wrapper is a
 // module added at run time; the bundle itself is not changed.
+//
+// With --profile-dir, workerd's inspector is opened and V8's sampling CPU
+// profiler runs between SIGUSR1 and SIGUSR2 (the benchmark sends them around
+// its measured phase); each profile is written to DIR as a .cpuprofile (open
+// it in Chrome DevTools) with a .summary.json of self time per function.
 import { Miniflare } from 'miniflare';
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import fs from 'node:fs';
+import { createServer } from 'node:net';
+import WebSocket from 'ws';
 import { startWorker, ROOT } from '../tests/support/worker.mjs';
 
 const { values } = parseArgs({
@@ -21,6 +30,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     var: { type: 'string', multiple: true, default: [] },
     'probe-hibernation': { type: 'boolean', default: false },
+    'profile-dir': { type: 'string' },
   },
 });
 const vars = {};
@@ -42,28 +52,38 @@ export class ChannelObject {
 }
 `;
 
-/** Like tests/support/worker.mjs's startWorker, with the probe module as entry. */
-async function startProbe() {
+/**
+ * Like tests/support/worker.mjs's startWorker (same miniflare options), for
+ * what it does not offer: the probe module as entry, and the inspector.
+ */
+async function startCustom({ probe, inspectorPort }) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(path.join(ROOT, 'wrangler.toml'), undefined, {
     envFiles: ['.bench-reads-no-env-file'],
   });
   const build = path.join(ROOT, 'build');
-  const mf = new Miniflare({
-    host: '127.0.0.1',
-    port,
-    cf: false,
-    durableObjectsPersist: false,
-    workers: [
-      {
-        ...workerOptions,
-        name: 'edgestream',
-        rootPath: ROOT,
+  const code = probe
+    ? {
         modulesRoot: build,
         modules: [
           { type: 'ESModule', path: path.join(build, 'bench-probe-entry.mjs'), contents: PROBE_ENTRY },
           { type: 'ESModule', path: path.join(build, 'index.js') },
           { type: 'CompiledWasm', path: path.join(build, 'index_bg.wasm') },
         ],
+      }
+    : { modules: true, scriptPath: path.join(build, 'index.js') };
+  const mf = new Miniflare({
+    host: '127.0.0.1',
+    port,
+    cf: false,
+    durableObjectsPersist: false,
+    ...(inspectorPort ? { inspectorPort } : {}),
+    workers: [
+      {
+        ...workerOptions,
+        name: 'edgestream',
+        rootPath: ROOT,
+        ...code,
+        ...(inspectorPort ? { unsafeInspectorProxy: true } : {}),
         bindings: { ...workerOptions.bindings, ...vars },
       },
     ],
@@ -72,8 +92,110 @@ async function startProbe() {
   return { url: url.origin, stop: () => mf.dispose() };
 }
 
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** V8's CPU profiler over workerd's inspector, driven by SIGUSR1/SIGUSR2. */
+async function attachProfiler(inspectorPort, dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  // miniflare's inspector proxy connects to workerd only after the runtime
+  // is up; a client that talks to it earlier crashes the proxy, so wait.
+  let ws;
+  for (let attempt = 0; ; attempt++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    try {
+      ws = new WebSocket(`ws://127.0.0.1:${inspectorPort}/edgestream`, { headers: { Origin: 'http://localhost' } });
+      await new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      });
+      break;
+    } catch (e) {
+      if (attempt >= 10) throw e;
+    }
+  }
+  let nextId = 1;
+  const pending = new Map();
+  ws.on('message', (raw) => {
+    const msg = JSON.parse(raw.toString());
+    if (msg.id && pending.has(msg.id)) {
+      pending.get(msg.id)(msg);
+      pending.delete(msg.id);
+    }
+  });
+  const call = (method, params = {}) =>
+    new Promise((resolve) => {
+      const id = nextId++;
+      pending.set(id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await call('Profiler.enable');
+  await call('Profiler.setSamplingInterval', { interval: 100 });
+  let count = 0;
+  profiler.start = () => call('Profiler.start');
+  profiler.stop = async () => {
+    const answer = await call('Profiler.stop');
+    const profile = answer.result?.profile;
+    if (!profile) return;
+    const name = path.join(dir, `profile-${++count}`);
+    fs.writeFileSync(`${name}.cpuprofile`, JSON.stringify(profile));
+    fs.writeFileSync(`${name}.summary.json`, JSON.stringify(summarize(profile), null, 1));
+  };
+}
+
+// Installed at once: node's default for SIGUSR2 is to exit.
+const profiler = { start: () => {}, stop: async () => {} };
+process.on('SIGUSR1', () => profiler.start());
+process.on('SIGUSR2', () => profiler.stop());
+
+/** Self time per function, and per kind of code (wasm, JS glue, runtime). */
+function summarize(profile) {
+  const interval = (profile.endTime - profile.startTime) / Math.max(1, profile.samples.length);
+  const byFunction = new Map();
+  const byKind = new Map();
+  let total = 0;
+  for (const node of profile.nodes) {
+    const ms = (node.hitCount * interval) / 1000;
+    if (!ms) continue;
+    const f = node.callFrame;
+    const url = f.url || '';
+    const name = f.functionName || '(anonymous)';
+    let kind;
+    if (name === '(idle)') kind = 'idle';
+    else if (name === '(garbage collector)') kind = 'garbage collector';
+    else if (name === '(program)') kind = 'runtime (program)';
+    else if (url.startsWith('wasm://') || name.startsWith('$') || name.includes('wasm-function')) kind = 'wasm (edgestream)';
+    else if (url.endsWith('index.js') || url.includes('bench-probe')) kind = 'JS glue (wasm-bindgen, workers-rs shim)';
+    else if (!url) kind = 'runtime built-ins (native)';
+    else kind = `other JS (${url.split('/').pop()})`;
+    const key = `${name} ${url.split('/').pop()}:${f.lineNumber}`;
+    byFunction.set(key, (byFunction.get(key) || 0) + ms);
+    byKind.set(kind, (byKind.get(kind) || 0) + ms);
+    if (kind !== 'idle') total += ms;
+  }
+  const sorted = (m) => [...m.entries()].sort((a, b) => b[1] - a[1]);
+  return {
+    busy_ms: total,
+    wall_ms: (profile.endTime - profile.startTime) / 1000,
+    by_kind: Object.fromEntries(sorted(byKind).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+    top_functions: sorted(byFunction).slice(0, 40).map(([k, v]) => [k, Math.round(v * 10) / 10]),
+  };
+}
+
 const started = performance.now();
-const worker = values['probe-hibernation'] ? await startProbe() : await startWorker({ vars, port });
+let inspectorPort;
+if (values['profile-dir']) inspectorPort = await freePort();
+const probe = values['probe-hibernation'];
+const worker = probe || inspectorPort ? await startCustom({ probe, inspectorPort }) : await startWorker({ vars, port });
+if (values['profile-dir']) await attachProfiler(inspectorPort, values['profile-dir']);
 console.log(JSON.stringify({ bench: 'ready', url: worker.url, ms: Math.round(performance.now() - started) }));
 
 let stopping = false;

@@ -20,6 +20,20 @@ pub type Sender = SendRequest<Full<Bytes>>;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// An error with its chain of causes ("connection error: connection reset").
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    // Bounded: error chains are short, and the depth is capped anyway.
+    for _ in 0..8 {
+        let Some(s) = source else { break };
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Opens a connection and drives it on its own task.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, Error> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))

@@ -32,13 +32,14 @@ use peers::{Ctx, PeerKind, Target};
 use scenario::{RunResult, Scenario};
 
 const USAGE: &str = "usage:
-  edgestream-bench run [--smoke] [--peers edgestream,nchan,django] [--scenarios fanout,max-rate,burst,breadth,idle,bridge]
+  edgestream-bench run [--smoke] [--peers edgestream,nchan,django] [--scenarios fanout,max-rate,max-rate-single,burst,breadth,idle,bridge]
                        [--set SCENARIO.FIELD=VALUE]... [--extras] [--out FILE] [--docs FILE]
-                       [--client-threads N] [--django-workers N]
+                       [--client-threads N] [--django-workers N] [--profile DIR]
   edgestream-bench report --in FILE --docs FILE
 
 FIELD is one of channels, subs (per channel), events (per channel), rate (events/s, or max),
-batch, publishers, payload (bytes), hold (idle seconds), concurrency (streams opened at once), stall.";
+batch, publishers, payload (bytes), hold (idle seconds), concurrency (streams opened at once), stall.
+--profile DIR: V8 CPU profile of edgestream's isolate over each measured phase, written to DIR.";
 
 struct Args {
     command: String,
@@ -52,6 +53,7 @@ struct Args {
     docs: Option<PathBuf>,
     client_threads: usize,
     django_workers: usize,
+    profile: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -69,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         docs: None,
         client_threads: 1,
         django_workers: 1,
+        profile: None,
     };
     let mut peers_given = false;
     while let Some(flag) = it.next() {
@@ -90,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
                 let (scenario, field) = key.split_once('.').ok_or(format!("--set {v}: expected SCENARIO.FIELD"))?;
                 args.sets.push((scenario.to_owned(), field.to_owned(), val.to_owned()));
             }
+            "--profile" => args.profile = Some(PathBuf::from(value()?)),
             "--out" => args.out = PathBuf::from(value()?),
             "--in" => args.input = Some(PathBuf::from(value()?)),
             "--docs" => args.docs = Some(PathBuf::from(value()?)),
@@ -219,10 +223,12 @@ async fn run(args: &Args) -> i32 {
         secret: random_hex(32),
         tenant: random_uuid(),
         django_workers: args.django_workers,
+        profile_dir: args.profile.as_ref().map(|p| root.join(p)),
     };
     let mut scenarios = if args.smoke { Scenario::smoke() } else { Scenario::defaults() };
     if let Some(wanted) = &args.scenarios {
-        for w in wanted {
+        // `--scenarios none`: only the extras.
+        for w in wanted.iter().filter(|w| w.as_str() != "none") {
             if !scenarios.iter().any(|s| &s.name == w) {
                 eprintln!("unknown scenario {w:?}");
                 return 2;
@@ -348,10 +354,13 @@ fn failed_start(scenario: &Scenario, kind: PeerKind, error: String) -> RunResult
         series_bucket_ms: latency::BUCKET_MS,
         usage: Default::default(),
         server_cpu_s: 0.0,
+        client_cpu_s: 0.0,
         connect_cpu_us_per_stream: 0.0,
         server_cpu_us_per_delivery: 0.0,
         idle: None,
         errors: Vec::new(),
         error_count: 0,
+        load_start: scenario::load_1m(),
+        load_end: scenario::load_1m(),
     }
 }

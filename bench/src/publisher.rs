@@ -94,6 +94,13 @@ impl Conn {
         for req in ep.publish_requests(events) {
             match (req, &mut *self) {
                 (PublishReq::Http { path, headers, body }, Conn::Http(sender)) => {
+                    // A kept-alive connection the server closed while it was
+                    // idle is replaced; nothing was sent on it, so this is safe.
+                    if sender.is_closed() || sender.ready().await.is_err() {
+                        *sender = http::connect(ep.addr, Duration::from_secs(10))
+                            .await
+                            .map_err(|e| format!("publish reconnect: {}", http::describe(e.as_ref())))?;
+                    }
                     retries += send_http(sender, ep, &path, &headers, body).await?;
                 }
                 (PublishReq::Valkey(messages), Conn::Valkey(publisher)) => {
@@ -119,7 +126,7 @@ async fn send_http(
     for attempt in 0..=MAX_RETRIES {
         let (status, answer) = http::send(sender, Method::POST, ep.addr, path, headers, body.clone())
             .await
-            .map_err(|e| format!("publish: {e}"))?;
+            .map_err(|e| format!("publish: {}", http::describe(e.as_ref())))?;
         if status.is_success() {
             return Ok(u64::from(attempt));
         }

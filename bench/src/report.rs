@@ -92,6 +92,8 @@ fn rows() -> Vec<(&'static str, Getter)> {
         ("peak RSS of the bridge, MiB", |v| num(v, "/usage/bridge/peak_rss_mb")),
         ("server CPU per delivery, µs", |v| num(v, "/server_cpu_us_per_delivery")),
         ("idle: server RSS per open stream, KiB", |v| num(v, "/idle/per_stream_kb")),
+        ("load generator CPU over the measured phase, s", |v| num(v, "/client_cpu_s")),
+        ("machine load (1 min) at start of run", |v| num(v, "/load_start")),
         ("idle: server RSS before / open / after hold, MiB", |_| None),
     ]
 }
@@ -146,6 +148,7 @@ fn scenario_title(name: &str) -> &'static str {
     match name {
         "fanout" => "Fan-out: one channel, many subscribers, steady rate",
         "max-rate" => "Max rate: one channel, many subscribers, as fast as accepted",
+        "max-rate-single" => "Max rate, one event per publish request",
         "burst" => "Burst: many events at once to 100 subscribers",
         "breadth" => "Breadth: many channels with one subscriber each",
         "idle" => "Idle: open streams, memory per stream",

@@ -71,6 +71,8 @@ impl Scenario {
         vec![
             Scenario { name: "fanout".into(), ..base.clone() },
             Scenario { name: "max-rate".into(), events_per_channel: 2000, rate: None, ..base.clone() },
+            // The same with one event per publish request, as nchan takes them.
+            Scenario { name: "max-rate-single".into(), events_per_channel: 300, rate: None, batch: 1, ..base.clone() },
             Scenario { name: "burst".into(), subs_per_channel: 100, events_per_channel: 10_000, rate: None, ..base.clone() },
             Scenario {
                 name: "breadth".into(),
@@ -110,6 +112,7 @@ impl Scenario {
                 match s.name.as_str() {
                     "fanout" => (s.subs_per_channel, s.events_per_channel, s.rate) = (20, 20, Some(100.0)),
                     "max-rate" => (s.subs_per_channel, s.events_per_channel) = (20, 300),
+                    "max-rate-single" => (s.subs_per_channel, s.events_per_channel) = (20, 50),
                     "burst" => (s.subs_per_channel, s.events_per_channel) = (10, 500),
                     "breadth" => (s.channels, s.events_per_channel, s.rate) = (20, 5, Some(200.0)),
                     "idle" => (s.channels, s.subs_per_channel, s.hold_s) = (5, 10, 1.0),
@@ -196,6 +199,9 @@ pub struct RunResult {
     /// Server CPU (user + system, all server processes) from the first
     /// measured publish to the end of the drain, seconds.
     pub server_cpu_s: f64,
+    /// CPU of the load generator itself over the same phase, seconds (to
+    /// tell whether the client, not the server, was the limit).
+    pub client_cpu_s: f64,
     /// Server CPU spent opening the streams, per stream, microseconds.
     pub connect_cpu_us_per_stream: f64,
     /// That CPU per measured delivery, microseconds.
@@ -203,6 +209,26 @@ pub struct RunResult {
     pub idle: Option<IdleStats>,
     pub errors: Vec<String>,
     pub error_count: u64,
+    /// The machine's 1-minute load average at the start and the end of the
+    /// run: other work on the shared machine shows up here.
+    pub load_start: f64,
+    pub load_end: f64,
+}
+
+/// The 1-minute load average.
+pub fn load_1m() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds (user + system) used by this process so far.
+fn client_cpu_s() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
 }
 
 async fn wait_for(shared: &Shared, timeout: Duration, done: impl Fn() -> bool) -> bool {
@@ -229,6 +255,7 @@ pub async fn run(scenario: &Scenario, target: &mut Target, tenant: &str, run_id:
     let n = scenario.subscribers();
     let channels: Arc<Vec<String>> =
         Arc::new((0..scenario.channels).map(|i| format!("bench:{tenant}:{run_id}-c{i}")).collect());
+    let load_start = load_1m();
     let sampler = Sampler::start(target.pids());
     let start = Instant::now();
     let shared = Shared::new(start);
@@ -316,6 +343,11 @@ pub async fn run(scenario: &Scenario, target: &mut Target, tenant: &str, run_id:
 
     // 4. Measured events.
     let cpu_before = crate::rss::server_cpu_s(&roots);
+    let client_cpu_before = client_cpu_s();
+    if let Some(pid) = target.profiler_pid {
+        unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let publish_start = Instant::now();
     let mut publish = PubStats::default();
     if failure.is_none() {
@@ -365,6 +397,11 @@ pub async fn run(scenario: &Scenario, target: &mut Target, tenant: &str, run_id:
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let server_cpu = crate::rss::server_cpu_s(&roots) - cpu_before;
+    let client_cpu = client_cpu_s() - client_cpu_before;
+    if let Some(pid) = target.profiler_pid {
+        unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     let _ = stop_tx.send(true);
     let mut results: Vec<SubResult> = Vec::with_capacity(n);
     for t in tasks {
@@ -452,10 +489,13 @@ pub async fn run(scenario: &Scenario, target: &mut Target, tenant: &str, run_id:
         series_bucket_ms: BUCKET_MS,
         usage,
         server_cpu_s: server_cpu,
+        client_cpu_s: client_cpu,
         connect_cpu_us_per_stream: if connected > 0 { connect_cpu_s * 1e6 / connected as f64 } else { 0.0 },
         server_cpu_us_per_delivery: if outcome.received > 0 { server_cpu * 1e6 / outcome.received as f64 } else { 0.0 },
         idle,
         errors,
         error_count,
+        load_start,
+        load_end: load_1m(),
     }
 }

@@ -105,7 +105,7 @@ pub async fn run(
     let (_sender, response) = match tokio::time::timeout(Duration::from_secs(30), opened).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => {
-            fail(&shared, format!("connect: {e}"));
+            fail(&shared, format!("connect: {}", http::describe(e.as_ref())));
             result.failed = true;
             result.outcome = checker.outcome();
             return result;
@@ -140,7 +140,7 @@ pub async fn run(
         };
         let data = match frame {
             None => break Some("the stream ended".to_owned()),
-            Some(Err(e)) => break Some(format!("read: {e}")),
+            Some(Err(e)) => break Some(format!("read: {}", http::describe(&e))),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
                 Err(_) => continue,

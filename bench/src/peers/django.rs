@@ -38,6 +38,7 @@ pub async fn start(ctx: &Ctx, log_name: &str, via_valkey: bool) -> Result<Target
         }),
         processes: vec![server, valkey],
         started_in_ms: spawned.elapsed().as_secs_f64() * 1000.0,
+        profiler_pid: None,
     })
 }
 

@@ -41,6 +41,9 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
     if options.probe {
         command.arg("--probe-hibernation");
     }
+    if let Some(dir) = &ctx.profile_dir {
+        command.arg("--profile-dir").arg(dir);
+    }
     for (k, v) in &options.vars {
         command.arg("--var").arg(format!("{k}={v}"));
     }
@@ -50,6 +53,7 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
     wait_healthy(&mut launcher, addr, "/healthz", Duration::from_secs(120)).await?;
     let started_in_ms = spawned.elapsed().as_secs_f64() * 1000.0;
 
+    let profiler_pid = ctx.profile_dir.as_ref().map(|_| launcher.pid());
     let mut processes = vec![launcher];
     let via = if options.bridge {
         let (valkey, valkey_addr) = valkey::start_server(ctx, &format!("{}-valkey", options.log_name)).await?;
@@ -61,7 +65,7 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
             .env("VALKEY_URL", format!("redis://{valkey_addr}"))
             .env("EDGE_URL", format!("http://{addr}"))
             .env("JWT_SECRET", &ctx.secret)
-            .env("RUST_LOG", "warn");
+            .env("BRIDGE_LOG_LEVEL", "warn");
         let bridge = Proc::spawn("bridge", command, &ctx.work.join(format!("{}-bridge.log", options.log_name)))?;
         processes.push(bridge);
         Via::Valkey(valkey_addr)
@@ -78,6 +82,7 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
         }),
         processes,
         started_in_ms,
+        profiler_pid,
     })
 }
 

@@ -64,6 +64,8 @@ pub struct Ctx {
     /// Tenant of every channel of the run.
     pub tenant: String,
     pub django_workers: usize,
+    /// Profile edgestream's isolate into this folder (`--profile`).
+    pub profile_dir: Option<PathBuf>,
 }
 
 /// One event to publish.
@@ -88,6 +90,8 @@ pub struct Target {
     pub processes: Vec<Proc>,
     /// Time from spawning the server to its health check answering.
     pub started_in_ms: f64,
+    /// The process that starts and stops a CPU profile on SIGUSR1 / SIGUSR2.
+    pub profiler_pid: Option<u32>,
 }
 
 impl Target {

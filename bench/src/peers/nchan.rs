@@ -50,6 +50,7 @@ pub async fn start(ctx: &Ctx, log_name: &str) -> Result<Target, String> {
         }),
         processes: vec![server],
         started_in_ms: spawned.elapsed().as_secs_f64() * 1000.0,
+        profiler_pid: None,
     })
 }
 
