@@ -201,6 +201,9 @@ async function connect() {
       setState('reconnecting');
       return;
     }
+    // The relay refused the stream; EventSource will not try again.
+    es.close();
+    page.es = null;
     setState('failed');
     explainFailure(url);
   });

@@ -1,0 +1,219 @@
+// Real Chromium against the local worker: the demo page with the browser's
+// own EventSource, and the typed client loaded into a page.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startWorker, logCollector } from './support/worker.mjs';
+import { publish } from './support/sse.mjs';
+import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
+import { cursorOf } from './support/http.mjs';
+import { launchBrowser, artifactPath, watchPage } from './support/browser.mjs';
+import { clientModuleSource } from './support/client.mjs';
+
+const VARS = { DEV_MODE: '1', RETRY_MS: '500', JWT_LEEWAY_SECONDS: '0' };
+const WAIT = { timeout: 10_000 };
+
+describe('in Chromium', () => {
+  let worker;
+  let persistPath;
+  let browser;
+  let context;
+  const startAt = (port) =>
+    startWorker({ vars: VARS, persistPath, port, handleStructuredLogs: logCollector().handleStructuredLogs });
+
+  before(async () => {
+    persistPath = await mkdtemp(path.join(tmpdir(), 'edgestream-browser-'));
+    [worker, browser] = await Promise.all([startAt(0), launchBrowser()]);
+    context = await browser.newContext({ viewport: { width: 1100, height: 860 } });
+  });
+  after(async () => {
+    await context?.close();
+    await browser?.close();
+    await worker?.stop();
+    if (persistPath) await rm(persistPath, { recursive: true, force: true });
+  });
+
+  /** Opens the demo page, connected to a channel of a new tenant. */
+  async function openDemo() {
+    const page = await context.newPage();
+    const watch = watchPage(page);
+    // The Last-Event-ID header of each stream request, as sent on the wire.
+    const streamRequests = [];
+    page.on('request', (request) => {
+      if (new URL(request.url()).pathname === '/v1/stream' && request.resourceType() === 'eventsource') {
+        streamRequests.push(request.allHeaders().then((h) => h['last-event-id'] ?? null));
+      }
+    });
+    const lastEventIds = () => Promise.all(streamRequests);
+    await page.goto(`${worker.url}/demo`);
+    const tenant = await page.inputValue('#tenant');
+    const channel = await page.inputValue('#channel');
+    assert.equal(channel, `scan-progress:${tenant}:demo`);
+    await page.click('#connect');
+    await page.waitForSelector('#state[data-state="open"]', WAIT);
+    await page.waitForSelector('#log tr[data-event="stream-open"]', WAIT);
+    return { page, watch, tenant, channel, lastEventIds };
+  }
+
+  /** The ids of the event rows in the page's log, oldest first. */
+  const loggedIds = (page) =>
+    page.$$eval('#log tr[data-id]', (rows) => rows.map((r) => r.dataset.id).reverse());
+
+  it('the demo connects and events published over HTTP move the bar to 100%', async () => {
+    const { page, watch, tenant, channel } = await openDemo();
+    const pub = await publisher(tenant);
+    for (let pct = 0; pct <= 100; pct += 20) {
+      const r = await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct } });
+      assert.equal(r.status, 202, r.text);
+    }
+    await page.waitForSelector('#bar[aria-valuenow="100"]', WAIT);
+    assert.equal(await page.textContent('#pct'), '100');
+    assert.equal(await page.getAttribute('#bar', 'data-complete'), '');
+    const ids = await loggedIds(page);
+    assert.deepEqual(ids, [1, 2, 3, 4, 5, 6].map((n) => cursorOf([[channel, n]])));
+    assert.equal(await page.textContent('#last-id'), ids.at(-1));
+
+    // The page's own publish form works too.
+    await page.fill('#publish-event', 'scan.completed');
+    await page.fill('#publish-data', '{"findings": 3}');
+    await page.click('#publish');
+    await page.waitForSelector('#log tr[data-event="scan.completed"]', WAIT);
+    assert.match(await page.textContent('#publish-status'), /Published scan\.completed as sequence 7/);
+    assert.equal(await page.isHidden('#error'), true);
+    assert.deepEqual(watch.pageErrors, []);
+    await page.screenshot({ path: artifactPath('demo.png'), fullPage: true });
+    await page.close();
+  });
+
+  it("the browser's EventSource resumes after a server-side cut with every event exactly once", async () => {
+    const { page, watch, tenant, channel, lastEventIds } = await openDemo();
+    const pub = await publisher(tenant);
+    for (let pct = 10; pct <= 30; pct += 10) await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct } });
+    await page.waitForSelector('#bar[aria-valuenow="30"]', WAIT);
+    const beforeCut = (await loggedIds(page)).at(-1);
+    assert.equal(beforeCut, cursorOf([[channel, 3]]));
+
+    // Restart the runtime on the same port and storage: every stream is cut.
+    const port = Number(new URL(worker.url).port);
+    await worker.stop();
+    worker = await startAt(port);
+    for (let pct = 40; pct <= 100; pct += 20) await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct } });
+
+    await page.waitForSelector('#bar[aria-valuenow="100"]', WAIT);
+    await page.waitForSelector('#state[data-state="open"]', WAIT);
+    const ids = await loggedIds(page);
+    assert.deepEqual(ids, [1, 2, 3, 4, 5, 6, 7].map((n) => cursorOf([[channel, n]])), 'each event once, in order');
+    assert.equal(await page.textContent('#connections'), '2');
+    const sent = await lastEventIds();
+    assert.equal(sent[0], null, 'the first request has no Last-Event-ID');
+    assert.ok(sent.includes(beforeCut), `a reconnect sent Last-Event-ID ${beforeCut}: ${JSON.stringify(sent)}`);
+    assert.deepEqual(watch.pageErrors, []);
+    await page.close();
+  });
+
+  it('a channel of another tenant shows a clear error instead of hanging', async () => {
+    const page = await context.newPage();
+    const watch = watchPage(page);
+    await page.goto(`${worker.url}/demo`);
+    const foreign = channelOf(newTenant());
+    await page.fill('#channel', foreign);
+    await page.click('#connect');
+    await page.waitForSelector('#error:not([hidden])', WAIT);
+    const error = await page.textContent('#error');
+    assert.match(error, /403 channel_forbidden/);
+    assert.match(error, /may not access channel/);
+    assert.equal(await page.getAttribute('#state', 'data-state'), 'failed');
+    assert.deepEqual(watch.pageErrors, []);
+    await page.screenshot({ path: artifactPath('demo-error.png') });
+    await page.close();
+  });
+
+  it('the typed client runs in the page: events, token refresh, reset and refusal', async () => {
+    const page = await context.newPage();
+    const watch = watchPage(page);
+    // Same origin as the relay; the module is served to the page as a file would be.
+    await page.route('**/test-client/index.js', (route) =>
+      route.fulfill({ status: 200, contentType: 'text/javascript', body: clientModuleSource() }),
+    );
+    await page.goto(`${worker.url}/demo`);
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    let minted = 0;
+    await page.exposeFunction('mintToken', async () => {
+      minted += 1;
+      return subscriber(tenant, { exp: Math.floor(Date.now() / 1000) + 5 });
+    });
+    await page.exposeFunction('mintForeignToken', () => subscriber(newTenant()));
+    await page.evaluate(
+      async ({ channel, resetCursor }) => {
+        const { EdgestreamClient } = await import('/test-client/index.js');
+        const log = { events: [], errors: [], resets: [], urls: [], states: [] };
+        window.clientLog = log;
+        class Recording extends EventSource {
+          constructor(url) {
+            super(url);
+            log.urls.push(url);
+          }
+        }
+        const live = new EdgestreamClient({
+          url: location.origin,
+          channels: [channel],
+          getToken: () => window.mintToken(),
+          refreshBeforeSeconds: 2,
+          EventSource: Recording,
+          onStateChange: (s) => log.states.push(s),
+          onError: (e) => log.errors.push(e),
+        });
+        live.on('scan.progress', (data, event) => log.events.push({ pct: data.pct, seq: event.seq, id: event.id }));
+        const reset = new EdgestreamClient({
+          url: location.origin,
+          channels: [channel],
+          getToken: () => window.mintToken(),
+          lastEventId: resetCursor,
+          onReset: (info) => log.resets.push(info.channels),
+        });
+        reset.on('scan.progress', () => {});
+        const refused = new EdgestreamClient({
+          url: location.origin,
+          channels: [channel],
+          getToken: () => window.mintForeignToken(),
+          onError: (e) => log.errors.push(e),
+        });
+        window.clients = [live, reset, refused];
+      },
+      { channel, resetCursor: cursorOf([[channel, 50]]) },
+    );
+    await page.waitForFunction(() => window.clientLog.states.includes('open'), null, WAIT);
+    // Publish across a token refresh (tokens live 4-5 s, refreshed 2 s before expiry).
+    let n = 0;
+    const deadline = Date.now() + 4_000;
+    while (Date.now() < deadline) {
+      n += 1;
+      await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct: n } });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await page.waitForFunction((n) => window.clientLog.events.length >= n, n, WAIT);
+    const log = await page.evaluate(() => {
+      for (const c of window.clients) c.close();
+      return window.clientLog;
+    });
+    assert.deepEqual(log.events.map((e) => e.seq), Array.from({ length: n }, (_, i) => i + 1), 'every event once, in order');
+    assert.ok(log.urls.length >= 2, `reconnected to refresh the token (${log.urls.length} connections)`);
+    for (const url of log.urls.slice(1)) {
+      const cursor = new URL(url).searchParams.get('lastEventId');
+      assert.ok(log.events.some((e) => e.id === cursor), `reconnected from a delivered cursor: ${cursor}`);
+    }
+    assert.ok(minted >= 3, `tokens minted: ${minted}`);
+    assert.deepEqual(log.resets, [[channel]]);
+    const forbidden = log.errors.filter((e) => e.code === 'channel_forbidden');
+    assert.equal(forbidden.length, 1, JSON.stringify(log.errors));
+    assert.equal(forbidden[0].status, 403);
+    assert.equal(forbidden[0].fatal, true);
+    assert.ok(!log.errors.some((e) => e.code === 'token_expired'), JSON.stringify(log.errors));
+    assert.deepEqual(watch.pageErrors, []);
+    await page.close();
+  });
+});
