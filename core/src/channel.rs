@@ -119,7 +119,7 @@ fn is_prefix(s: &str) -> bool {
 /// Canonical lowercase hyphenated 8-4-4-4-12 form only. Other spellings of the
 /// same UUID are rejected rather than normalised, so that one tenant has one
 /// spelling and a string comparison is a tenant comparison.
-fn is_canonical_uuid(s: &str) -> bool {
+pub fn is_canonical_uuid(s: &str) -> bool {
     let bytes = s.as_bytes();
     bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, &b)| match i {

@@ -22,6 +22,9 @@ pub struct Settings {
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub jwt_leeway_seconds: u64,
+    /// Least time between two fetches of `JWKS_URL` (a token with an unknown
+    /// `kid` refetches no sooner).
+    pub jwks_refresh_cooldown_seconds: u64,
     /// Exact origins (`https://app.example`) that get CORS headers.
     pub allowed_origins: Vec<String>,
 }
@@ -46,6 +49,7 @@ impl Default for Settings {
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway_seconds: 30,
+            jwks_refresh_cooldown_seconds: 60,
             allowed_origins: Vec::new(),
         }
     }
@@ -112,6 +116,13 @@ impl Settings {
                 defaults.jwt_leeway_seconds,
                 0,
                 300,
+                "",
+            )?,
+            jwks_refresh_cooldown_seconds: number(
+                "JWKS_REFRESH_COOLDOWN_SECONDS",
+                defaults.jwks_refresh_cooldown_seconds,
+                1,
+                3600,
                 "",
             )?,
             allowed_origins: match get("ALLOWED_ORIGINS") {
@@ -289,6 +300,7 @@ mod tests {
                 jwt_issuer: Some("https://api.example".into()),
                 jwt_audience: Some("edgestream".into()),
                 jwt_leeway_seconds: 0,
+                jwks_refresh_cooldown_seconds: 60,
                 allowed_origins: vec![
                     "https://app.example".into(),
                     "http://127.0.0.1:3000".into(),

@@ -6,7 +6,6 @@
 //! strings end up in links, logs and `Referer`s) choose the identity a request
 //! runs under. API keys are accepted from the header only for the same reason.
 
-use crate::percent;
 use crate::problem::Problem;
 
 /// A credential as presented, borrowed from the request. Nothing here has
@@ -19,30 +18,44 @@ pub enum Credential<'a> {
     ApiKey(&'a str),
     /// `?access_token=<jwt>` (RFC 6750 section 2.3), only without a header.
     QueryToken(&'a str),
+    /// `?ticket=<ticket>`: a short-lived, single-use stream ticket, only
+    /// without a header, so that long-lived tokens need not sit in URLs.
+    Ticket(&'a str),
 }
-
-/// Query parameters whose values are credentials and must not reach a log.
-const SECRET_PARAMS: [&str; 2] = ["access_token", "ticket"];
 
 /// Picks the request's credential.
 ///
 /// `authorization` is the `Authorization` header if present (even if empty);
-/// `query_tokens` is every value of the `access_token` query parameter.
+/// `query_tokens` and `query_tickets` are every value of the `access_token`
+/// and `ticket` query parameters. Without a header, exactly one query
+/// credential must be present: two are ambiguous, and ambiguity is refused.
 /// Schemes are matched case-insensitively (RFC 9110 section 11.1). No error
 /// detail ever contains the credential itself.
 pub fn select_credential<'a>(
     authorization: Option<&'a str>,
     query_tokens: &[&'a str],
+    query_tickets: &[&'a str],
 ) -> Result<Credential<'a>, Problem> {
     if let Some(header) = authorization {
         return from_header(header);
     }
-    match query_tokens {
-        [] => Err(Problem::missing_credentials()),
-        [""] => Err(Problem::invalid_token("access_token is empty")),
-        [token] => Ok(Credential::QueryToken(token)),
-        _ => Err(Problem::invalid_token("access_token given more than once")),
+    match (query_tokens, query_tickets) {
+        ([], []) => Err(Problem::missing_credentials()),
+        ([token], []) => non_empty(token, "access_token").map(Credential::QueryToken),
+        ([], [ticket]) => non_empty(ticket, "ticket").map(Credential::Ticket),
+        ([_, _, ..], []) => Err(Problem::invalid_token("access_token given more than once")),
+        ([], [_, _, ..]) => Err(Problem::invalid_token("ticket given more than once")),
+        _ => Err(Problem::invalid_token(
+            "give either access_token or ticket, not both",
+        )),
     }
+}
+
+fn non_empty<'a>(value: &'a str, name: &str) -> Result<&'a str, Problem> {
+    if value.is_empty() {
+        return Err(Problem::invalid_token(format!("{name} is empty")));
+    }
+    Ok(value)
 }
 
 fn from_header(header: &str) -> Result<Credential<'_>, Problem> {
@@ -74,37 +87,6 @@ fn from_header(header: &str) -> Result<Credential<'_>, Problem> {
     }
 }
 
-/// Replaces the values of credential query parameters (`access_token`,
-/// `ticket`) with `[redacted]`, so that a URL can be logged. Takes a whole
-/// URL or just its query. Names are compared after percent-decoding and
-/// case-insensitively: a parser that accepts `access%5Ftoken` as the token must
-/// not find a logger that leaves it in place.
-pub fn redact_query(url_or_query: &str) -> String {
-    let (head, rest) = match url_or_query.find('?') {
-        Some(at) => url_or_query.split_at(at + 1),
-        None => ("", url_or_query),
-    };
-    let (query, fragment) = match rest.find('#') {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_secret_param(name) => format!("{name}=[redacted]"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{head}{}{fragment}", pairs.join("&"))
-}
-
-fn is_secret_param(raw_name: &str) -> bool {
-    let name = percent::decode_form(raw_name);
-    SECRET_PARAMS
-        .iter()
-        .any(|secret| name.eq_ignore_ascii_case(secret.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,15 +96,15 @@ mod tests {
     #[test]
     fn bearer_header() {
         assert_eq!(
-            select_credential(Some("Bearer abc"), &[]),
+            select_credential(Some("Bearer abc"), &[], &[]),
             Ok(Credential::Bearer("abc"))
         );
         assert_eq!(
-            select_credential(Some("bearer abc"), &[]),
+            select_credential(Some("bearer abc"), &[], &[]),
             Ok(Credential::Bearer("abc"))
         );
         assert_eq!(
-            select_credential(Some("BEARER  abc"), &[]),
+            select_credential(Some("BEARER  abc"), &[], &[]),
             Ok(Credential::Bearer("abc"))
         );
     }
@@ -130,11 +112,11 @@ mod tests {
     #[test]
     fn api_key_header() {
         assert_eq!(
-            select_credential(Some("Api-Key k1"), &[]),
+            select_credential(Some("Api-Key k1"), &[], &[]),
             Ok(Credential::ApiKey("k1"))
         );
         assert_eq!(
-            select_credential(Some("api-key k1"), &[]),
+            select_credential(Some("api-key k1"), &[], &[]),
             Ok(Credential::ApiKey("k1"))
         );
     }
@@ -153,7 +135,7 @@ mod tests {
             "Bearerabc",
             "ApiKey k",
         ] {
-            let err = select_credential(Some(header), &[JWT]).unwrap_err();
+            let err = select_credential(Some(header), &[JWT], &[]).unwrap_err();
             assert_eq!((err.status, err.code), (401, "invalid_token"), "{header:?}");
         }
     }
@@ -161,11 +143,11 @@ mod tests {
     #[test]
     fn valid_header_wins_over_query() {
         assert_eq!(
-            select_credential(Some("Bearer h"), &["q"]),
+            select_credential(Some("Bearer h"), &["q"], &[]),
             Ok(Credential::Bearer("h"))
         );
         assert_eq!(
-            select_credential(Some("Api-Key k"), &["q", "r"]),
+            select_credential(Some("Api-Key k"), &["q", "r"], &[]),
             Ok(Credential::ApiKey("k"))
         );
     }
@@ -173,18 +155,18 @@ mod tests {
     #[test]
     fn query_token_only_without_header() {
         assert_eq!(
-            select_credential(None, &[JWT]),
+            select_credential(None, &[JWT], &[]),
             Ok(Credential::QueryToken(JWT))
         );
     }
 
     #[test]
     fn query_token_given_twice_is_refused() {
-        let err = select_credential(None, &[JWT, JWT]).unwrap_err();
+        let err = select_credential(None, &[JWT, JWT], &[]).unwrap_err();
         assert_eq!(err.code, "invalid_token");
         assert_eq!(err.detail, "access_token given more than once");
         assert_eq!(
-            select_credential(None, &["", JWT]).unwrap_err().code,
+            select_credential(None, &["", JWT], &[]).unwrap_err().code,
             "invalid_token"
         );
     }
@@ -192,14 +174,30 @@ mod tests {
     #[test]
     fn empty_query_token_is_invalid_not_missing() {
         assert_eq!(
-            select_credential(None, &[""]).unwrap_err().code,
+            select_credential(None, &[""], &[]).unwrap_err().code,
             "invalid_token"
         );
     }
 
     #[test]
+    fn ticket_only_without_header_and_never_with_a_query_token() {
+        assert_eq!(
+            select_credential(None, &[], &["t1"]),
+            Ok(Credential::Ticket("t1"))
+        );
+        assert_eq!(
+            select_credential(Some("Bearer h"), &[], &["t1"]),
+            Ok(Credential::Bearer("h"))
+        );
+        for (tokens, tickets) in [(&[JWT][..], &["t1"][..]), (&[], &["t1", "t2"]), (&[], &[""])] {
+            let err = select_credential(None, tokens, tickets).unwrap_err();
+            assert_eq!((err.status, err.code), (401, "invalid_token"));
+        }
+    }
+
+    #[test]
     fn nothing_presented_is_missing_credentials() {
-        let err = select_credential(None, &[]).unwrap_err();
+        let err = select_credential(None, &[], &[]).unwrap_err();
         assert_eq!(err.code, "missing_credentials");
         assert_eq!(
             err.www_authenticate.as_deref(),
@@ -214,55 +212,10 @@ mod tests {
             (Some("Bearer secret-value extra"), vec![]),
             (None, vec!["secret-value", "secret-value"]),
         ] {
-            let err = select_credential(header, &query).unwrap_err();
+            let err = select_credential(header, &query, &[]).unwrap_err();
             assert!(
                 !err.detail.contains("secret-value") && !err.to_json().contains("secret-value")
             );
-        }
-    }
-
-    #[test]
-    fn redacts_tokens_in_urls_and_queries() {
-        assert_eq!(
-            redact_query(
-                "https://edge.example/v1/stream?channel=a&access_token=eyJ.x.y&lastEventId=1"
-            ),
-            "https://edge.example/v1/stream?channel=a&access_token=[redacted]&lastEventId=1"
-        );
-        assert_eq!(redact_query("access_token=abc"), "access_token=[redacted]");
-        assert_eq!(redact_query("?ticket=abc&x=1"), "?ticket=[redacted]&x=1");
-        assert_eq!(
-            redact_query("/s?access_token=a&access_token=b#frag"),
-            "/s?access_token=[redacted]&access_token=[redacted]#frag"
-        );
-    }
-
-    #[test]
-    fn redaction_sees_through_encoded_and_cased_names() {
-        assert_eq!(
-            redact_query("access%5Ftoken=abc"),
-            "access%5Ftoken=[redacted]"
-        );
-        assert_eq!(
-            redact_query("%61ccess_token=abc"),
-            "%61ccess_token=[redacted]"
-        );
-        assert_eq!(redact_query("ACCESS_TOKEN=abc"), "ACCESS_TOKEN=[redacted]");
-        assert_eq!(redact_query("x=1&Ticket=abc"), "x=1&Ticket=[redacted]");
-    }
-
-    #[test]
-    fn redaction_leaves_everything_else_alone() {
-        for s in [
-            "",
-            "https://edge.example/v1/stream",
-            "/s?channel=a:b:c&x",
-            "/s?access_tokens=1&my_ticket=2",
-            "/s#access_token=1",
-            "/s?access_token",
-            "/access_token=1",
-        ] {
-            assert_eq!(redact_query(s), s);
         }
     }
 }

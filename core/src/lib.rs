@@ -10,7 +10,10 @@
 //!
 //! - [`problem`]: errors as RFC 9457 problem details with stable codes.
 //! - [`channel`]: channel names and the tenant gate.
-//! - [`credentials`]: which credential a request presents; log redaction.
+//! - [`credentials`]: which credential a request presents.
+//! - [`api_key`]: API key fingerprints and what a key may do.
+//! - [`ticket`]: single-use stream tickets.
+//! - [`revocation`]: kicks, revocations and the socket tags that find streams.
 //! - [`token`]: JWT verification with a per-key algorithm allow-list.
 //! - [`keys`]: verification keys (HMAC secret, PEM, JWKS) and their allow-lists.
 //! - [`jwks`]: when the Worker refreshes a JWKS fetched from `JWKS_URL`.
@@ -22,6 +25,7 @@
 //! - [`config`]: settings from wrangler vars.
 #![forbid(unsafe_code)]
 
+pub mod api_key;
 pub mod channel;
 pub mod config;
 pub mod credentials;
@@ -33,6 +37,8 @@ pub mod message;
 pub mod origin;
 mod percent;
 pub mod problem;
+pub mod revocation;
 pub mod relay;
 pub mod sse;
+pub mod ticket;
 pub mod token;

@@ -40,27 +40,6 @@ pub(crate) fn decode_strict(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Decodes as a form-urlencoded parser does: `+` is a space, `%XX` a byte,
-/// and a `%` without two hex digits stays a literal `%`.
-pub(crate) fn decode_form(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], escaped_byte(bytes, i)) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
-
 /// The byte spelled by the two hex digits after the `%` at `at`, if any.
 fn escaped_byte(bytes: &[u8], at: usize) -> Option<u8> {
     let hex = bytes.get(at + 1..at + 3)?;
@@ -101,13 +80,5 @@ mod tests {
         for bad in ["%", "a%3", "%zz", "%%33", "%3g"] {
             assert_eq!(decode_strict(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn form_decoding() {
-        assert_eq!(decode_form("access%5Ftoken"), b"access_token");
-        assert_eq!(decode_form("a+b%20c"), b"a b c");
-        assert_eq!(decode_form("100%"), b"100%");
-        assert_eq!(decode_form("%zz%4"), b"%zz%4");
     }
 }

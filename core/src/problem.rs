@@ -117,6 +117,24 @@ impl Problem {
         Problem::new(403, "channel_forbidden", "Channel forbidden", detail)
     }
 
+    pub fn platform_only() -> Self {
+        Problem::new(
+            403,
+            "platform_only",
+            "Platform credential required",
+            "this endpoint takes a credential without a tenant claim",
+        )
+    }
+
+    pub fn revoked() -> Self {
+        Problem::new(
+            403,
+            "revoked",
+            "Access revoked",
+            "streams for this user or token have been revoked for now",
+        )
+    }
+
     pub fn tenant_missing() -> Self {
         Problem::new(
             403,
@@ -301,6 +319,8 @@ mod tests {
             (Problem::invalid_channel("x"), 400, "invalid_channel"),
             (Problem::channel_forbidden("x"), 403, "channel_forbidden"),
             (Problem::tenant_missing(), 403, "tenant_missing"),
+            (Problem::platform_only(), 403, "platform_only"),
+            (Problem::revoked(), 403, "revoked"),
             (Problem::too_many_channels(5), 400, "too_many_channels"),
             (Problem::no_channels(), 400, "no_channels"),
             (Problem::invalid_cursor("x"), 400, "invalid_cursor"),

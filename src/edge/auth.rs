@@ -1,43 +1,102 @@
 //! Authenticates a request: picks its credential with the contract's
-//! precedence (see `edgestream_core::credentials`) and verifies it.
+//! precedence (`edgestream_core::credentials`) and turns it into the
+//! identity the request runs as.
 
+use edgestream_core::api_key::{self, ApiKeyRecord};
 use edgestream_core::credentials::{select_credential, Credential};
 use edgestream_core::problem::Problem;
+use edgestream_core::ticket::check_ticket_shape;
 use edgestream_core::token::Claims;
-use worker::{Request, Url};
+use worker::{Env, Request, Url};
 
 use super::config::Config;
+use super::http::internal;
 
-/// Where a handler accepts a JWT from. Browsers' `EventSource` cannot set
-/// headers, so streams also take `?access_token=`; publishers are servers and
-/// must use the header, which keeps their long-lived tokens out of URLs.
+/// Where a handler accepts credentials from. Browsers' `EventSource` cannot
+/// set headers, so streams also take `?access_token=` and `?ticket=`;
+/// everything else is called by servers, which must use the header, keeping
+/// their long-lived credentials out of URLs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Sources {
     HeaderOrQuery,
     HeaderOnly,
 }
 
-pub fn authenticate(
+/// Who a request is, once its credential has been checked.
+pub enum Identity {
+    /// A verified JWT or API key.
+    Claims(Claims),
+    /// A stream ticket, well-formed but not yet redeemed: redeeming it is
+    /// what checks it, and it can happen only once.
+    Ticket(String),
+}
+
+pub async fn authenticate(
     req: &Request,
     url: &Url,
+    env: &Env,
     config: &Config,
     sources: Sources,
     now_unix: u64,
-) -> Result<Claims, Problem> {
+) -> Result<Identity, Problem> {
     let header = req.headers().get("Authorization").ok().flatten();
-    let query_tokens: Vec<String> = match sources {
-        Sources::HeaderOrQuery => url
-            .query_pairs()
-            .filter(|(k, _)| k == "access_token")
+    let query = |name: &str| -> Vec<String> {
+        url.query_pairs()
+            .filter(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
-            .collect(),
-        Sources::HeaderOnly => Vec::new(),
+            .collect()
     };
-    let query_refs: Vec<&str> = query_tokens.iter().map(String::as_str).collect();
-    match select_credential(header.as_deref(), &query_refs)? {
-        Credential::Bearer(jwt) | Credential::QueryToken(jwt) => {
-            config.verifier.verify(jwt, now_unix).map_err(Problem::from)
+    let (tokens, tickets) = match sources {
+        Sources::HeaderOrQuery => (query("access_token"), query("ticket")),
+        Sources::HeaderOnly => (Vec::new(), Vec::new()),
+    };
+    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let tickets: Vec<&str> = tickets.iter().map(String::as_str).collect();
+    let credential = match select_credential(header.as_deref(), &tokens, &tickets) {
+        Err(problem) if problem.code == "missing_credentials" && sources == Sources::HeaderOnly => {
+            return Err(if url.query_pairs().any(|(k, _)| k == "access_token") {
+                Problem::invalid_token("this endpoint takes the token in the Authorization header only")
+            } else {
+                problem
+            });
         }
-        Credential::ApiKey(_) => Err(Problem::invalid_token("API keys are not enabled on this relay")),
+        other => other?,
+    };
+    match credential {
+        Credential::Bearer(jwt) | Credential::QueryToken(jwt) => {
+            config.verify(jwt, now_unix).await.map(Identity::Claims)
+        }
+        Credential::ApiKey(key) => api_key_claims(env, key, now_unix).await.map(Identity::Claims),
+        Credential::Ticket(ticket) => {
+            check_ticket_shape(ticket)?;
+            Ok(Identity::Ticket(ticket.to_owned()))
+        }
+    }
+}
+
+/// Looks the key's fingerprint up in the `API_KEYS` KV namespace. Without
+/// that binding the relay takes no API keys at all.
+async fn api_key_claims(env: &Env, key: &str, now_unix: u64) -> Result<Claims, Problem> {
+    api_key::check_shape(key)?;
+    let Ok(store) = env.kv("API_KEYS") else {
+        return Err(Problem::invalid_token("API keys are not enabled on this relay"));
+    };
+    let record: Option<ApiKeyRecord> = store
+        .get(&api_key::fingerprint(key))
+        .json()
+        .await
+        .map_err(|e| internal(e.into()))?;
+    record
+        .ok_or_else(|| Problem::invalid_token("the API key is not known"))?
+        .claims(now_unix)
+}
+
+impl Identity {
+    /// The verified identity of a non-stream request; tickets open streams only.
+    pub fn into_claims(self) -> Result<Claims, Problem> {
+        match self {
+            Identity::Claims(claims) => Ok(claims),
+            Identity::Ticket(_) => Err(Problem::invalid_token("a ticket only opens a stream")),
+        }
     }
 }

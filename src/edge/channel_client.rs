@@ -7,34 +7,33 @@ use edgestream_core::channel::ChannelName;
 use edgestream_core::message::PublishEvent;
 use edgestream_core::problem::Problem;
 use serde_json::value::RawValue;
-use worker::{Headers, Method, ObjectNamespace, Request, RequestInit, Stub, WebSocket};
+use worker::{Headers, ObjectNamespace, Request, RequestInit, WebSocket};
 
 use super::channel_object::{ChannelEvent, ChannelPublish, ChannelPublished};
 use super::http::internal;
-
-fn stub(namespace: &ObjectNamespace, channel: &str) -> Result<Stub, Problem> {
-    namespace
-        .id_from_name(channel)
-        .and_then(|id| id.get_stub())
-        .map_err(internal)
-}
+use super::objects;
 
 /// Opens a hibernatable WebSocket to the channel's object. `after` is the last
-/// sequence number the client saw; `None` asks for the current state.
+/// sequence number the client saw; `None` asks for the current state. `tags`
+/// (hex-based, URL-safe) mark the socket so a kick can find it.
 pub async fn attach(
     namespace: &ObjectNamespace,
     channel: &ChannelName,
     after: Option<u64>,
+    tags: &[String],
 ) -> Result<WebSocket, Problem> {
-    let url = match after {
-        Some(after) => format!("https://channel/subscribe?after={after}"),
-        None => "https://channel/subscribe".to_owned(),
-    };
+    let mut url = "https://channel/subscribe?".to_owned();
+    if let Some(after) = after {
+        url.push_str(&format!("after={after}&"));
+    }
+    for tag in tags {
+        url.push_str(&format!("tag={tag}&"));
+    }
     let headers = Headers::new();
     headers.set("Upgrade", "websocket").map_err(internal)?;
     let request =
         Request::new_with_init(&url, RequestInit::new().with_headers(headers)).map_err(internal)?;
-    let response = stub(namespace, channel.as_str())?
+    let response = objects::stub_in(namespace, channel.as_str())?
         .fetch_with_request(request)
         .await
         .map_err(internal)?;
@@ -46,7 +45,7 @@ pub async fn attach(
 /// One page of history after `after`, as a relay message.
 pub async fn history_page(namespace: &ObjectNamespace, channel: &str, after: u64) -> Result<String, Problem> {
     let url = format!("https://channel/history?after={after}");
-    let mut response = stub(namespace, channel)?
+    let mut response = objects::stub_in(namespace, channel)?
         .fetch_with_str(&url)
         .await
         .map_err(internal)?;
@@ -72,18 +71,8 @@ pub async fn publish(
             idempotency_key: event.idempotency_key.as_deref(),
         });
     }
-    let body = serde_json::to_string(&batch).map_err(|e| Problem::internal(e.to_string()))?;
-    let request = Request::new_with_init(
-        "https://channel/publish",
-        RequestInit::new()
-            .with_method(Method::Post)
-            .with_body(Some(body.into())),
-    )
-    .map_err(internal)?;
-    let mut response = stub(namespace, channel.as_str())?
-        .fetch_with_request(request)
-        .await
-        .map_err(internal)?;
+    let stub = objects::stub_in(namespace, channel.as_str())?;
+    let mut response = objects::post(&stub, "https://channel/publish", &batch).await?;
     if response.status_code() != 200 {
         return Err(Problem::unavailable("the channel could not store the events"));
     }

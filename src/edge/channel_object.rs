@@ -19,9 +19,11 @@ use edgestream_core::history::{self, Attach};
 use edgestream_core::relay::{self, RelayWriter};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use super::sql::{int, text};
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
-    State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
 };
 
 /// Internal request from the Worker: a batch of validated events for this channel.
@@ -63,6 +65,9 @@ CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY, seq INTEGER NOT NULL, published_ms INTEGER NOT NULL);
 ";
 
+/// The close code of a socket ended by a kick; the stream tells its client.
+pub const KICKED: u16 = 4001;
+
 #[durable_object]
 pub struct ChannelObject {
     state: State,
@@ -99,11 +104,31 @@ impl DurableObject for ChannelObject {
         let url = req.url()?;
         match url.path() {
             "/subscribe" => {
-                let cursor = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "after")
-                    .and_then(|(_, v)| v.parse::<u64>().ok());
-                self.attach(cursor)
+                let mut cursor = None;
+                let mut tags = Vec::new();
+                for (name, value) in url.query_pairs() {
+                    match &*name {
+                        "after" => cursor = value.parse::<u64>().ok(),
+                        "tag" => tags.push(value.into_owned()),
+                        _ => {}
+                    }
+                }
+                self.attach(cursor, &tags)
+            }
+            "/kick" => {
+                #[derive(Deserialize)]
+                struct Kick {
+                    tag: Option<String>,
+                }
+                let kick: Kick = req.json().await?;
+                let sockets = match &kick.tag {
+                    Some(tag) => self.state.get_websockets_with_tag(tag),
+                    None => self.state.get_websockets(),
+                };
+                for socket in &sockets {
+                    let _ = socket.close(Some(KICKED), Some("kicked"));
+                }
+                Response::from_json(&serde_json::json!({ "closed": sockets.len() }))
             }
             "/publish" => {
                 let body = req.bytes().await?;
@@ -179,9 +204,10 @@ impl ChannelObject {
     /// only `live <head>` and pages the gap in from history itself, at the
     /// pace its client reads; otherwise it gets the current state (after a
     /// `reset` when its cursor was unusable).
-    fn attach(&self, cursor: Option<u64>) -> Result<Response> {
+    fn attach(&self, cursor: Option<u64>, tags: &[String]) -> Result<Response> {
         let pair = WebSocketPair::new()?;
-        self.state.accept_web_socket(&pair.server);
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.state.accept_websocket_with_tags(&pair.server, &tags);
         let head = self.head()?;
         let mut writer = RelayWriter::default();
         match history::attach(cursor, head, self.oldest()?) {
@@ -348,14 +374,6 @@ struct SeqRow {
 #[derive(Deserialize)]
 struct Count {
     n: u64,
-}
-
-fn int(value: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(value as i64)
-}
-
-fn text(value: &str) -> SqlStorageValue {
-    SqlStorageValue::String(value.to_owned())
 }
 
 fn now_ms() -> u64 {

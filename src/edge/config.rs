@@ -1,47 +1,154 @@
-//! Settings and the token verifier, read from the Worker's vars and secrets.
+//! Settings and the token verifier, read from the Worker's vars and secrets
+//! once per isolate (they cannot change while it lives), plus the JWKS
+//! fetched from `JWKS_URL`, cached with a TTL and refreshed at most once a
+//! minute when a token names an unknown key.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use edgestream_core::config::Settings;
+use edgestream_core::jwks::{JwksCache, JwksPolicy, RefreshTrigger};
+use edgestream_core::keys::VerificationKey;
 use edgestream_core::problem::Problem;
-use edgestream_core::token::{JwtVerifier, VerifierConfig};
-use worker::Env;
+use edgestream_core::token::{Claims, JwtVerifier, TokenError, VerifierConfig};
+use worker::{Env, Fetch, Url};
 
 pub struct Config {
     pub settings: Settings,
-    pub verifier: JwtVerifier,
+    verifier: JwtVerifier,
+    jwks_url: Option<Url>,
+}
+
+thread_local! {
+    static LOADED: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+    static JWKS: RefCell<JwksCache> = RefCell::new(JwksCache::default());
 }
 
 impl Config {
-    /// Reads the configuration for one request. A bad value is an operator
-    /// error: it is logged by name and the request fails closed with 503
-    /// rather than running with a silently defaulted setting.
-    pub fn load(env: &Env) -> Result<Self, Problem> {
-        let lookup = |name: &str| env.var(name).ok().map(|v| v.to_string());
-        let settings = Settings::from_lookup(lookup).map_err(|e| {
-            log_misconfiguration(&e.to_string());
-            Problem::unavailable("the relay is misconfigured")
-        })?;
-        let secret = env
-            .secret("JWT_SECRET")
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        if secret.is_empty() {
-            log_misconfiguration("JWT_SECRET is not set");
-            return Err(Problem::unavailable("authentication is not configured"));
+    /// The isolate's configuration. A bad value is an operator error: it is
+    /// logged by name and requests fail closed with 503 rather than running
+    /// with a silently defaulted setting.
+    pub fn load(env: &Env) -> Result<Rc<Self>, Problem> {
+        if let Some(config) = LOADED.with(|c| c.borrow().clone()) {
+            return Ok(config);
+        }
+        let config = Rc::new(Self::read(env)?);
+        LOADED.with(|c| *c.borrow_mut() = Some(config.clone()));
+        Ok(config)
+    }
+
+    fn read(env: &Env) -> Result<Self, Problem> {
+        let settings = Settings::from_lookup(|name| text(env, name)).map_err(|e| misconfigured(&e.to_string()))?;
+        let mut keys = Vec::new();
+        if let Some(secret) = text(env, "JWT_SECRET") {
+            let key = VerificationKey::hmac(secret.as_bytes())
+                .map_err(|e| misconfigured(&format!("JWT_SECRET: {e}")))?;
+            keys.push(key);
+        }
+        if let Some(pem) = text(env, "JWT_PUBLIC_KEY") {
+            let pem_keys =
+                VerificationKey::from_pem(&pem).map_err(|e| misconfigured(&format!("JWT_PUBLIC_KEY: {e}")))?;
+            keys.extend(pem_keys);
+        }
+        if let Some(jwks) = text(env, "JWKS") {
+            let jwks_keys = VerificationKey::from_jwks(&jwks).map_err(|e| misconfigured(&format!("JWKS: {e}")))?;
+            keys.extend(jwks_keys);
+        }
+        JWKS.with(|c| {
+            *c.borrow_mut() = JwksCache::new(JwksPolicy {
+                min_refresh_interval_seconds: settings.jwks_refresh_cooldown_seconds,
+                ..JwksPolicy::default()
+            })
+        });
+        let jwks_url = match text(env, "JWKS_URL") {
+            Some(url) => Some(jwks_url(&url).map_err(|reason| misconfigured(&format!("JWKS_URL: {reason}")))?),
+            None => None,
+        };
+        if keys.is_empty() && jwks_url.is_none() {
+            return Err(misconfigured(
+                "no verification key: set JWT_SECRET, JWT_PUBLIC_KEY, JWKS or JWKS_URL",
+            ));
         }
         let verifier = JwtVerifier::new(VerifierConfig {
-            secret: secret.into_bytes(),
-            issuer: settings.jwt_issuer.clone(),
-            audience: settings.jwt_audience.clone(),
-            tenant_claim: settings.tenant_claim.clone(),
-            leeway_seconds: settings.jwt_leeway_seconds,
+            keys,
+            ..settings.verifier_config(Vec::new())
         });
-        Ok(Self { settings, verifier })
+        Ok(Self { settings, verifier, jwks_url })
+    }
+
+    /// Verifies a JWT against the configured keys and, with `JWKS_URL`, the
+    /// issuer's current key set.
+    pub async fn verify(&self, jwt: &str, now_unix: u64) -> Result<Claims, Problem> {
+        let Some(url) = &self.jwks_url else {
+            return self.verifier.verify(jwt, now_unix).map_err(Problem::from);
+        };
+        if JWKS.with(|c| c.borrow().should_refresh(now_unix, RefreshTrigger::Request)) {
+            refresh_jwks(url, now_unix).await;
+        }
+        let verify = || JWKS.with(|c| self.verifier.verify_with(jwt, c.borrow().keys(), now_unix));
+        match verify() {
+            Err(TokenError::UnknownKey)
+                if JWKS.with(|c| c.borrow().should_refresh(now_unix, RefreshTrigger::UnknownKey)) =>
+            {
+                refresh_jwks(url, now_unix).await;
+                verify().map_err(Problem::from)
+            }
+            other => other.map_err(Problem::from),
+        }
     }
 }
 
-fn log_misconfiguration(reason: &str) {
+/// Fetches the JWKS. A failed fetch keeps the keys already held; either way
+/// the attempt counts against the refresh rate limit, so a flood of tokens
+/// with random `kid`s cannot hammer the issuer.
+async fn refresh_jwks(url: &Url, now_unix: u64) {
+    JWKS.with(|c| c.borrow_mut().start_refresh(now_unix));
+    let body = match Fetch::Url(url.clone()).send().await {
+        Ok(mut response) if response.status_code() == 200 => response.text().await,
+        Ok(response) => Err(worker::Error::RustError(format!("status {}", response.status_code()))),
+        Err(e) => Err(e),
+    };
+    let outcome = body
+        .map_err(|e| e.to_string())
+        .and_then(|body| JWKS.with(|c| c.borrow_mut().store_fetched(&body, now_unix)).map_err(|e| e.to_string()));
+    match outcome {
+        Ok(skipped) => {
+            for key in skipped {
+                log("warn", "jwks key skipped", &format!("{:?}: {}", key.kid, key.reason));
+            }
+        }
+        Err(reason) => log("error", "jwks fetch failed", &reason),
+    }
+}
+
+/// `https://`, or `http://` on a loopback host for local issuers.
+fn jwks_url(raw: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(raw).map_err(|_| "not a URL")?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err("must be https (or http on a loopback host)"),
+    }
+}
+
+/// A var or secret; empty counts as unset.
+fn text(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+        .filter(|value| !value.is_empty())
+}
+
+fn misconfigured(reason: &str) -> Problem {
+    log("error", "configuration", reason);
+    Problem::unavailable("the relay is misconfigured")
+}
+
+fn log(level: &str, msg: &str, error: &str) {
     worker::console_error!(
         "{}",
-        serde_json::json!({"level": "error", "msg": "configuration", "error": reason})
+        serde_json::json!({"level": level, "msg": msg, "error": error})
     );
 }

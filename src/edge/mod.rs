@@ -4,15 +4,20 @@
 //! Handlers return `Result<Response, Problem>` so that an error can never leave
 //! the Worker as anything but an RFC 9457 document with a stable code.
 
+mod admin;
 mod auth;
 mod channel_client;
 mod channel_object;
 mod config;
 mod dev;
 mod http;
+mod objects;
 mod publish;
 mod pump;
+mod sql;
 mod stream;
+mod tenant_object;
+mod tickets;
 
 use edgestream_core::problem::Problem;
 use worker::{event, Context, Env, Method, Request, Response};
@@ -24,22 +29,21 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let path = req.path();
     let origin = req.headers().get("Origin").ok().flatten();
 
-    let (mut response, allowed_origins) = match config::Config::load(&env) {
-        Ok(config) => {
-            let response = route(req, &env, &config, &method, &path)
-                .await
-                .unwrap_or_else(|problem| http::problem(&problem));
-            (response, config.settings.allowed_origins)
-        }
-        Err(problem) => (http::problem(&problem), Vec::new()),
+    let config = config::Config::load(&env);
+    let mut response = match &config {
+        Ok(config) => route(req, &env, config, &method, &path)
+            .await
+            .unwrap_or_else(|problem| http::problem(&problem)),
+        Err(problem) => http::problem(problem),
     };
+    let allowed_origins = config.as_ref().map_or(&[][..], |c| &c.settings.allowed_origins[..]);
     if response.status_code() == 405 {
         if let Some(allow) = allowed_methods(&path) {
             let _ = response.headers_mut().set("Allow", allow);
         }
     }
     // Errors get CORS headers too, so a page can read why it was refused.
-    let response = http::with_cors(response, origin.as_deref(), &allowed_origins, &method);
+    let response = http::with_cors(response, origin.as_deref(), allowed_origins, &method);
 
     // The path, never the query: `access_token` must not reach a log.
     worker::console_log!(
@@ -70,7 +74,9 @@ async fn route(
         (Method::Get, "/healthz") => http::json(200, &serde_json::json!({"status": "ok"})),
         (Method::Get, "/v1/stream") => stream::open(req, env, config).await,
         (Method::Post, "/v1/publish") => publish::handle(req, env, config).await,
-        (Method::Options, "/v1/stream" | "/v1/publish") => Ok(http::preflight()),
+        (Method::Post, "/v1/tickets") => tickets::issue(req, env, config).await,
+        (Method::Post, "/v1/admin/kick") => admin::kick(req, env, config).await,
+        (Method::Options, "/v1/stream" | "/v1/publish" | "/v1/tickets") => Ok(http::preflight()),
         _ if allowed_methods(path).is_some() => Err(Problem::method_not_allowed()),
         _ => Err(Problem::not_found()),
     }
@@ -82,7 +88,8 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/healthz" => Some("GET"),
         "/v1/stream" => Some("GET, OPTIONS"),
-        "/v1/publish" => Some("POST, OPTIONS"),
+        "/v1/publish" | "/v1/tickets" => Some("POST, OPTIONS"),
+        "/v1/admin/kick" => Some("POST"),
         _ => None,
     }
 }

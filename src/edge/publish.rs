@@ -22,7 +22,9 @@ const PARALLEL_CHANNELS: usize = 6;
 pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<worker::Response, Problem> {
     let url: Url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
-    let claims = auth::authenticate(&req, &url, config, Sources::HeaderOnly, now)?;
+    let claims = auth::authenticate(&req, &url, env, config, Sources::HeaderOnly, now)
+        .await?
+        .into_claims()?;
     if !claims.has_scope(PUBLISH_SCOPE) {
         return Err(Problem::insufficient_scope(PUBLISH_SCOPE));
     }

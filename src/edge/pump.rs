@@ -29,6 +29,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{Delay, ObjectNamespace, WebSocket, WebsocketEvent};
 
 use super::channel_client;
+use super::channel_object::KICKED;
 
 /// Keep-alive intervals a write may stay unfinished before the client counts
 /// as not reading.
@@ -37,7 +38,8 @@ const STALLED_KEEPALIVES: u32 = 2;
 enum Input {
     Relay(usize, String),
     Page(usize, Option<String>),
-    Detached,
+    /// A channel socket closed, with its close code when it had one.
+    Detached(Option<u16>),
     KeepAlive,
     Expired,
     Disconnected,
@@ -59,6 +61,10 @@ enum End {
 const LAGGING: End = End::Failed {
     code: "lagging",
     message: "the client is not reading fast enough; reconnect to resume",
+};
+const KICKED_OUT: End = End::Failed {
+    code: "kicked",
+    message: "the stream was ended by an administrator",
 };
 const TOKEN_EXPIRED: End = End::Failed {
     code: "token_expired",
@@ -131,9 +137,10 @@ impl Pump {
             };
             sources.push(Box::pin(events.map(move |event| match event {
                 Ok(WebsocketEvent::Message(message)) => {
-                    message.text().map_or(Input::Detached, |text| Input::Relay(index, text))
+                    message.text().map_or(Input::Detached(None), |text| Input::Relay(index, text))
                 }
-                Ok(WebsocketEvent::Close(_)) | Err(_) => Input::Detached,
+                Ok(WebsocketEvent::Close(close)) => Input::Detached(Some(close.code())),
+                Err(_) => Input::Detached(None),
             })));
         }
         if sockets.iter().any(|socket| socket.accept().is_err()) {
@@ -195,7 +202,8 @@ impl Pump {
                     sse::write_comment(&mut out, sse::KEEP_ALIVE);
                 }
                 Some(Input::Expired) => break TOKEN_EXPIRED,
-                Some(Input::Detached) => break End::ChannelDetached,
+                Some(Input::Detached(Some(KICKED))) => break KICKED_OUT,
+                Some(Input::Detached(_)) => break End::ChannelDetached,
                 Some(Input::Disconnected) | None => break End::ClientGone,
             }
             if out.len() + self.held_bytes > self.max_pending_bytes {

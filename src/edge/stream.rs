@@ -11,25 +11,47 @@ use edgestream_core::channel::{authorize_tenant, requested_channels, ChannelName
 use edgestream_core::cursor::{Cursor, CursorEncoder};
 use edgestream_core::message::MAX_BATCH_EVENTS;
 use edgestream_core::problem::Problem;
+use edgestream_core::revocation::{token_tag, user_tag};
+use edgestream_core::token::Claims;
 use worker::{Env, Headers, Request, Response};
 
-use super::auth::{self, Sources};
+use super::auth::{self, Identity, Sources};
 use super::channel_client;
 use super::config::Config;
 use super::http::internal;
+use super::objects;
 use super::pump::Pump;
+use super::tenant_object::Admission;
+use super::tickets;
 
 pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
-    let claims = auth::authenticate(&req, &url, config, Sources::HeaderOrQuery, now)?;
+    let identity = auth::authenticate(&req, &url, env, config, Sources::HeaderOrQuery, now).await?;
     let query: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
-    let channels = requested_channels(
-        query.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        config.settings.max_channels_per_stream,
-    )?;
-    authorize_tenant(claims.tenant.as_deref(), &channels)?;
+    let names_channels = query.iter().any(|(k, _)| k == "channel" || k == "channels");
+    let max_channels = config.settings.max_channels_per_stream;
+    let requested = |query: &[(String, String)]| {
+        requested_channels(query.iter().map(|(k, v)| (k.as_str(), v.as_str())), max_channels)
+    };
     let resume = resume_cursor(&req, &url)?;
+    // Everything about the request is checked before a ticket is redeemed,
+    // so a malformed request does not use it up.
+    let (claims, channels) = match identity {
+        Identity::Claims(claims) => (claims, requested(&query)?),
+        Identity::Ticket(ticket) => {
+            let requested = if names_channels { requested(&query)? } else { Vec::new() };
+            tickets::redeem(env, &ticket).await?.redeem(requested, now)?
+        }
+    };
+    authorize_tenant(claims.tenant.as_deref(), &channels)?;
+    admit(env, &claims, &channels).await?;
+    let tags: Vec<String> = claims
+        .subject
+        .iter()
+        .map(|s| user_tag(s))
+        .chain(claims.jti.iter().map(|j| token_tag(j)))
+        .collect();
 
     // With a cursor, a channel it does not name was never seen: everything in
     // its history is new to the client.
@@ -42,7 +64,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         channels
             .iter()
             .zip(&positions)
-            .map(|(channel, after)| channel_client::attach(&namespace, channel, *after)),
+            .map(|(channel, after)| channel_client::attach(&namespace, channel, *after, &tags)),
     )
     .await?;
 
@@ -85,6 +107,23 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         .with_status(200)
         .with_headers(headers)
         .stream(pipe.readable()))
+}
+
+/// Asks the tenant's object to admit the stream: it refuses revoked users and
+/// tokens, and records the channels so that a kick can find their streams.
+async fn admit(env: &Env, claims: &Claims, channels: &[ChannelName]) -> Result<(), Problem> {
+    let tenant = claims.tenant.as_deref().ok_or_else(Problem::tenant_missing)?;
+    let admission = Admission {
+        subject: claims.subject.clone(),
+        jti: claims.jti.clone(),
+        channels: channels.iter().map(|c| c.as_str().to_owned()).collect(),
+    };
+    let stub = objects::stub(env, "TENANTS", tenant)?;
+    match objects::post(&stub, "https://tenant/admit", &admission).await?.status_code() {
+        204 => Ok(()),
+        403 => Err(Problem::revoked()),
+        _ => Err(Problem::unavailable("the stream could not be admitted")),
+    }
 }
 
 /// The resume point: the `Last-Event-ID` header wins over `?lastEventId=`.

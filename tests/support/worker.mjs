@@ -16,10 +16,11 @@ const NO_ENV_FILE = '.edgestream-tests-read-no-env-file';
  * @param {Record<string,string>} [options.vars] extra or overriding vars
  * @param {string} [options.persistPath] keep Durable Object storage here across restarts
  * @param {number} [options.port] fixed port (0 picks a free one)
+ * @param {string[]} [options.kvNamespaces] KV bindings to add (e.g. API_KEYS)
  * @param {(log: {timestamp: number, level: string, message: string}) => void} [options.handleStructuredLogs]
  *   receives every line the worker logs (instead of miniflare printing it)
  */
-export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs } = {}) {
+export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs, kvNamespaces } = {}) {
   // No env files: a developer's .dev.vars must not change what tests see.
   // (wrangler reads .dev.vars whenever `envFiles` is empty, so it is given one
   // file that does not exist instead.)
@@ -42,6 +43,7 @@ export async function startWorker({ vars = {}, persistPath, port = 0, handleStru
         modules: true,
         scriptPath: path.join(ROOT, 'build/index.js'),
         bindings: { ...workerOptions.bindings, JWT_SECRET: TEST_SECRET, ...vars },
+        ...(kvNamespaces ? { kvNamespaces } : {}),
       },
     ],
   });

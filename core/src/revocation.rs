@@ -1,0 +1,157 @@
+//! Ending streams on purpose: `POST /v1/admin/kick` ends a tenant's live
+//! streams, or one user's, or those opened with one token (`jti`), and keeps a
+//! revoked user or token out until the revocation expires. This generalises
+//! django-eventstream's `channel_permission_changed`.
+//!
+//! Streams are found through tags on their channel sockets. A tag is a hash
+//! of the subject or token id, so that identifiers of any length and content
+//! fit the runtime's tag limits and never appear in storage as they are.
+
+use crate::channel::is_canonical_uuid;
+use crate::problem::Problem;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Default and longest time a revocation lasts.
+pub const DEFAULT_REVOCATION_SECONDS: u64 = 86_400;
+pub const MAX_REVOCATION_SECONDS: u64 = 30 * 86_400;
+const MAX_IDENTIFIER_BYTES: usize = 1024;
+
+/// Whose streams a kick ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every live stream of the tenant; new connections are still admitted
+    /// (and pass the gate again), as after a permission change.
+    Tenant,
+    /// One user's streams, and the user is refused until the revocation ends.
+    User(String),
+    /// Streams opened with one token, which is refused until it ends.
+    Token(String),
+}
+
+impl Target {
+    /// The socket tag of the streams this target names; none for a tenant,
+    /// whose streams are all of a channel's sockets.
+    pub fn tag(&self) -> Option<String> {
+        match self {
+            Target::Tenant => None,
+            Target::User(subject) => Some(user_tag(subject)),
+            Target::Token(jti) => Some(token_tag(jti)),
+        }
+    }
+}
+
+/// A validated kick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kick {
+    pub tenant: String,
+    pub target: Target,
+    /// Unix seconds until which a revoked user or token is refused.
+    pub until: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KickRequest {
+    tenant: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+/// Parses `POST /v1/admin/kick`: `{"tenant", "user"?, "jti"?, "ttl_seconds"?}`,
+/// naming at most one of `user` and `jti`.
+pub fn parse_kick(body: &[u8], now_unix: u64) -> Result<Kick, Problem> {
+    let request: KickRequest = serde_json::from_slice(body).map_err(|e| {
+        Problem::invalid_body(format!(
+            "expected {{\"tenant\", \"user\"?, \"jti\"?, \"ttl_seconds\"?}}: {e}"
+        ))
+    })?;
+    if !is_canonical_uuid(&request.tenant) {
+        return Err(Problem::invalid_body("tenant must be a lowercase hyphenated UUID"));
+    }
+    let identifier = |value: String, name: &str| {
+        if value.is_empty() || value.len() > MAX_IDENTIFIER_BYTES {
+            return Err(Problem::invalid_body(format!("{name} must be 1-{MAX_IDENTIFIER_BYTES} bytes")));
+        }
+        Ok(value)
+    };
+    let target = match (request.user, request.jti) {
+        (None, None) => Target::Tenant,
+        (Some(user), None) => Target::User(identifier(user, "user")?),
+        (None, Some(jti)) => Target::Token(identifier(jti, "jti")?),
+        (Some(_), Some(_)) => return Err(Problem::invalid_body("name one of user and jti, not both")),
+    };
+    let ttl = request.ttl_seconds.unwrap_or(DEFAULT_REVOCATION_SECONDS);
+    if ttl == 0 || ttl > MAX_REVOCATION_SECONDS {
+        return Err(Problem::invalid_body(format!(
+            "ttl_seconds must be 1-{MAX_REVOCATION_SECONDS}"
+        )));
+    }
+    Ok(Kick { tenant: request.tenant, target, until: now_unix + ttl })
+}
+
+/// The tag of a user's sockets and revocation.
+pub fn user_tag(subject: &str) -> String {
+    tag("u", subject)
+}
+
+/// The tag of a token's sockets and revocation.
+pub fn token_tag(jti: &str) -> String {
+    tag("j", jti)
+}
+
+fn tag(kind: &str, value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{kind}:{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TENANT: &str = "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19";
+
+    #[test]
+    fn kicks_name_a_tenant_and_at_most_one_of_user_and_jti() {
+        let kick = parse_kick(format!(r#"{{"tenant":"{TENANT}"}}"#).as_bytes(), 100).unwrap();
+        assert_eq!(kick.target, Target::Tenant);
+        assert_eq!(kick.until, 100 + DEFAULT_REVOCATION_SECONDS);
+        let kick =
+            parse_kick(format!(r#"{{"tenant":"{TENANT}","user":"42","ttl_seconds":60}}"#).as_bytes(), 100).unwrap();
+        assert_eq!((kick.target, kick.until), (Target::User("42".into()), 160));
+        let kick = parse_kick(format!(r#"{{"tenant":"{TENANT}","jti":"abc"}}"#).as_bytes(), 0).unwrap();
+        assert_eq!(kick.target, Target::Token("abc".into()));
+    }
+
+    #[test]
+    fn bad_kicks_are_refused() {
+        for body in [
+            "{}".to_owned(),
+            r#"{"tenant":"not-a-uuid"}"#.to_owned(),
+            format!(r#"{{"tenant":"{}"}}"#, TENANT.to_uppercase()),
+            format!(r#"{{"tenant":"{TENANT}","user":"a","jti":"b"}}"#),
+            format!(r#"{{"tenant":"{TENANT}","user":""}}"#),
+            format!(r#"{{"tenant":"{TENANT}","ttl_seconds":0}}"#),
+            format!(r#"{{"tenant":"{TENANT}","ttl_seconds":99999999}}"#),
+            format!(r#"{{"tenant":"{TENANT}","everyone":true}}"#),
+        ] {
+            assert_eq!(parse_kick(body.as_bytes(), 0).unwrap_err().code, "invalid_body", "{body}");
+        }
+    }
+
+    #[test]
+    fn tags_are_short_fixed_and_distinct_per_kind() {
+        let long = "x".repeat(1000);
+        assert_eq!(user_tag(&long).len(), 34);
+        assert_eq!(user_tag("42"), user_tag("42"));
+        assert_ne!(user_tag("42"), token_tag("42"));
+        assert!(!user_tag("a:b").contains("a:b"));
+        assert_eq!(Target::User("42".into()).tag(), Some(user_tag("42")));
+        assert_eq!(Target::Tenant.tag(), None);
+    }
+}

@@ -1,0 +1,172 @@
+//! Stream tickets: short-lived, single-use credentials for `GET /v1/stream`,
+//! so that a browser's long-lived token need not sit in a URL (where
+//! proxies, logs and `Referer` headers keep it).
+//!
+//! A ticket is an unguessable random id; what it grants is stored under it by
+//! the relay and handed out at most once. Single use is enforced by storage
+//! with one writer per ticket, not here; this module decides what a grant
+//! allows.
+
+use crate::channel::ChannelName;
+use crate::problem::Problem;
+use crate::token::Claims;
+use serde::{Deserialize, Serialize};
+
+/// How long a ticket can be redeemed after it was issued.
+pub const TICKET_TTL_SECONDS: u64 = 60;
+/// Random bytes in a ticket id (rendered as lowercase hex).
+pub const TICKET_BYTES: usize = 32;
+
+/// The body of `POST /v1/tickets`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketRequest {
+    channels: Vec<String>,
+}
+
+/// Parses `POST /v1/tickets`: 1 to `max_channels` valid channel names.
+pub fn parse_ticket_request(body: &[u8], max_channels: usize) -> Result<Vec<ChannelName>, Problem> {
+    let request: TicketRequest = serde_json::from_slice(body)
+        .map_err(|e| Problem::invalid_body(format!("expected {{\"channels\": [...]}}: {e}")))?;
+    crate::channel::requested_channels(request.channels.iter().map(|c| ("channel", c.as_str())), max_channels)
+}
+
+/// A ticket id as issued: exactly `2 * TICKET_BYTES` lowercase hex digits.
+/// Anything else is refused before it reaches storage.
+pub fn check_ticket_shape(ticket: &str) -> Result<(), Problem> {
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if ticket.len() != 2 * TICKET_BYTES || !ticket.bytes().all(hex) {
+        return Err(Problem::invalid_token("the ticket is malformed"));
+    }
+    Ok(())
+}
+
+/// What a ticket grants, stored under its id until it is redeemed or expires.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketGrant {
+    pub subject: Option<String>,
+    pub tenant: String,
+    pub jti: Option<String>,
+    pub channels: Vec<String>,
+    /// Until when the ticket may be redeemed.
+    pub redeem_before: u64,
+    /// When the credential that asked for the ticket expires: a stream opened
+    /// with the ticket closes then, as it would have with the credential.
+    pub stream_expires_at: u64,
+}
+
+impl TicketGrant {
+    /// A grant for `channels`, which the caller has already passed through the
+    /// tenant gate. A ticket always belongs to one tenant.
+    pub fn new(claims: &Claims, channels: &[ChannelName], now_unix: u64) -> Result<Self, Problem> {
+        let tenant = claims.tenant.clone().ok_or_else(Problem::tenant_missing)?;
+        Ok(TicketGrant {
+            subject: claims.subject.clone(),
+            tenant,
+            jti: claims.jti.clone(),
+            channels: channels.iter().map(|c| c.as_str().to_owned()).collect(),
+            redeem_before: now_unix + TICKET_TTL_SECONDS,
+            stream_expires_at: claims.expires_at,
+        })
+    }
+
+    /// Redeems the grant for a stream of `requested` channels (none means all
+    /// of the ticket's). Returns the identity the stream runs as and its
+    /// channels. Asking for a channel the ticket does not name is refused.
+    pub fn redeem(
+        self,
+        requested: Vec<ChannelName>,
+        now_unix: u64,
+    ) -> Result<(Claims, Vec<ChannelName>), Problem> {
+        if now_unix >= self.redeem_before {
+            return Err(Problem::invalid_token("the ticket has expired"));
+        }
+        let channels = if requested.is_empty() {
+            self.channels
+                .iter()
+                .map(|c| ChannelName::parse(c).map_err(Problem::from))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            if let Some(extra) = requested.iter().find(|c| !self.channels.iter().any(|g| g == c.as_str())) {
+                return Err(Problem::channel_forbidden(format!(
+                    "the ticket does not grant channel \"{extra}\""
+                )));
+            }
+            requested
+        };
+        let claims = Claims {
+            subject: self.subject,
+            tenant: Some(self.tenant),
+            scopes: Vec::new(),
+            expires_at: self.stream_expires_at,
+            jti: self.jti,
+        };
+        Ok((claims, channels))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TENANT: &str = "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19";
+
+    fn channel(resource: &str) -> ChannelName {
+        ChannelName::parse(&format!("scan-progress:{TENANT}:{resource}")).unwrap()
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            subject: Some("user-1".into()),
+            tenant: Some(TENANT.into()),
+            scopes: vec![],
+            expires_at: 5_000,
+            jti: Some("j1".into()),
+        }
+    }
+
+    #[test]
+    fn a_grant_redeems_for_its_channels_and_keeps_the_credential_expiry() {
+        let grant = TicketGrant::new(&claims(), &[channel("a"), channel("b")], 1_000).unwrap();
+        assert_eq!(grant.redeem_before, 1_000 + TICKET_TTL_SECONDS);
+        let (who, channels) = grant.clone().redeem(vec![], 1_010).unwrap();
+        assert_eq!(channels, vec![channel("a"), channel("b")]);
+        assert_eq!(who.tenant.as_deref(), Some(TENANT));
+        assert_eq!(who.expires_at, 5_000);
+        assert!(who.scopes.is_empty(), "a ticket never carries publish rights");
+        let (_, subset) = grant.redeem(vec![channel("b")], 1_010).unwrap();
+        assert_eq!(subset, vec![channel("b")]);
+    }
+
+    #[test]
+    fn a_grant_refuses_other_channels_and_expires() {
+        let grant = TicketGrant::new(&claims(), &[channel("a")], 1_000).unwrap();
+        let err = grant.clone().redeem(vec![channel("a"), channel("z")], 1_001).unwrap_err();
+        assert_eq!((err.status, err.code), (403, "channel_forbidden"));
+        let err = grant.redeem(vec![], 1_000 + TICKET_TTL_SECONDS).unwrap_err();
+        assert_eq!((err.status, err.code), (401, "invalid_token"));
+    }
+
+    #[test]
+    fn a_platform_credential_gets_no_ticket() {
+        let platform = Claims { tenant: None, ..claims() };
+        assert_eq!(TicketGrant::new(&platform, &[channel("a")], 0).unwrap_err().code, "tenant_missing");
+    }
+
+    #[test]
+    fn ticket_shape() {
+        assert!(check_ticket_shape(&"ab".repeat(TICKET_BYTES)).is_ok());
+        for bad in ["", "AB".repeat(TICKET_BYTES).as_str(), &"a".repeat(63), &"g".repeat(64), "../../etc"] {
+            assert!(check_ticket_shape(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ticket_requests() {
+        let body = format!(r#"{{"channels":["scan-progress:{TENANT}:a"]}}"#);
+        assert_eq!(parse_ticket_request(body.as_bytes(), 5).unwrap(), vec![channel("a")]);
+        assert_eq!(parse_ticket_request(br#"{"channels":[]}"#, 5).unwrap_err().code, "no_channels");
+        assert_eq!(parse_ticket_request(b"{}", 5).unwrap_err().code, "invalid_body");
+        assert_eq!(parse_ticket_request(br#"{"channels":["x"]}"#, 5).unwrap_err().code, "invalid_channel");
+    }
+}
