@@ -145,14 +145,17 @@ describe('JWT verification', () => {
     await assertInvalidToken(channel, { token: `${unsignedToken(claims)}c2lnbmF0dXJl` });
   });
 
-  it('refuses HS384 and HS512 tokens signed with the right secret', async () => {
+  it('accepts HS384 and HS512 tokens signed with the secret, and refuses them signed with another', async () => {
     const { channel, tenant } = await fixture();
     for (const alg of ['HS384', 'HS512']) {
-      await assertInvalidToken(channel, { token: await token({ tenant_id: tenant }, { alg }) });
+      await assertStreamOpens(base, [channel], { token: await token({ tenant_id: tenant }, { alg }) });
+      await assertInvalidToken(channel, {
+        token: await token({ tenant_id: tenant }, { alg, secret: 'another-secret-of-sufficient-length-0123' }),
+      });
     }
   });
 
-  it('refuses an RS256 token', async () => {
+  it('refuses an RS256 token when only a secret is configured', async () => {
     const { channel, tenant } = await fixture();
     const { privateKey } = await generateKeyPair('RS256');
     const rs = await new SignJWT({ sub: 'user-1', tenant_id: tenant, token_type: 'access' })

@@ -183,10 +183,62 @@ describe('the running worker matches docs/openapi.yaml', () => {
     assert.equal((await call(unconfigured.url, 'POST', '/v1/publish', json(single, bearer(pub)))).status, 503);
   });
 
+  it('POST /v1/tickets and redeeming a ticket', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const sub = await subscriber(tenant);
+    const issued = await call(worker.url, 'POST', '/v1/tickets', json({ channels: [channel] }, bearer(sub)));
+    assert.equal(issued.status, 201, issued.text);
+    assert.deepEqual(api.validateSchema('TicketRequest', { channels: [channel] }), []);
+    const opened = await call(worker.url, 'GET', '/v1/stream', { query: `?ticket=${issued.json.ticket}` });
+    assert.equal(opened.status, 200);
+    const refusals = [
+      [400, 'invalid_body', json({}, bearer(sub))],
+      [401, 'missing_credentials', json({ channels: [channel] })],
+      [403, 'channel_forbidden', json({ channels: [channelOf(newTenant())] }, bearer(sub))],
+    ];
+    for (const [status, code, request] of refusals) {
+      const r = await call(worker.url, 'POST', '/v1/tickets', request);
+      assert.equal(r.status, status, `${code}: ${r.text}`);
+      assert.equal(r.json.code, code);
+    }
+    const used = await call(worker.url, 'GET', '/v1/stream', { query: `?ticket=${issued.json.ticket}` });
+    assert.equal(used.status, 401);
+  });
+
+  it('POST /v1/admin/kick', async () => {
+    const tenant = newTenant();
+    const admin = await token({ scope: 'events:admin' });
+    const body = { tenant, user: 'user-1', ttl_seconds: 60 };
+    assert.deepEqual(api.validateSchema('KickRequest', body), []);
+    assert.notDeepEqual(api.validateSchema('KickRequest', { tenant, user: 'a', jti: 'b' }), []);
+    const kicked = await call(worker.url, 'POST', '/v1/admin/kick', json(body, bearer(admin)));
+    assert.equal(kicked.status, 200, kicked.text);
+    const refusals = [
+      [400, 'invalid_body', json({ tenant: 'x' }, bearer(admin))],
+      [401, 'missing_credentials', json(body)],
+      [403, 'insufficient_scope', json(body, bearer(await subscriber(tenant)))],
+      [403, 'platform_only', json(body, bearer(await token({ tenant_id: tenant, scope: 'events:admin' })))],
+    ];
+    for (const [status, code, request] of refusals) {
+      const r = await call(worker.url, 'POST', '/v1/admin/kick', request);
+      assert.equal(r.status, status, `${code}: ${r.text}`);
+      assert.equal(r.json.code, code);
+    }
+    // The kicked user is refused on a new stream.
+    const refused = await call(worker.url, 'GET', '/v1/stream', {
+      query: channelsQuery([channelOf(tenant)]),
+      headers: bearer(await subscriber(tenant)),
+    });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.json.code, 'revoked');
+  });
+
   it('OPTIONS preflights', async () => {
     const headers = { Origin: 'https://app.example.com', 'Access-Control-Request-Method': 'GET' };
     assert.equal((await call(worker.url, 'OPTIONS', '/v1/stream', { headers })).status, 204);
     assert.equal((await call(worker.url, 'OPTIONS', '/v1/publish', { headers })).status, 204);
+    assert.equal((await call(worker.url, 'OPTIONS', '/v1/tickets', { headers })).status, 204);
   });
 
   it('every documented operation was exercised', () => {

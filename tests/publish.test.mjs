@@ -165,7 +165,9 @@ describe('who may publish', () => {
     const a = channelOf(t);
     const tok = await publisher(t);
     const r = await post(ev(a), { 'Content-Type': 'application/json' }, `/v1/publish?access_token=${encodeURIComponent(tok)}`);
-    await assertProblem(r, 401, 'missing_credentials');
+    // Refused with a reason that says where the token belongs.
+    const problem = await assertProblem(r, 401, 'invalid_token', { error: 'invalid_token' });
+    assert.match(problem.detail, /Authorization header/);
     // Nothing was published.
     assert.equal(await nextId(t, a), 1);
   });
