@@ -148,6 +148,7 @@ impl DurableObject for ChannelObject {
             }
             "/stats" => Response::from_json(&serde_json::json!({
                 "subscribers": self.state.get_websockets().len(),
+                "storage_bytes": self.sql.database_size(),
                 "head": self.head()?,
                 "oldest": self.oldest()?,
             })),
