@@ -63,6 +63,10 @@ def throughput_plot(name, runs, out):
         if not series:
             continue
         bucket = run["series_bucket_ms"] / 1000.0
+        # Runs longer than 10 s are drawn in 1 s steps, shorter ones as sampled.
+        step = max(1, int(round(1.0 / bucket))) if len(series) * bucket > 10 else 1
+        series = [sum(series[i : i + step]) for i in range(0, len(series), step)]
+        bucket *= step
         xs = [i * bucket for i in range(len(series))]
         ys = [n / bucket for n in series]
         ax.plot(xs, ys, label=label(run), color=color(run["peer"]), linewidth=1.2)
@@ -98,7 +102,7 @@ def summary_plot(scenarios, out):
         for bar, hatch in zip(bars, hatches):
             bar.set_hatch(hatch)
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names)
+    ax.set_xticklabels(names, rotation=20, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("delivered events per second (log scale)")
     ax.set_title("Delivered events per second (hatched: run failed, e.g. lost events)")

@@ -145,7 +145,7 @@ async function attachProfiler(inspectorPort, dir) {
     const answer = await call('Profiler.stop');
     const profile = answer.result?.profile;
     if (!profile) return;
-    const name = path.join(dir, `profile-${++count}`);
+    const name = path.join(dir, `${process.env.BENCH_PROFILE_NAME || 'profile'}-${++count}`);
     fs.writeFileSync(`${name}.cpuprofile`, JSON.stringify(profile));
     fs.writeFileSync(`${name}.summary.json`, JSON.stringify(summarize(profile), null, 1));
   };

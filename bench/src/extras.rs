@@ -53,11 +53,54 @@ fn size(ctx: &Ctx) -> Value {
     for name in ["build/index_bg.wasm", "build/index.js"] {
         let path = ctx.root.join(name);
         match std::fs::read(&path) {
-            Ok(bytes) => files.push(json!({ "file": name, "bytes": bytes.len(), "gzip_bytes": gzip_len(&bytes) })),
+            Ok(bytes) => {
+                let mut entry = json!({ "file": name, "bytes": bytes.len(), "gzip_bytes": gzip_len(&bytes) });
+                if name.ends_with(".wasm") {
+                    if let Some(code) = without_custom_sections(&bytes) {
+                        entry["code_bytes"] = json!(code.len());
+                        entry["code_gzip_bytes"] = json!(gzip_len(&code));
+                    }
+                }
+                files.push(entry);
+            }
             Err(e) => files.push(json!({ "file": name, "error": e.to_string() })),
         }
     }
     Value::Array(files)
+}
+
+/// The module without its custom sections (function names, producers):
+/// what is left when a deploy strips them.
+fn without_custom_sections(wasm: &[u8]) -> Option<Vec<u8>> {
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return None;
+    }
+    let mut out = wasm[..8].to_vec();
+    let mut at = 8;
+    while at < wasm.len() {
+        let id = wasm[at];
+        let (size, len) = leb128(&wasm[at + 1..])?;
+        let end = at + 1 + len + size as usize;
+        if end > wasm.len() {
+            return None;
+        }
+        if id != 0 {
+            out.extend_from_slice(&wasm[at..end]);
+        }
+        at = end;
+    }
+    Some(out)
+}
+
+fn leb128(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, b) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
 }
 
 /// Time from spawning the peer's server to its health check, and to the
@@ -132,14 +175,20 @@ fn usd(x: f64) -> String {
 pub fn markdown(extras: &Value) -> String {
     let mut md = String::new();
     if let Some(files) = extras.pointer("/size").and_then(Value::as_array) {
-        let _ = writeln!(md, "### Bundle size\n\n| file | bytes | gzip -9 |\n|---|---:|---:|");
+        let _ = writeln!(
+            md,
+            "### Bundle size\n\n| file | bytes | gzip -9 | without custom sections (names) | that, gzip -9 |\n|---|---:|---:|---:|---:|"
+        );
+        let kib = |v: Option<u64>| v.map_or("–".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0));
         for file in files {
             let _ = writeln!(
                 md,
-                "| `{}` | {} | {} |",
+                "| `{}` | {} | {} | {} | {} |",
                 file.pointer("/file").and_then(Value::as_str).unwrap_or("?"),
-                file.pointer("/bytes").and_then(Value::as_u64).map_or("–".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0)),
-                file.pointer("/gzip_bytes").and_then(Value::as_u64).map_or("–".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0)),
+                kib(file.pointer("/bytes").and_then(Value::as_u64)),
+                kib(file.pointer("/gzip_bytes").and_then(Value::as_u64)),
+                kib(file.pointer("/code_bytes").and_then(Value::as_u64)),
+                kib(file.pointer("/code_gzip_bytes").and_then(Value::as_u64)),
             );
         }
         let _ = writeln!(md);

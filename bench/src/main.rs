@@ -291,7 +291,7 @@ async fn run(args: &Args) -> i32 {
             );
             let result = match start_peer(&ctx, kind, scenario, &log_name).await {
                 Ok(mut target) => {
-                    let r = scenario::run(scenario, &mut target, &ctx.tenant, &random_hex(4)).await;
+                    let r = scenario::run(scenario, &mut target, &ctx.tenant, &random_hex(4), ctx.profile_dir.as_deref()).await;
                     drop(target);
                     r
                 }

@@ -250,7 +250,13 @@ fn server_rss(sampler: &Sampler) -> f64 {
     sampler.current().iter().filter(|(role, _)| role.as_str() != "launcher").map(|(_, mb)| mb).sum()
 }
 
-pub async fn run(scenario: &Scenario, target: &mut Target, tenant: &str, run_id: &str) -> RunResult {
+pub async fn run(
+    scenario: &Scenario,
+    target: &mut Target,
+    tenant: &str,
+    run_id: &str,
+    profile_dir: Option<&std::path::Path>,
+) -> RunResult {
     let ep = Arc::clone(&target.ep);
     let n = scenario.subscribers();
     let channels: Arc<Vec<String>> =
@@ -398,9 +404,18 @@ pub async fn run(scenario: &Scenario, target: &mut Target, tenant: &str, run_id:
     }
     let server_cpu = crate::rss::server_cpu_s(&roots) - cpu_before;
     let client_cpu = client_cpu_s() - client_cpu_before;
-    if let Some(pid) = target.profiler_pid {
+    if let (Some(pid), Some(dir)) = (target.profiler_pid, profile_dir) {
+        // The launcher writes the profile; wait for it (bounded) before the
+        // server is stopped.
+        let count = || std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let before = count();
         unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for _ in 0..200 {
+            if count() >= before + 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     let _ = stop_tx.send(true);
     let mut results: Vec<SubResult> = Vec::with_capacity(n);

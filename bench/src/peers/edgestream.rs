@@ -42,7 +42,7 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
         command.arg("--probe-hibernation");
     }
     if let Some(dir) = &ctx.profile_dir {
-        command.arg("--profile-dir").arg(dir);
+        command.arg("--profile-dir").arg(dir).env("BENCH_PROFILE_NAME", &options.log_name);
     }
     for (k, v) in &options.vars {
         command.arg("--var").arg(format!("{k}={v}"));
