@@ -27,6 +27,14 @@ const seqOf = (id, channel) => {
 };
 const numbers = (s) => s.data().map((e) => JSON.parse(e.data).n);
 
+/** A subscriber of `channel` that resumes after sequence number `seq`. */
+const resumeAt = async (worker, tenant, channel, seq) =>
+  subscribe(worker.url, [channel], {
+    token: await subscriber(tenant),
+    types: ['scan.progress'],
+    query: { lastEventId: `${encodeURIComponent(channel)}:${seq}` },
+  });
+
 describe('resume from history', () => {
   let worker;
   before(async () => {
@@ -181,11 +189,7 @@ describe('bounded history', () => {
     const channel = channelOf(tenant);
     const pub = await publisher(tenant);
     await publishN(worker.url, pub, channel, 1, 12);
-    const s = subscribe(worker.url, [channel], {
-      token: await subscriber(tenant),
-      types: ['scan.progress'],
-      query: { lastEventId: `${encodeURIComponent(channel)}:2` },
-    });
+    const s = await resumeAt(worker, tenant, channel, 2);
     try {
       await s.waitForData(1);
       const types = s.events.map((e) => e.type);
@@ -205,11 +209,7 @@ describe('bounded history', () => {
     const tenant = newTenant();
     const channel = channelOf(tenant);
     await publishN(worker.url, await publisher(tenant), channel, 1, 12);
-    const s = subscribe(worker.url, [channel], {
-      token: await subscriber(tenant),
-      types: ['scan.progress'],
-      query: { lastEventId: `${encodeURIComponent(channel)}:7` },
-    });
+    const s = await resumeAt(worker, tenant, channel, 7);
     try {
       await s.waitForData(5);
       assert.deepEqual(numbers(s), [8, 9, 10, 11, 12]);
@@ -223,11 +223,7 @@ describe('bounded history', () => {
     const tenant = newTenant();
     const channel = channelOf(tenant);
     await publishN(worker.url, await publisher(tenant), channel, 1, 2);
-    const s = subscribe(worker.url, [channel], {
-      token: await subscriber(tenant),
-      types: ['scan.progress'],
-      query: { lastEventId: `${encodeURIComponent(channel)}:40` },
-    });
+    const s = await resumeAt(worker, tenant, channel, 40);
     try {
       await s.until(() => s.events.some((e) => e.type === 'stream-reset'));
       await s.waitForData(1);

@@ -5,7 +5,7 @@ use edgestream_core::problem::Problem;
 use edgestream_core::revocation::parse_kick;
 use worker::{Env, Request, Response};
 
-use super::auth::{self, Sources};
+use super::auth;
 use super::config::Config;
 use super::http::{internal, json};
 use super::objects;
@@ -16,12 +16,7 @@ const ADMIN_SCOPE: &str = "events:admin";
 pub async fn kick(mut req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
-    let claims = auth::authenticate(&req, &url, env, config, Sources::HeaderOnly, now)
-        .await?
-        .into_claims()?;
-    if !claims.has_scope(ADMIN_SCOPE) {
-        return Err(Problem::insufficient_scope(ADMIN_SCOPE));
-    }
+    let claims = auth::require_scope(&req, &url, env, config, ADMIN_SCOPE, now).await?;
     if claims.tenant.is_some() {
         return Err(Problem::platform_only());
     }

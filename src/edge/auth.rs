@@ -91,6 +91,25 @@ async fn api_key_claims(env: &Env, key: &str, now_unix: u64) -> Result<Claims, P
         .claims(now_unix)
 }
 
+/// Authenticates a server-to-server request (header credentials only) that
+/// needs `scope`.
+pub async fn require_scope(
+    req: &Request,
+    url: &Url,
+    env: &Env,
+    config: &Config,
+    scope: &str,
+    now_unix: u64,
+) -> Result<Claims, Problem> {
+    let claims = authenticate(req, url, env, config, Sources::HeaderOnly, now_unix)
+        .await?
+        .into_claims()?;
+    if !claims.has_scope(scope) {
+        return Err(Problem::insufficient_scope(scope));
+    }
+    Ok(claims)
+}
+
 impl Identity {
     /// The verified identity of a non-stream request; tickets open streams only.
     pub fn into_claims(self) -> Result<Claims, Problem> {

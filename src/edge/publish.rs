@@ -9,7 +9,7 @@ use edgestream_core::problem::Problem;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use worker::{Env, Request, Url};
 
-use super::auth::{self, Sources};
+use super::auth;
 use super::channel_client;
 use super::channel_object::ChannelPublished;
 use super::config::Config;
@@ -22,12 +22,7 @@ const PARALLEL_CHANNELS: usize = 6;
 pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<worker::Response, Problem> {
     let url: Url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
-    let claims = auth::authenticate(&req, &url, env, config, Sources::HeaderOnly, now)
-        .await?
-        .into_claims()?;
-    if !claims.has_scope(PUBLISH_SCOPE) {
-        return Err(Problem::insufficient_scope(PUBLISH_SCOPE));
-    }
+    let claims = auth::require_scope(&req, &url, env, config, PUBLISH_SCOPE, now).await?;
     let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
     if !content_type.to_ascii_lowercase().starts_with("application/json") {
         return Err(Problem::unsupported_media_type());

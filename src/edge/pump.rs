@@ -78,52 +78,39 @@ struct Catchup {
     held: Vec<String>,
 }
 
+/// A stream as its handler opened it; the pump owns it from then on.
+pub struct OpenStream {
+    pub channels: Vec<ChannelName>,
+    /// The client's position on every channel; advanced as events go out.
+    pub cursor: CursorEncoder,
+    pub namespace: ObjectNamespace,
+    pub writer: web_sys::WritableStreamDefaultWriter,
+    pub signal: web_sys::AbortSignal,
+    pub expires_at: u64,
+    pub keepalive: Duration,
+    pub retry_ms: u64,
+    pub max_pending_bytes: usize,
+}
+
 pub struct Pump {
-    channels: Vec<ChannelName>,
-    cursor: CursorEncoder,
+    stream: OpenStream,
     catchups: Vec<Option<Catchup>>,
     held_bytes: usize,
     page_pending: bool,
     pages: mpsc::UnboundedSender<Input>,
     page_results: Option<mpsc::UnboundedReceiver<Input>>,
-    namespace: ObjectNamespace,
-    writer: web_sys::WritableStreamDefaultWriter,
-    signal: web_sys::AbortSignal,
-    expires_at: u64,
-    keepalive: Duration,
-    retry_ms: u64,
-    max_pending_bytes: usize,
 }
 
 impl Pump {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        channels: Vec<ChannelName>,
-        cursor: CursorEncoder,
-        namespace: ObjectNamespace,
-        writer: web_sys::WritableStreamDefaultWriter,
-        signal: web_sys::AbortSignal,
-        expires_at: u64,
-        keepalive: Duration,
-        retry_ms: u64,
-        max_pending_bytes: usize,
-    ) -> Self {
+    pub fn new(stream: OpenStream) -> Self {
         let (pages, page_results) = mpsc::unbounded();
         Self {
-            catchups: channels.iter().map(|_| None).collect(),
-            channels,
-            cursor,
+            catchups: stream.channels.iter().map(|_| None).collect(),
+            stream,
             held_bytes: 0,
             page_pending: false,
             pages,
             page_results: Some(page_results),
-            namespace,
-            writer,
-            signal,
-            expires_at,
-            keepalive,
-            retry_ms,
-            max_pending_bytes,
         }
     }
 
@@ -146,13 +133,13 @@ impl Pump {
         if sockets.iter().any(|socket| socket.accept().is_err()) {
             return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
         }
-        let keepalive = self.keepalive;
+        let keepalive = self.stream.keepalive;
         sources.push(Box::pin(stream::unfold((), move |()| async move {
             Delay::from(keepalive).await;
             Some((Input::KeepAlive, ()))
         })));
-        sources.push(Box::pin(token_expiry(self.expires_at).into_stream()));
-        let (disconnected, on_abort) = abort_listener(&self.signal);
+        sources.push(Box::pin(token_expiry(self.stream.expires_at).into_stream()));
+        let (disconnected, on_abort) = abort_listener(&self.stream.signal);
         sources.push(Box::pin(disconnected.into_stream().map(|_| Input::Disconnected)));
         if let Some(pages) = self.page_results.take() {
             sources.push(Box::pin(pages));
@@ -160,8 +147,8 @@ impl Pump {
         let mut inputs = select_all(sources);
 
         let mut out = String::new();
-        sse::write_retry(&mut out, self.retry_ms);
-        let names: Vec<&str> = self.channels.iter().map(ChannelName::as_str).collect();
+        sse::write_retry(&mut out, self.stream.retry_ms);
+        let names: Vec<&str> = self.stream.channels.iter().map(ChannelName::as_str).collect();
         let open = serde_json::json!({ "channels": names }).to_string();
         sse::write_event(&mut out, None, sse::STREAM_OPEN, &open);
 
@@ -206,7 +193,7 @@ impl Pump {
                 Some(Input::Detached(_)) => break End::ChannelDetached,
                 Some(Input::Disconnected) | None => break End::ClientGone,
             }
-            if out.len() + self.held_bytes > self.max_pending_bytes {
+            if out.len() + self.held_bytes > self.stream.max_pending_bytes {
                 break LAGGING;
             }
         };
@@ -236,7 +223,7 @@ impl Pump {
         let Some(catchup) = &self.catchups[index] else {
             return;
         };
-        let caught_up = self.cursor.get(index).unwrap_or(0) >= catchup.until;
+        let caught_up = self.stream.cursor.get(index).unwrap_or(0) >= catchup.until;
         if caught_up || page.is_empty() {
             if let Some(catchup) = self.catchups[index].take() {
                 for message in catchup.held {
@@ -253,9 +240,9 @@ impl Pump {
             return;
         };
         self.page_pending = true;
-        let namespace = self.namespace.clone();
-        let channel = self.channels[index].as_str().to_owned();
-        let after = self.cursor.get(index).unwrap_or(0);
+        let namespace = self.stream.namespace.clone();
+        let channel = self.stream.channels[index].as_str().to_owned();
+        let after = self.stream.cursor.get(index).unwrap_or(0);
         let pages = self.pages.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let page = channel_client::history_page(&namespace, &channel, after).await;
@@ -271,23 +258,23 @@ impl Pump {
         for record in relay::records(message) {
             match record {
                 Ok(RelayRecord::Event { seq, event, data }) => {
-                    let seen = self.cursor.get(index).unwrap_or(0);
+                    let seen = self.stream.cursor.get(index).unwrap_or(0);
                     if seq <= seen && !state_after_reset {
                         continue;
                     }
-                    self.cursor.set(index, seq.max(seen));
-                    sse::write_event(out, Some(&self.cursor.encode()), event, data);
+                    self.stream.cursor.set(index, seq.max(seen));
+                    sse::write_event(out, Some(&self.stream.cursor.encode()), event, data);
                 }
                 Ok(RelayRecord::Reset { head }) => {
                     state_after_reset = true;
-                    self.cursor.set(index, head);
-                    let channel = self.channels[index].as_str();
+                    self.stream.cursor.set(index, head);
+                    let channel = self.stream.channels[index].as_str();
                     let reset = serde_json::json!({ "channels": [channel] }).to_string();
                     sse::write_event(out, None, sse::STREAM_RESET, &reset);
                 }
-                Ok(RelayRecord::Live { head }) => match self.cursor.get(index) {
+                Ok(RelayRecord::Live { head }) => match self.stream.cursor.get(index) {
                     // No position yet (no cursor, no state): live from here.
-                    None => self.cursor.set(index, head),
+                    None => self.stream.cursor.set(index, head),
                     Some(seen) if head > seen => {
                         self.catchups[index] = Some(Catchup { until: head, held: Vec::new() });
                     }
@@ -303,7 +290,7 @@ impl Pump {
 
     fn start_write(&self, text: &str) -> JsFuture {
         let chunk = Uint8Array::from(text.as_bytes());
-        JsFuture::from(self.writer.write_with_chunk(&chunk))
+        JsFuture::from(self.stream.writer.write_with_chunk(&chunk))
     }
 
     /// Ends the stream. The channel sockets are closed first so the objects
@@ -313,13 +300,13 @@ impl Pump {
             let _ = socket.close(Some(1000), Some("stream closed"));
         }
         match end {
-            End::ClientGone => settle(JsFuture::from(self.writer.abort())),
+            End::ClientGone => settle(JsFuture::from(self.stream.writer.abort())),
             End::ChannelDetached => {
                 if let Some(write) = in_flight {
                     let _ = write.await;
                 }
                 let _ = self.start_write(&out).await;
-                let _ = JsFuture::from(self.writer.close()).await;
+                let _ = JsFuture::from(self.stream.writer.close()).await;
             }
             End::Failed { code, message } => {
                 // A lagging client has not read what is queued; it resumes
@@ -333,7 +320,7 @@ impl Pump {
                 // pump forever. The frame and the close follow whatever write
                 // is still queued.
                 settle(self.start_write(&out));
-                settle(JsFuture::from(self.writer.close()));
+                settle(JsFuture::from(self.stream.writer.close()));
             }
         }
     }

@@ -20,7 +20,7 @@ use super::channel_client;
 use super::config::Config;
 use super::http::internal;
 use super::objects;
-use super::pump::Pump;
+use super::pump::{OpenStream, Pump};
 use super::tenant_object::Admission;
 use super::tickets;
 
@@ -80,19 +80,19 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         }
     }
     let settings = &config.settings;
-    let pump = Pump::new(
+    let pump = Pump::new(OpenStream {
         channels,
         cursor,
         namespace,
         writer,
-        req.inner().signal(),
-        claims.expires_at,
-        Duration::from_secs(settings.keepalive_seconds),
-        settings.retry_ms,
+        signal: req.inner().signal(),
+        expires_at: claims.expires_at,
+        keepalive: Duration::from_secs(settings.keepalive_seconds),
+        retry_ms: settings.retry_ms,
         // A whole publish batch of the largest events may arrive at once; a
         // client that reads keeps up with that, so only more is lagging.
-        MAX_BATCH_EVENTS * settings.max_event_bytes + (1 << 20),
-    );
+        max_pending_bytes: MAX_BATCH_EVENTS * settings.max_event_bytes + (1 << 20),
+    });
     wasm_bindgen_futures::spawn_local(pump.run(sockets));
 
     let headers = Headers::new();
