@@ -161,8 +161,15 @@ impl CursorEncoder {
     }
 
     pub fn encode(&self) -> String {
-        let capacity: usize = self.prefixes.iter().map(|p| p.len() + 21).sum();
-        let mut out = String::with_capacity(capacity);
+        let mut out = String::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Writes the id into `out` (cleared first), so a stream can reuse one
+    /// buffer for every event instead of allocating an id per event.
+    pub fn encode_into(&self, out: &mut String) {
+        out.clear();
         for (prefix, seq) in self.prefixes.iter().zip(&self.positions) {
             let Some(seq) = seq else { continue };
             if !out.is_empty() {
@@ -171,7 +178,6 @@ impl CursorEncoder {
             out.push_str(prefix);
             write!(out, "{seq}").expect("writing to a String cannot fail");
         }
-        out
     }
 }
 

@@ -30,6 +30,8 @@ pub const KEEP_ALIVE: &str = "keep-alive";
 /// `data`, then a blank line. Empty data still gets a `data:` line, so the
 /// client dispatches an event with empty data rather than none.
 pub fn write_event(out: &mut String, id: Option<&str>, event: &str, data: &str) {
+    // Runs once per event per stream: one reservation, then plain copies.
+    out.reserve(id.map_or(0, str::len) + event.len() + data.len() + 24);
     if let Some(id) = id {
         write_single_line_field(out, "id", id);
     }
@@ -71,7 +73,11 @@ pub fn write_retry(out: &mut String, ms: u64) {
 fn write_single_line_field(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push_str(": ");
-    out.extend(value.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')));
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+        out.extend(value.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')));
+    } else {
+        out.push_str(value);
+    }
     out.push('\n');
 }
 
@@ -80,7 +86,7 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let text = rest?;
-        match text.find(['\r', '\n']) {
+        match text.bytes().position(|b| b == b'\r' || b == b'\n') {
             Some(at) => {
                 let skip = if text[at..].starts_with("\r\n") { 2 } else { 1 };
                 rest = Some(&text[at + skip..]);

@@ -19,6 +19,8 @@ use edgestream_core::history::{self, Attach};
 use edgestream_core::relay::{self, RelayWriter};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
+use wasm_bindgen::JsCast;
 
 use super::sql::{int, text};
 use worker::{
@@ -312,12 +314,15 @@ impl ChannelObject {
             self.sql
                 .exec("DELETE FROM events WHERE seq <= ?", vec![int(through)])?;
         }
-        let messages = writer.into_messages();
+        // Each message becomes one JavaScript string, sent to every socket:
+        // converting it once instead of once per subscriber.
+        let messages: Vec<JsValue> = writer.into_messages().iter().map(|m| JsValue::from_str(m)).collect();
         if !messages.is_empty() {
             for ws in self.state.get_websockets() {
                 for message in &messages {
                     // A socket that fails here is closing; its close handler cleans up.
-                    let _ = ws.send_with_str(message);
+                    let socket: &web_sys::WebSocket = ws.as_ref();
+                    let _ = socket.unchecked_ref::<Socket>().send(message);
                 }
             }
         }
@@ -375,6 +380,15 @@ struct SeqRow {
 #[derive(Deserialize)]
 struct Count {
     n: u64,
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A WebSocket seen only for `send` with a value that is already a
+    /// JavaScript string (web-sys's `send_with_str` converts on every call).
+    type Socket;
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send(this: &Socket, data: &JsValue) -> std::result::Result<(), JsValue>;
 }
 
 fn now_ms() -> u64 {

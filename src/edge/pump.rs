@@ -94,6 +94,8 @@ pub struct OpenStream {
 
 pub struct Pump {
     stream: OpenStream,
+    /// The current event id, rebuilt in place for every event.
+    id: String,
     catchups: Vec<Option<Catchup>>,
     held_bytes: usize,
     page_pending: bool,
@@ -107,6 +109,7 @@ impl Pump {
         Self {
             catchups: stream.channels.iter().map(|_| None).collect(),
             stream,
+            id: String::new(),
             held_bytes: 0,
             page_pending: false,
             pages,
@@ -263,7 +266,8 @@ impl Pump {
                         continue;
                     }
                     self.stream.cursor.set(index, seq.max(seen));
-                    sse::write_event(out, Some(&self.stream.cursor.encode()), event, data);
+                    self.stream.cursor.encode_into(&mut self.id);
+                    sse::write_event(out, Some(&self.id), event, data);
                 }
                 Ok(RelayRecord::Reset { head }) => {
                     state_after_reset = true;
