@@ -117,6 +117,32 @@ describe('logs', () => {
     const wrongScope = await publish(base, valid, { channel: a, event: 'x.y', data: 1 });
     assert.equal(wrongScope.status, 403);
     requests += 1;
+    // A stream ticket: issued, redeemed, then replayed; none of its text logged.
+    const issued = await fetch(new URL('/v1/tickets', base), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${valid}` },
+      body: JSON.stringify({ channels: [a] }),
+    });
+    assert.equal(issued.status, 201);
+    const { ticket } = await issued.json();
+    secrets.push(ticket);
+    requests += 1;
+    const redeemed = await rawStream(`${base}/v1/stream?ticket=${ticket}`);
+    requests += 1;
+    try {
+      await redeemed.opened();
+    } finally {
+      await redeemed.close();
+    }
+    const replayed = await openStream(base, [], { query: { ticket } });
+    assert.equal(replayed.status, 401);
+    requests += 1;
+    // An API key presented where API keys are not enabled.
+    const apiKey = 'es_not-a-real-key-but-secret-all-the-same';
+    secrets.push(apiKey);
+    const refused = await publish(base, undefined, { channel: a, event: 'x.y', data: 1 }, { Authorization: `Api-Key ${apiKey}` });
+    assert.equal(refused.status, 401);
+    requests += 1;
     // A stream that the relay closes itself when its token expires.
     const shortLived = await subscriber(t, { exp: now() + 3 });
     secrets.push(shortLived);
