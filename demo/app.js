@@ -1,19 +1,32 @@
-// The edgestream demo page: a browser's own EventSource on /v1/stream with a
-// development token in ?access_token=, a progress bar fed by `scan.progress`
-// events, an event log with ids, and a publish form. Served only in
-// development (DEV_MODE=1, loopback host).
+// The edgestream demo page: a browser's own EventSource on /v1/stream, opened
+// with a single-use stream ticket (the default) or with a development token in
+// ?access_token=; a progress bar fed by `scan.progress` events, an event log
+// with ids, and a publish form. Served only in development (DEV_MODE=1,
+// loopback host).
 
 const $ = (id) => document.getElementById(id);
 const RELAY_EVENTS = ['stream-open', 'stream-reset', 'stream-error'];
 const EVENT_TYPES = ['scan.progress', 'scan.completed', 'scan.failed', 'message'];
 const MAX_ROWS = 500;
+/** First delay of the page's own reconnects (ticket mode), doubled up to the maximum. */
+const RETRY_MS = 500;
+const MAX_RETRY_MS = 5000;
 
 const page = {
   es: null,
-  url: null,
+  // Bumped by every Connect and Disconnect: callbacks of an earlier run stop.
+  run: 0,
+  active: false,
+  opened: false,
+  mode: 'ticket',
+  target: null,
+  lastId: '',
+  attempt: 0,
+  retryTimer: undefined,
   types: new Set(EVENT_TYPES),
   tokens: new Map(),
   connections: 0,
+  tickets: 0,
   events: 0,
   channelEdited: false,
 };
@@ -25,7 +38,16 @@ function setState(state) {
   el.dataset.state = state;
   el.textContent = state;
   $('connect').disabled = state === 'connecting';
-  $('disconnect').disabled = !page.es;
+  $('disconnect').disabled = !page.active;
+  $('auth').disabled = page.active;
+}
+
+function selectedMode() {
+  return document.querySelector('input[name="auth"]:checked').value;
+}
+
+function showMode(mode) {
+  for (const el of document.querySelectorAll('[data-mode]')) el.hidden = el.dataset.mode !== mode;
 }
 
 function showError(title, detail) {
@@ -117,23 +139,48 @@ async function publish(event, data) {
   return body.results[0];
 }
 
+/** Exchanges a dev token for a single-use stream ticket. */
+async function issueTicket(tenant, channel) {
+  const token = await devToken(tenant, false);
+  const res = await fetch('/v1/tickets', {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ channels: [channel] }),
+  });
+  const body = await readJson(res);
+  if (res.status !== 201) throw new ProblemError(res.status, body);
+  page.tickets += 1;
+  $('tickets').textContent = String(page.tickets);
+  return body.ticket;
+}
+
+/** A stream URL with a fresh credential: a new ticket, or the dev token. */
+async function streamUrl() {
+  const { tenant, channel } = page.target;
+  const url = new URL('/v1/stream', location.origin);
+  if (page.mode === 'ticket') {
+    // Without `channel`, the stream opens the ticket's channels.
+    url.searchParams.set('ticket', await issueTicket(tenant, channel));
+    // A new EventSource sends no Last-Event-ID header: the cursor goes in the URL.
+    if (page.lastId) url.searchParams.set('lastEventId', page.lastId);
+  } else {
+    url.searchParams.set('channel', channel);
+    url.searchParams.set('access_token', await devToken(tenant, false));
+  }
+  return url;
+}
+
 /**
  * EventSource reports a refused stream only as an `error` event, without the
- * status. Ask the relay the same question with fetch to show why.
+ * status. Ask the relay the same question with fetch: resolves if it would
+ * open the stream now, throws its problem (or a network error) otherwise.
  */
-async function explainFailure(url) {
+async function probe(url) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), 5000);
   try {
     const res = await fetch(url, { signal: controller.signal, headers: { Accept: 'text/event-stream' } });
-    if (res.ok) {
-      showError('Connection failed', 'The stream closed unexpectedly; connect again.');
-      return;
-    }
-    const error = new ProblemError(res.status, await readJson(res));
-    showError(error.title, error.message);
-  } catch {
-    showError('Relay unreachable', 'The relay did not answer; check that it is running.');
+    if (!res.ok) throw new ProblemError(res.status, await readJson(res));
   } finally {
     clearTimeout(timer);
     controller.abort();
@@ -143,14 +190,19 @@ async function explainFailure(url) {
 // ---- the stream
 
 function listen(es, type) {
-  es.addEventListener(type, (e) => onEvent(type, e));
+  es.addEventListener(type, (e) => {
+    if (page.es === es) onEvent(type, e);
+  });
 }
 
 function onEvent(type, e) {
   const relay = RELAY_EVENTS.includes(type);
   // `lastEventId` persists across events: only real events carry their own.
   const id = relay ? '' : e.lastEventId;
-  if (id) $('last-id').textContent = id;
+  if (id) {
+    page.lastId = id;
+    $('last-id').textContent = id;
+  }
   addRow(id, type, e.data, relay ? 'relay' : '');
   let data;
   try {
@@ -166,29 +218,36 @@ function onEvent(type, e) {
   }
 }
 
-async function connect() {
+function connect() {
   disconnect();
   clearError();
-  const tenant = $('tenant').value.trim();
-  const channel = $('channel').value.trim();
-  setState('connecting');
-  let token;
+  page.target = { tenant: $('tenant').value.trim(), channel: $('channel').value.trim() };
+  page.mode = selectedMode();
+  page.lastId = '';
+  page.attempt = 0;
+  page.opened = false;
+  page.active = true;
+  open(page.run);
+}
+
+/** Opens an EventSource with a fresh credential, resuming from `page.lastId`. */
+async function open(run) {
+  setState(page.opened ? 'reconnecting' : 'connecting');
+  let url;
   try {
-    token = await devToken(tenant, false);
+    url = await streamUrl();
   } catch (e) {
-    showError(e.title ?? 'No token', e.message);
-    setState('failed');
+    if (run === page.run) failOrRetry(run, e);
     return;
   }
-  const url = new URL('/v1/stream', location.origin);
-  url.searchParams.set('channel', channel);
-  url.searchParams.set('access_token', token);
+  if (run !== page.run) return;
   const es = new EventSource(url);
   page.es = es;
-  page.url = url;
   for (const type of [...RELAY_EVENTS, ...page.types]) listen(es, type);
   es.addEventListener('open', () => {
     if (page.es !== es) return;
+    page.opened = true;
+    page.attempt = 0;
     page.connections += 1;
     $('connections').textContent = String(page.connections);
     clearError();
@@ -196,23 +255,78 @@ async function connect() {
   });
   es.addEventListener('error', () => {
     if (page.es !== es) return;
-    if (es.readyState === EventSource.CONNECTING) {
+    const retrying = es.readyState === EventSource.CONNECTING;
+    if (retrying && page.mode === 'token') {
       // The browser reconnects by itself and sends Last-Event-ID.
       setState('reconnecting');
       return;
     }
-    // The relay refused the stream; EventSource will not try again.
     es.close();
     page.es = null;
-    setState('failed');
-    explainFailure(url);
+    if (retrying) {
+      // The browser would retry with the same URL, and so the spent ticket:
+      // reconnect with a new one instead.
+      retryLater(run);
+    } else {
+      // The relay refused the stream; EventSource will not try again.
+      explainRefusal(run, url);
+    }
   });
-  setState('connecting');
+}
+
+function retryLater(run) {
+  const delay = Math.min(MAX_RETRY_MS, RETRY_MS * 2 ** page.attempt) * (0.8 + Math.random() * 0.4);
+  page.attempt += 1;
+  setState('reconnecting');
+  clearTimeout(page.retryTimer);
+  page.retryTimer = setTimeout(() => {
+    if (run === page.run) open(run);
+  }, delay);
+}
+
+async function explainRefusal(run, url) {
+  setState(page.opened ? 'reconnecting' : 'connecting');
+  try {
+    // The failed attempt used its ticket up: ask with a new one.
+    await probe(page.mode === 'ticket' ? await streamUrl() : url);
+  } catch (e) {
+    if (run === page.run) failOrRetry(run, e);
+    return;
+  }
+  if (run !== page.run) return;
+  // The relay would open the stream now.
+  if (page.mode === 'ticket') retryLater(run);
+  else fail('Connection failed', 'The stream closed unexpectedly; connect again.');
+}
+
+/** A refusal is shown; an outage after the stream was open is retried. */
+function failOrRetry(run, e) {
+  const refused = e instanceof ProblemError && e.status < 500;
+  if (!refused && page.opened && page.mode === 'ticket') {
+    retryLater(run);
+  } else if (e instanceof ProblemError) {
+    fail(e.title, e.message);
+  } else {
+    fail('Relay unreachable', 'The relay did not answer; check that it is running.');
+  }
+}
+
+function fail(title, detail) {
+  page.run += 1;
+  clearTimeout(page.retryTimer);
+  if (page.es) page.es.close();
+  page.es = null;
+  page.active = false;
+  showError(title, detail);
+  setState('failed');
 }
 
 function disconnect() {
+  page.run += 1;
+  clearTimeout(page.retryTimer);
   if (page.es) page.es.close();
   page.es = null;
+  page.active = false;
   setState('idle');
 }
 
@@ -245,6 +359,8 @@ function init() {
     connect();
   });
   $('disconnect').addEventListener('click', disconnect);
+  $('auth').addEventListener('change', () => showMode(selectedMode()));
+  showMode(selectedMode());
 
   const status = (text) => {
     $('publish-status').textContent = text;

@@ -1,7 +1,8 @@
 // The typed client (`edgestream/client`, built from client/src by
 // `npm run build:client`) in Node with the npm `eventsource` package, against
-// the worker in workerd; and its reconnect logic against a scripted
-// EventSource where the relay cannot produce the case (tickets).
+// the worker in workerd (with tokens and with stream tickets); and its
+// reconnect logic against a scripted EventSource, which drops and refuses
+// streams on cue.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -251,6 +252,54 @@ describe('typed client in Node', () => {
       requests.some((r) => r.lastEventId === cursor),
       `a reconnect sent Last-Event-ID ${cursor}: ${JSON.stringify(requests.map((r) => r.lastEventId))}`,
     );
+  });
+
+  it('with getTicket, takes a new ticket for every connection and resumes across a cut without loss', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    // What an app's backend does for the page: exchange its credential for a ticket.
+    const token = await subscriber(tenant);
+    const issued = [];
+    const getTicket = async () => {
+      const res = await fetch(new URL('/v1/tickets', worker.url), {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ channels: [channel] }),
+      });
+      const body = await res.json();
+      if (res.status !== 201) throw new Error(`POST /v1/tickets: ${res.status} ${JSON.stringify(body)}`);
+      assert.equal(body.expires_in, 60);
+      assert.deepEqual(body.channels, [channel]);
+      issued.push(body.ticket);
+      return body.ticket;
+    };
+    const { seen, urls, requests } = track(recordingClient(worker.url, [channel], { getTicket, reconnectDelayMs: 100 }));
+    await waitFor(() => seen.opens.length === 1, 'stream-open');
+    assert.deepEqual(seen.opens[0].channels, [channel]);
+    for (let i = 1; i <= 3; i++) await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct: i } });
+    await waitFor(() => seen.events.length === 3, '3 events');
+    const cursor = seen.events[2].id;
+
+    // Cut every stream: restart the runtime on the same port and storage.
+    const port = Number(new URL(worker.url).port);
+    await worker.stop();
+    worker = await startWorker({ vars: VARS, persistPath, port, handleStructuredLogs: logCollector().handleStructuredLogs });
+    for (let i = 4; i <= 6; i++) await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct: i } });
+
+    await waitFor(() => seen.events.length >= 6 && seen.opens.length >= 2, 'the events after the restart');
+    await sleep(300);
+    assert.deepEqual(seen.events.map((e) => e.seq), [1, 2, 3, 4, 5, 6], 'every event once, in order');
+    assert.equal(urls.length, 2, `one reconnect: ${urls.map((u) => u.search).join(' ')}`);
+    const tickets = urls.map((u) => u.searchParams.get('ticket'));
+    assert.deepEqual(tickets, issued, 'each connection used the ticket issued for it');
+    assert.notEqual(tickets[1], tickets[0], 'a new ticket for the reconnect');
+    assert.ok(urls.every((u) => u.searchParams.get('access_token') === null), 'no token in a stream URL');
+    assert.equal(urls[0].searchParams.get('lastEventId'), null);
+    assert.equal(urls[1].searchParams.get('lastEventId'), cursor, 'the reconnect resumes from the cursor');
+    // The EventSource never retried by itself with its spent ticket.
+    assert.equal(requests.length, urls.length, JSON.stringify(requests.map((r) => r.url)));
+    assert.ok(!seen.errors.some((e) => e.fatal || e.status === 401), JSON.stringify(seen.errors));
   });
 });
 
