@@ -43,6 +43,7 @@ const port = Number(values.port);
 
 const PROBE_ENTRY = `
 import worker, * as bundle from './index.js';
+export * from './index.js';
 export default worker;
 export class ChannelObject {
   constructor(state, env) {
