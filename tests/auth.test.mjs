@@ -97,7 +97,7 @@ describe('token sources', () => {
     await assertInvalidToken(channel, { query: { access_token: 'not-a-jwt' } });
   });
 
-  it('API keys in the Authorization header are refused (401 invalid_token) for now', async () => {
+  it('API keys are refused (401 invalid_token) when no API_KEYS namespace is bound', async () => {
     const { channel, valid } = await fixture();
     await assertInvalidToken(channel, { headers: { Authorization: 'Api-Key ek_live_0123456789' } });
     // Not even a valid JWT passed as an "API key", and not with a valid query token.
