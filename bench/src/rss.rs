@@ -54,7 +54,7 @@ impl Sampler {
             let mut tree: Vec<(String, u32)> = Vec::new();
             let mut round = 0u64;
             loop {
-                if round % 10 == 0 {
+                if round.is_multiple_of(10) {
                     tree = expand(&roots);
                 }
                 round += 1;
