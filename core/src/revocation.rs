@@ -94,6 +94,12 @@ pub fn parse_kick(body: &[u8], now_unix: u64) -> Result<Kick, Problem> {
     Ok(Kick { tenant: request.tenant, target, until: now_unix + ttl })
 }
 
+/// The tags of a stream opened by `subject` with token `jti`: what its
+/// sockets carry and what a revocation of either names.
+pub fn stream_tags(subject: Option<&str>, jti: Option<&str>) -> Vec<String> {
+    subject.map(user_tag).into_iter().chain(jti.map(token_tag)).collect()
+}
+
 /// The tag of a user's sockets and revocation.
 pub fn user_tag(subject: &str) -> String {
     tag("u", subject)
@@ -153,5 +159,8 @@ mod tests {
         assert!(!user_tag("a:b").contains("a:b"));
         assert_eq!(Target::User("42".into()).tag(), Some(user_tag("42")));
         assert_eq!(Target::Tenant.tag(), None);
+        assert_eq!(stream_tags(Some("42"), Some("j")), vec![user_tag("42"), token_tag("j")]);
+        assert_eq!(stream_tags(None, Some("j")), vec![token_tag("j")]);
+        assert!(stream_tags(None, None).is_empty());
     }
 }

@@ -11,7 +11,7 @@ use edgestream_core::channel::{authorize_tenant, requested_channels, ChannelName
 use edgestream_core::cursor::{Cursor, CursorEncoder};
 use edgestream_core::message::MAX_BATCH_EVENTS;
 use edgestream_core::problem::Problem;
-use edgestream_core::revocation::{token_tag, user_tag};
+use edgestream_core::revocation::stream_tags;
 use edgestream_core::token::Claims;
 use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
 use worker::{Env, Headers, Request, Response};
@@ -47,12 +47,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     };
     authorize_tenant(claims.tenant.as_deref(), &channels)?;
     admit(env, &claims, &channels).await?;
-    let tags: Vec<String> = claims
-        .subject
-        .iter()
-        .map(|s| user_tag(s))
-        .chain(claims.jti.iter().map(|j| token_tag(j)))
-        .collect();
+    let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     // With a cursor, a channel it does not name was never seen: everything in
     // its history is new to the client.

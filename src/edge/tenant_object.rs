@@ -3,7 +3,9 @@
 //! attach to, and carries out kicks by asking each of those channels' objects
 //! to close the matching sockets.
 
-use edgestream_core::revocation::{token_tag, user_tag};
+use std::cell::Cell;
+
+use edgestream_core::revocation::stream_tags;
 use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage, State,
@@ -41,13 +43,14 @@ pub struct TenantObject {
     state: State,
     sql: SqlStorage,
     env: Env,
+    alarm_set: Cell<bool>,
 }
 
 impl DurableObject for TenantObject {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         let _ = sql.exec(SCHEMA, None);
-        Self { state, sql, env }
+        Self { state, sql, env, alarm_set: Cell::new(false) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -58,9 +61,13 @@ impl DurableObject for TenantObject {
                 if self.revoked(&admission, now)? {
                     return Ok(Response::empty()?.with_status(403));
                 }
+                // Rewritten at most hourly per channel: rows written are billed,
+                // and a kick only needs to know the channel was in use lately.
                 for channel in &admission.channels {
                     self.sql.exec(
-                        "INSERT OR REPLACE INTO channels (name, seen_ms) VALUES (?, ?)",
+                        "INSERT INTO channels (name, seen_ms) VALUES (?, ?)
+                         ON CONFLICT (name) DO UPDATE SET seen_ms = excluded.seen_ms
+                         WHERE seen_ms < excluded.seen_ms - 3600000",
                         vec![text(channel), int(now)],
                     )?;
                 }
@@ -84,6 +91,7 @@ impl DurableObject for TenantObject {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarm_set.set(false);
         let now = worker::Date::now().as_millis();
         self.sql
             .exec("DELETE FROM revocations WHERE until_ms <= ?", vec![int(now)])?;
@@ -111,13 +119,7 @@ impl DurableObject for TenantObject {
 
 impl TenantObject {
     fn revoked(&self, admission: &Admission, now: u64) -> Result<bool> {
-        let tags: Vec<String> = admission
-            .subject
-            .iter()
-            .map(|s| user_tag(s))
-            .chain(admission.jti.iter().map(|j| token_tag(j)))
-            .collect();
-        for tag in tags {
+        for tag in stream_tags(admission.subject.as_deref(), admission.jti.as_deref()) {
             let hits: Vec<serde_json::Value> = self
                 .sql
                 .exec(
@@ -167,11 +169,16 @@ impl TenantObject {
         Ok(closed)
     }
 
+    /// Schedules the hourly sweep; at most one alarm is pending at a time.
     async fn ensure_alarm(&self) -> Result<()> {
+        if self.alarm_set.get() {
+            return Ok(());
+        }
         let storage = self.state.storage();
         if storage.get_alarm().await?.is_none() {
             storage.set_alarm(3_600_000i64).await?;
         }
+        self.alarm_set.set(true);
         Ok(())
     }
 }
