@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { startWorker, ROOT } from './support/worker.mjs';
+import { startWorker, useWorker, ROOT } from './support/worker.mjs';
 import { subscriber, publisher, token, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish, readRaw, streamUrl } from './support/sse.mjs';
 
@@ -79,11 +79,7 @@ describe('API keys', () => {
 });
 
 describe('stream tickets', () => {
-  let worker;
-  before(async () => {
-    worker = await startWorker();
-  });
-  after(() => worker.stop());
+  const worker = useWorker();
 
   const issue = async (tenant, channels, credential) =>
     post(worker.url, '/v1/tickets', credential ?? `Bearer ${await subscriber(tenant)}`, { channels });

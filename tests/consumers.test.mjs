@@ -4,7 +4,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startWorker } from './support/worker.mjs';
+import { useWorker } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish, readRaw, streamUrl } from './support/sse.mjs';
 
@@ -27,11 +27,7 @@ async function eventually(check, timeoutMs = 10_000, what = 'condition') {
 }
 
 describe('consumers', () => {
-  let worker;
-  before(async () => {
-    worker = await startWorker({ vars: { KEEPALIVE_SECONDS: '1', RETRY_MS: '100' } });
-  });
-  after(() => worker.stop());
+  const worker = useWorker({ vars: { KEEPALIVE_SECONDS: '1', RETRY_MS: '100' } });
 
   test('streams that disconnect are released and the subscriber count returns to zero', async () => {
     const tenant = newTenant();

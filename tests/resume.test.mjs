@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startWorker } from './support/worker.mjs';
+import { startWorker, useWorker } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish, readRaw, streamUrl } from './support/sse.mjs';
 
@@ -36,11 +36,7 @@ const resumeAt = async (worker, tenant, channel, seq) =>
   });
 
 describe('resume from history', () => {
-  let worker;
-  before(async () => {
-    worker = await startWorker({ vars: FAST_RETRY });
-  });
-  after(() => worker.stop());
+  const worker = useWorker({ vars: FAST_RETRY });
 
   test('a client that drops reconnects with Last-Event-ID and misses nothing', async () => {
     const tenant = newTenant();
@@ -124,11 +120,7 @@ describe('resume from history', () => {
 });
 
 describe('current state on connect', () => {
-  let worker;
-  before(async () => {
-    worker = await startWorker({ vars: FAST_RETRY });
-  });
-  after(() => worker.stop());
+  const worker = useWorker({ vars: FAST_RETRY });
 
   test('a late client first gets the latest event of each type, with real ids, then live events', async () => {
     const tenant = newTenant();
@@ -178,11 +170,7 @@ describe('current state on connect', () => {
 });
 
 describe('bounded history', () => {
-  let worker;
-  before(async () => {
-    worker = await startWorker({ vars: { ...FAST_RETRY, HISTORY_SIZE: '5' } });
-  });
-  after(() => worker.stop());
+  const worker = useWorker({ vars: { ...FAST_RETRY, HISTORY_SIZE: '5' } });
 
   test('a cursor older than history gets stream-reset, then the current state, then live events', async () => {
     const tenant = newTenant();
@@ -235,11 +223,7 @@ describe('bounded history', () => {
 });
 
 describe('idempotent publishing', () => {
-  let worker;
-  before(async () => {
-    worker = await startWorker();
-  });
-  after(() => worker.stop());
+  const worker = useWorker();
 
   test('a repeated idempotency_key returns the original id and is delivered once', async () => {
     const tenant = newTenant();

@@ -1,6 +1,7 @@
 // Runs the built worker (build/index.js) in workerd through miniflare's API,
 // configured from wrangler.toml exactly as `wrangler dev` and deploy read it,
 // with test secrets and settings layered on top.
+import { before, after } from 'node:test';
 import { Miniflare } from 'miniflare';
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 import { fileURLToPath } from 'node:url';
@@ -72,4 +73,17 @@ export function logCollector() {
       if (print) process.stdout.write(`[worker ${log.level}] ${log.message}\n`);
     },
   };
+}
+
+/**
+ * Starts a worker before the enclosing suite's tests and stops it after them.
+ * Returns a handle that has `url`, `mf` and `stop` once the suite runs.
+ */
+export function useWorker(options) {
+  const handle = {};
+  before(async () => {
+    Object.assign(handle, await startWorker(options));
+  });
+  after(() => handle.stop?.());
+  return handle;
 }
