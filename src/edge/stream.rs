@@ -46,7 +46,6 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         }
     };
     authorize_tenant(claims.tenant.as_deref(), &channels)?;
-    admit(env, &claims, &channels).await?;
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     // With a cursor, a channel it does not name was never seen: everything in
@@ -56,13 +55,23 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         .map(|channel| resume.as_ref().map(|c| c.get(channel.as_str()).unwrap_or(0)))
         .collect();
     let namespace = env.durable_object("CHANNELS").map_err(internal)?;
-    let sockets = futures_util::future::try_join_all(
+    let attach_all = futures_util::future::try_join_all(
         channels
             .iter()
             .zip(&positions)
             .map(|(channel, after)| channel_client::attach(&namespace, channel, *after, &tags)),
-    )
-    .await?;
+    );
+    // Admission and attaching are independent round trips to different
+    // objects, so they overlap; a refused stream closes its sockets unread.
+    let (admitted, sockets) = futures_util::future::join(admit(env, &claims, &channels), attach_all).await;
+    let sockets = sockets?;
+    if let Err(problem) = admitted {
+        for socket in &sockets {
+            let _ = socket.accept();
+            let _ = socket.close(Some(1000), Some("not admitted"));
+        }
+        return Err(problem);
+    }
 
     let pipe = IdentityTransformStream::new().map_err(|e| internal(e.into()))?;
     let writer = pipe
