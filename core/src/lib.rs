@@ -21,6 +21,7 @@
 //! - [`cursor`]: event ids, in django-eventstream's format.
 //! - [`message`]: the publish body.
 //! - [`relay`]: batched relay records from a Channel Durable Object to a stream.
+//! - [`frames`]: pre-rendered SSE frames for the streams of one channel.
 //! - [`history`]: what a channel's bounded history replays and forgets.
 //! - [`config`]: settings from wrangler vars.
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod channel;
 pub mod config;
 pub mod credentials;
 pub mod cursor;
+pub mod frames;
 pub mod history;
 pub mod jwks;
 pub mod keys;

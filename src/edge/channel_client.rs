@@ -13,6 +13,17 @@ use super::channel_object::{ChannelEvent, ChannelPublish, ChannelPublished};
 use super::http::internal;
 use super::objects;
 
+/// How a stream wants its live events.
+#[derive(Clone, Copy)]
+pub enum Delivery {
+    /// Pre-rendered SSE frames (`edgestream_core::frames`): a stream of one
+    /// channel, whose event ids are the channel's own.
+    Frames,
+    /// Relay records (`edgestream_core::relay`): a stream of several channels
+    /// builds ids that name all of them.
+    Relay,
+}
+
 /// Opens a hibernatable WebSocket to the channel's object. `after` is the last
 /// sequence number the client saw; `None` asks for the current state. `tags`
 /// (hex-based, URL-safe) mark the socket so a kick can find it.
@@ -20,9 +31,14 @@ pub async fn attach(
     namespace: &ObjectNamespace,
     channel: &ChannelName,
     after: Option<u64>,
+    delivery: Delivery,
     tags: &[String],
 ) -> Result<WebSocket, Problem> {
-    let mut url = "https://channel/subscribe?".to_owned();
+    let mut url = match delivery {
+        Delivery::Frames => "https://channel/subscribe?frames&",
+        Delivery::Relay => "https://channel/subscribe?",
+    }
+    .to_owned();
     if let Some(after) = after {
         url.push_str(&format!("after={after}&"));
     }
@@ -61,7 +77,10 @@ pub async fn publish(
     channel: &ChannelName,
     events: &[&PublishEvent],
 ) -> Result<ChannelPublished, Problem> {
-    let mut batch = ChannelPublish { events: Vec::with_capacity(events.len()) };
+    let mut batch = ChannelPublish {
+        channel: channel.as_str(),
+        events: Vec::with_capacity(events.len()),
+    };
     for event in events {
         let data: &RawValue = serde_json::from_str(&event.data)
             .map_err(|_| Problem::internal("event data is not JSON"))?;

@@ -15,12 +15,14 @@
 use std::cell::Cell;
 
 use edgestream_core::config::Settings;
+use edgestream_core::frames::FramesWriter;
 use edgestream_core::history::{self, Attach};
 use edgestream_core::relay::{self, RelayWriter};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
 use wasm_bindgen::JsCast;
+use js_sys::Uint8Array;
 
 use super::sql::{int, text};
 use worker::{
@@ -31,6 +33,8 @@ use worker::{
 /// Internal request from the Worker: a batch of validated events for this channel.
 #[derive(Serialize, Deserialize)]
 pub struct ChannelPublish<'a> {
+    /// The object's own name: event ids of pre-rendered frames carry it.
+    pub channel: &'a str,
     #[serde(borrow)]
     pub events: Vec<ChannelEvent<'a>>,
 }
@@ -70,6 +74,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
 /// The close code of a socket ended by a kick; the stream tells its client.
 pub const KICKED: u16 = 4001;
 
+/// Socket tags for how a stream takes live events (see `Delivery`).
+const FRAMES_TAG: &str = "frames";
+const RELAY_TAG: &str = "relay";
+
 #[durable_object]
 pub struct ChannelObject {
     state: State,
@@ -107,10 +115,11 @@ impl DurableObject for ChannelObject {
         match url.path() {
             "/subscribe" => {
                 let mut cursor = None;
-                let mut tags = Vec::new();
+                let mut tags = vec![RELAY_TAG.to_owned()];
                 for (name, value) in url.query_pairs() {
                     match &*name {
                         "after" => cursor = value.parse::<u64>().ok(),
+                        "frames" => FRAMES_TAG.clone_into(&mut tags[0]),
                         "tag" => tags.push(value.into_owned()),
                         _ => {}
                     }
@@ -269,12 +278,14 @@ impl ChannelObject {
     }
 
     /// Assigns sequence numbers, stores the events and fans them out in one
-    /// message per attached stream.
+    /// message per attached stream, rendered once for all streams that take
+    /// the same form.
     fn publish(&self, batch: &ChannelPublish, settings: &Settings) -> Result<Vec<Published>> {
         let now = now_ms();
         let mut head = self.head()?;
         let mut results = Vec::with_capacity(batch.events.len());
         let mut writer = RelayWriter::default();
+        let mut frames = FramesWriter::new(batch.channel);
         for event in &batch.events {
             if let Some(key) = event.idempotency_key {
                 let seen: Vec<SeqRow> = self
@@ -303,6 +314,7 @@ impl ChannelObject {
                 )?;
             }
             writer.event(head, event.event, data);
+            frames.event(head, event.event, data);
             results.push(Published { id: head, duplicate: false });
         }
         self.sql.exec(
@@ -314,19 +326,32 @@ impl ChannelObject {
             self.sql
                 .exec("DELETE FROM events WHERE seq <= ?", vec![int(through)])?;
         }
-        // Each message becomes one JavaScript string, sent to every socket:
-        // converting it once instead of once per subscriber.
-        let messages: Vec<JsValue> = writer.into_messages().iter().map(|m| JsValue::from_str(m)).collect();
-        if !messages.is_empty() {
-            for ws in self.state.get_websockets() {
-                for message in &messages {
-                    // A socket that fails here is closing; its close handler cleans up.
-                    let socket: &web_sys::WebSocket = ws.as_ref();
-                    let _ = socket.unchecked_ref::<Socket>().send(message);
-                }
-            }
+        if !writer.is_empty() {
+            // Each message becomes one JavaScript value, sent to every socket:
+            // converted once instead of once per subscriber.
+            let relay = || writer.into_messages().iter().map(|m| JsValue::from_str(m)).collect();
+            self.fan_out(RELAY_TAG, relay);
+            let frames = || frames.into_messages().iter().map(|m| Uint8Array::from(&m[..]).into()).collect();
+            self.fan_out(FRAMES_TAG, frames);
         }
         Ok(results)
+    }
+
+    /// Sends the messages to every socket tagged `tag`; they are only built
+    /// when there is one.
+    fn fan_out(&self, tag: &str, messages: impl FnOnce() -> Vec<JsValue>) {
+        let sockets = self.state.get_websockets_with_tag(tag);
+        if sockets.is_empty() {
+            return;
+        }
+        let messages = messages();
+        for ws in &sockets {
+            let socket: &web_sys::WebSocket = ws.as_ref();
+            for message in &messages {
+                // A socket that fails here is closing; its close handler cleans up.
+                let _ = socket.unchecked_ref::<Socket>().send(message);
+            }
+        }
     }
 
     fn head(&self) -> Result<u64> {
@@ -385,7 +410,8 @@ struct Count {
 #[wasm_bindgen]
 extern "C" {
     /// A WebSocket seen only for `send` with a value that is already a
-    /// JavaScript string (web-sys's `send_with_str` converts on every call).
+    /// JavaScript string or byte array (web-sys's `send_with_str` converts on
+    /// every call).
     type Socket;
     #[wasm_bindgen(method, catch, js_name = send)]
     fn send(this: &Socket, data: &JsValue) -> std::result::Result<(), JsValue>;

@@ -10,6 +10,7 @@ mod channel_client;
 mod channel_object;
 mod config;
 mod dev;
+mod frame_tap;
 mod http;
 mod objects;
 mod publish;

@@ -2,6 +2,12 @@
 //! in history a resuming client is missing, and writes SSE frames to the
 //! response, with keep-alives, token expiry and client disconnects.
 //!
+//! A stream of one channel hands its live events to a [`Tap`] once it is
+//! caught up: the object sends them as pre-rendered frames and the tap writes
+//! them without entering wasm. Everything before that point (opening frames,
+//! current state, history pages) and every stream of several channels goes
+//! through the pump.
+//!
 //! Memory per stream is bounded. One write is in flight at a time and
 //! whatever arrives meanwhile is encoded for the next one, so a busy stream
 //! coalesces many events into one crossing into JavaScript; a client that
@@ -30,6 +36,7 @@ use worker::{Delay, ObjectNamespace, WebSocket, WebsocketEvent};
 
 use super::channel_client;
 use super::channel_object::KICKED;
+use super::frame_tap::{Tap, TapSignal};
 
 /// Keep-alive intervals a write may stay unfinished before the client counts
 /// as not reading.
@@ -43,6 +50,7 @@ enum Input {
     KeepAlive,
     Expired,
     Disconnected,
+    Lagging,
 }
 
 type Inputs<'a> = Pin<Box<dyn Stream<Item = Input> + 'a>>;
@@ -85,6 +93,9 @@ pub struct OpenStream {
     pub cursor: CursorEncoder,
     pub namespace: ObjectNamespace,
     pub writer: web_sys::WritableStreamDefaultWriter,
+    /// The response pipe's high-water mark: unread bytes are this minus the
+    /// writer's `desiredSize`.
+    pub high_water_mark: usize,
     pub signal: web_sys::AbortSignal,
     pub expires_at: u64,
     pub keepalive: Duration,
@@ -101,6 +112,10 @@ pub struct Pump {
     page_pending: bool,
     pages: mpsc::UnboundedSender<Input>,
     page_results: Option<mpsc::UnboundedReceiver<Input>>,
+    /// The live path of a stream of one channel.
+    tap: Option<Tap>,
+    /// The stream just caught up: the tap takes over live events.
+    release_tap: bool,
 }
 
 impl Pump {
@@ -114,6 +129,8 @@ impl Pump {
             page_pending: false,
             pages,
             page_results: Some(page_results),
+            tap: None,
+            release_tap: false,
         }
     }
 
@@ -121,17 +138,32 @@ impl Pump {
         // Listen before accepting: the object queues its first message as soon
         // as it accepted the socket, and messages with no listener are lost.
         let mut sources: Vec<Inputs> = Vec::with_capacity(sockets.len() + 4);
-        for (index, socket) in sockets.iter().enumerate() {
-            let Ok(events) = socket.events() else {
-                return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
-            };
-            sources.push(Box::pin(events.map(move |event| match event {
-                Ok(WebsocketEvent::Message(message)) => {
-                    message.text().map_or(Input::Detached(None), |text| Input::Relay(index, text))
-                }
-                Ok(WebsocketEvent::Close(close)) => Input::Detached(Some(close.code())),
-                Err(_) => Input::Detached(None),
+        if let [socket] = sockets.as_slice() {
+            let (tap, signals) = Tap::listen(
+                socket.as_ref(),
+                &self.stream.writer,
+                self.stream.high_water_mark,
+                self.stream.max_pending_bytes,
+            );
+            self.tap = Some(tap);
+            sources.push(Box::pin(signals.map(|signal| match signal {
+                TapSignal::Relay(text) => Input::Relay(0, text),
+                TapSignal::Closed(code) => Input::Detached(code),
+                TapSignal::Lagging => Input::Lagging,
             })));
+        } else {
+            for (index, socket) in sockets.iter().enumerate() {
+                let Ok(events) = socket.events() else {
+                    return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
+                };
+                sources.push(Box::pin(events.map(move |event| match event {
+                    Ok(WebsocketEvent::Message(message)) => {
+                        message.text().map_or(Input::Detached(None), |text| Input::Relay(index, text))
+                    }
+                    Ok(WebsocketEvent::Close(close)) => Input::Detached(Some(close.code())),
+                    Err(_) => Input::Detached(None),
+                })));
+            }
         }
         if sockets.iter().any(|socket| socket.accept().is_err()) {
             return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
@@ -192,12 +224,24 @@ impl Pump {
                     sse::write_comment(&mut out, sse::KEEP_ALIVE);
                 }
                 Some(Input::Expired) => break TOKEN_EXPIRED,
+                Some(Input::Lagging) => break LAGGING,
                 Some(Input::Detached(Some(KICKED))) => break KICKED_OUT,
                 Some(Input::Detached(_)) => break End::ChannelDetached,
                 Some(Input::Disconnected) | None => break End::ClientGone,
             }
             if out.len() + self.held_bytes > self.stream.max_pending_bytes {
                 break LAGGING;
+            }
+            if std::mem::take(&mut self.release_tap) {
+                if let Some(tap) = &self.tap {
+                    // What the pump holds goes first; writes reach the
+                    // response in the order they are made.
+                    if !out.is_empty() {
+                        in_flight = Some(self.start_write(&out));
+                        out.clear();
+                    }
+                    tap.release(self.stream.cursor.get(0).unwrap_or(0));
+                }
             }
         };
         drop(inputs);
@@ -228,6 +272,7 @@ impl Pump {
         };
         let caught_up = self.stream.cursor.get(index).unwrap_or(0) >= catchup.until;
         if caught_up || page.is_empty() {
+            self.release_tap = true;
             if let Some(catchup) = self.catchups[index].take() {
                 for message in catchup.held {
                     self.held_bytes -= message.len();
@@ -277,12 +322,15 @@ impl Pump {
                     sse::write_event(out, None, sse::STREAM_RESET, &reset);
                 }
                 Ok(RelayRecord::Live { head }) => match self.stream.cursor.get(index) {
-                    // No position yet (no cursor, no state): live from here.
-                    None => self.stream.cursor.set(index, head),
                     Some(seen) if head > seen => {
                         self.catchups[index] = Some(Catchup { until: head, held: Vec::new() });
                     }
-                    Some(_) => {}
+                    // No position yet (no cursor, no state): live from here.
+                    None => {
+                        self.stream.cursor.set(index, head);
+                        self.release_tap = true;
+                    }
+                    Some(_) => self.release_tap = true,
                 },
                 Err(record) => worker::console_error!(
                     "{}",
@@ -300,6 +348,9 @@ impl Pump {
     /// Ends the stream. The channel sockets are closed first so the objects
     /// release them at once, whatever happens to the response.
     async fn finish(&self, sockets: &[WebSocket], end: End, mut out: String, in_flight: Option<JsFuture>) {
+        if let Some(tap) = &self.tap {
+            tap.stop();
+        }
         for socket in sockets {
             let _ = socket.close(Some(1000), Some("stream closed"));
         }

@@ -14,10 +14,11 @@ use edgestream_core::problem::Problem;
 use edgestream_core::revocation::stream_tags;
 use edgestream_core::token::Claims;
 use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
+use wasm_bindgen::JsCast;
 use worker::{Env, Headers, Request, Response};
 
 use super::auth::{self, Identity, Sources};
-use super::channel_client;
+use super::channel_client::{self, Delivery};
 use super::config::Config;
 use super::http::internal;
 use super::objects;
@@ -55,11 +56,12 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         .map(|channel| resume.as_ref().map(|c| c.get(channel.as_str()).unwrap_or(0)))
         .collect();
     let namespace = env.durable_object("CHANNELS").map_err(internal)?;
+    let delivery = if channels.len() == 1 { Delivery::Frames } else { Delivery::Relay };
     let attach_all = futures_util::future::try_join_all(
         channels
             .iter()
             .zip(&positions)
-            .map(|(channel, after)| channel_client::attach(&namespace, channel, *after, &tags)),
+            .map(|(channel, after)| channel_client::attach(&namespace, channel, *after, delivery, &tags)),
     );
     // Admission and attaching are independent round trips to different
     // objects, so they overlap; a refused stream closes its sockets unread.
@@ -73,7 +75,8 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         return Err(problem);
     }
 
-    let pipe = IdentityTransformStream::new().map_err(|e| internal(e.into()))?;
+    let pipe = IdentityTransformStream::new(&PipeOptions::new(PIPE_HIGH_WATER_MARK as f64))
+        .map_err(|e| internal(e.into()))?;
     let writer = pipe
         .writable()
         .get_writer()
@@ -90,6 +93,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         cursor,
         namespace,
         writer,
+        high_water_mark: PIPE_HIGH_WATER_MARK,
         signal: req.inner().signal(),
         expires_at: claims.expires_at,
         keepalive: Duration::from_secs(settings.keepalive_seconds),
@@ -114,6 +118,10 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         .stream(pipe.readable()))
 }
 
+/// What the response pipe takes before its writer reports backpressure
+/// (`desiredSize` goes negative); only used to tell how much is unread.
+const PIPE_HIGH_WATER_MARK: usize = 64 * 1024;
+
 #[wasm_bindgen]
 extern "C" {
     /// workerd's native byte pipe. Unlike a JavaScript `TransformStream` it
@@ -121,11 +129,24 @@ extern "C" {
     /// which saves promise and microtask work on every write of every stream.
     type IdentityTransformStream;
     #[wasm_bindgen(constructor, catch)]
-    fn new() -> std::result::Result<IdentityTransformStream, JsValue>;
+    fn new(options: &PipeOptions) -> std::result::Result<IdentityTransformStream, JsValue>;
+
+    /// `{ highWaterMark }`.
+    type PipeOptions;
+    #[wasm_bindgen(method, setter, js_name = highWaterMark)]
+    fn set_high_water_mark(this: &PipeOptions, bytes: f64);
     #[wasm_bindgen(method, getter)]
     fn readable(this: &IdentityTransformStream) -> web_sys::ReadableStream;
     #[wasm_bindgen(method, getter)]
     fn writable(this: &IdentityTransformStream) -> web_sys::WritableStream;
+}
+
+impl PipeOptions {
+    fn new(high_water_mark: f64) -> Self {
+        let options: PipeOptions = js_sys::Object::new().unchecked_into();
+        options.set_high_water_mark(high_water_mark);
+        options
+    }
 }
 
 /// Asks the tenant's object to admit the stream: it refuses revoked users and

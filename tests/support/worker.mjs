@@ -21,7 +21,12 @@ const NO_ENV_FILE = '.edgestream-tests-read-no-env-file';
  * @param {(log: {timestamp: number, level: string, message: string}) => void} [options.handleStructuredLogs]
  *   receives every line the worker logs (instead of miniflare printing it)
  */
-export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs, kvNamespaces } = {}) {
+/**
+ * With `direct`, requests reach the worker on a socket of its own instead of
+ * through miniflare's entry worker (a development proxy that re-streams every
+ * response body, which production does not have); the benchmark uses it.
+ */
+export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs, kvNamespaces, direct = false } = {}) {
   // No env files: a developer's .dev.vars must not change what tests see.
   // (wrangler reads .dev.vars whenever `envFiles` is empty, so it is given one
   // file that does not exist instead.)
@@ -30,7 +35,7 @@ export async function startWorker({ vars = {}, persistPath, port = 0, handleStru
   });
   const mf = new Miniflare({
     host: '127.0.0.1',
-    port,
+    port: direct ? 0 : port,
     // The placeholder `request.cf`; fetching the real one needs the internet.
     cf: false,
     // Without a path, storage lives in memory and dies with the runtime.
@@ -45,10 +50,11 @@ export async function startWorker({ vars = {}, persistPath, port = 0, handleStru
         scriptPath: path.join(ROOT, 'build/index.js'),
         bindings: { ...workerOptions.bindings, JWT_SECRET: TEST_SECRET, ...vars },
         ...(kvNamespaces ? { kvNamespaces } : {}),
+        ...(direct ? { unsafeDirectSockets: [{ host: '127.0.0.1', port }] } : {}),
       },
     ],
   });
-  const url = await mf.ready;
+  const url = direct ? (await mf.ready, await mf.unsafeGetDirectURL('edgestream')) : await mf.ready;
   return {
     url: url.origin,
     mf,

@@ -1,0 +1,102 @@
+// The live path of a stream of one channel: the channel's object sends each
+// publish as pre-rendered SSE frames (edgestream-core's `frames` module has
+// the layout), and this listener writes them to the response as they are.
+//
+// It exists for speed. A delivery that went through wasm cost a copy of the
+// message into wasm memory, parsing, encoding, a copy back and a wake of the
+// futures executor, for every message on every stream; here it is a header
+// read and one write of a view on the received bytes.
+//
+// The Rust pump (`pump.rs`) still owns the stream: it writes the opening
+// frames, the current state, the pages of history and the keep-alives, and
+// decides when the live path starts (`release`). Until then binary messages
+// are held here. Text messages (what the object sends on attach), the close
+// of the socket and a lagging client are handed to the pump through
+// `onControl(text, code)`: `(text, 0)` for a message, `(null, code)` for a
+// close (0 when it had no code) and `(null, LAGGING)` when the client has
+// more unread bytes than `maxPendingBytes`.
+
+const LAGGING = -1;
+const ignore = () => {};
+
+export class FrameTap {
+  constructor(socket, writer, highWaterMark, maxPendingBytes, onControl) {
+    this.writer = writer;
+    this.highWaterMark = highWaterMark;
+    this.maxPendingBytes = maxPendingBytes;
+    this.onControl = onControl;
+    this.cursor = 0;
+    this.live = false;
+    this.stopped = false;
+    this.held = [];
+    this.heldBytes = 0;
+    socket.binaryType = 'arraybuffer';
+    socket.addEventListener('message', (event) => this.message(event.data));
+    socket.addEventListener('close', (event) => this.control(null, event.code || 0));
+    socket.addEventListener('error', () => this.control(null, 0));
+  }
+
+  message(data) {
+    if (this.stopped) return;
+    if (typeof data === 'string') {
+      this.onControl(data, 0);
+    } else if (this.live) {
+      this.write(data);
+    } else {
+      this.held.push(data);
+      this.heldBytes += data.byteLength;
+      if (this.heldBytes > this.maxPendingBytes) this.lagging();
+    }
+  }
+
+  /** The pump has written everything up to `cursor`: go live. */
+  release(cursor) {
+    this.cursor = cursor;
+    this.live = true;
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (const data of held) {
+      if (this.stopped) return;
+      this.write(data);
+    }
+  }
+
+  /** The stream is ending: nothing more is written or handed over. */
+  stop() {
+    this.stopped = true;
+    this.held = [];
+  }
+
+  /** Writes the frames after the cursor. */
+  write(data) {
+    const view = new DataView(data);
+    const count = view.getUint32(0, true);
+    if (count === 0) return;
+    const frames = 4 + 12 * count;
+    let start = frames;
+    if (view.getFloat64(4, true) <= this.cursor) {
+      let first = 1;
+      while (first < count && view.getFloat64(4 + 8 * first, true) <= this.cursor) first++;
+      if (first === count) return;
+      start = frames + view.getUint32(4 + 8 * count + 4 * (first - 1), true);
+    }
+    this.cursor = view.getFloat64(4 + 8 * (count - 1), true);
+    // A failed write means the client is gone; the pump learns that from the
+    // request's abort signal or its own next write.
+    this.writer.write(new Uint8Array(data, start)).catch(ignore);
+    // desiredSize is null once the stream errored; that is not lagging.
+    const desired = this.writer.desiredSize;
+    if (desired !== null && this.highWaterMark - desired > this.maxPendingBytes) this.lagging();
+  }
+
+  control(text, code) {
+    if (!this.stopped) this.onControl(text, code);
+  }
+
+  lagging() {
+    this.stopped = true;
+    this.held = [];
+    this.onControl(null, LAGGING);
+  }
+}

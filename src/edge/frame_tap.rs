@@ -1,0 +1,77 @@
+//! The Rust side of `frame_tap.js`, the live path of a stream of one channel:
+//! what the tap hands back to the pump arrives as a stream of [`TapSignal`]s.
+
+use futures_channel::mpsc;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// What the tap hands to the pump.
+pub enum TapSignal {
+    /// A text message: relay records the object sent on attach.
+    Relay(String),
+    /// The socket closed, with its close code when it had one.
+    Closed(Option<u16>),
+    /// The client has more unread bytes than the stream allows.
+    Lagging,
+}
+
+/// The `code` with which the tap reports a lagging client.
+const LAGGING: i32 = -1;
+
+pub struct Tap {
+    tap: FrameTap,
+    // Called by the tap for as long as it listens.
+    _on_control: Closure<dyn FnMut(Option<String>, i32)>,
+}
+
+impl Tap {
+    /// Starts listening on `socket` (before it is accepted, so nothing the
+    /// object queues is missed). Binary messages are held until [`release`].
+    ///
+    /// [`release`]: Tap::release
+    pub fn listen(
+        socket: &web_sys::WebSocket,
+        writer: &web_sys::WritableStreamDefaultWriter,
+        high_water_mark: usize,
+        max_pending_bytes: usize,
+    ) -> (Self, mpsc::UnboundedReceiver<TapSignal>) {
+        let (signals, received) = mpsc::unbounded();
+        let on_control = Closure::<dyn FnMut(Option<String>, i32)>::new(move |text: Option<String>, code: i32| {
+            let signal = match (text, code) {
+                (Some(text), _) => TapSignal::Relay(text),
+                (None, LAGGING) => TapSignal::Lagging,
+                (None, code) => TapSignal::Closed(u16::try_from(code).ok().filter(|c| *c != 0)),
+            };
+            let _ = signals.unbounded_send(signal);
+        });
+        let tap = FrameTap::new(socket, writer, high_water_mark as f64, max_pending_bytes as f64, &on_control);
+        (Self { tap, _on_control: on_control }, received)
+    }
+
+    /// Everything up to `cursor` has been written: live frames go straight
+    /// to the response from now on, starting with the held ones.
+    pub fn release(&self, cursor: u64) {
+        self.tap.release(cursor as f64);
+    }
+
+    pub fn stop(&self) {
+        self.tap.stop();
+    }
+}
+
+#[wasm_bindgen(module = "/src/edge/frame_tap.js")]
+extern "C" {
+    type FrameTap;
+    #[wasm_bindgen(constructor)]
+    fn new(
+        socket: &web_sys::WebSocket,
+        writer: &web_sys::WritableStreamDefaultWriter,
+        high_water_mark: f64,
+        max_pending_bytes: f64,
+        on_control: &Closure<dyn FnMut(Option<String>, i32)>,
+    ) -> FrameTap;
+    #[wasm_bindgen(method)]
+    fn release(this: &FrameTap, cursor: f64);
+    #[wasm_bindgen(method)]
+    fn stop(this: &FrameTap);
+}
