@@ -233,6 +233,38 @@ describe('fan-out', () => {
     }
   });
 
+  it('streams of one channel (pre-rendered frames) and of several (relay records) frame a batch alike', async () => {
+    const t = newTenant();
+    const [a, b] = [channelOf(t, 'alpha'), channelOf(t, 'beta')];
+    const single = await raw(t, [a]);
+    const multi = await raw(t, [a, b]);
+    try {
+      await Promise.all([single.opened(), multi.opened()]);
+      const events = [
+        { event: 'message', data: { note: 'line one\nline two', emoji: '🛰️', quote: '"q"' } },
+        { event: 'scan.progress', data: [1, 'two', null, { nested: { deep: true } }] },
+        { event: 'scan.completed', data: 'a string with : and , and %3A' },
+      ];
+      await publishOk(t, { events: events.map((e) => ({ channel: a, ...e })) });
+      const [fromSingle, fromMulti] = await Promise.all(
+        [single, multi].map(async (s) => eventsOf(await s.until((x) => countEvents(x) >= 4, 10_000, 'the batch')).slice(1)),
+      );
+      assert.deepEqual(
+        fromSingle.map((e) => e.id),
+        [1, 2, 3].map((n) => `${quote(a)}:${n}`),
+      );
+      assert.deepEqual(
+        fromMulti.map((e) => e.id),
+        [1, 2, 3].map((n) => cursorOf([[a, n], [b, 0]])),
+      );
+      const content = (list) => list.map((e) => [e.event, JSON.parse(e.data)]);
+      assert.deepEqual(content(fromSingle), content(fromMulti));
+      assert.deepEqual(content(fromSingle), events.map((e) => [e.event, e.data]));
+    } finally {
+      await Promise.all([single.close(), multi.close()]);
+    }
+  });
+
   it('events of a channel the stream did not ask for never reach it', async () => {
     const t = newTenant();
     const [a, other] = [channelOf(t), channelOf(t)];

@@ -168,10 +168,15 @@ impl Pump {
         if sockets.iter().any(|socket| socket.accept().is_err()) {
             return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
         }
+        // The first tick comes at a random point in the second half of the
+        // interval. Streams opened together (a deploy, a mass reconnect)
+        // would otherwise tick together, and a thousand keep-alive writes in
+        // one burst hold up every event published during it.
         let keepalive = self.stream.keepalive;
-        sources.push(Box::pin(stream::unfold((), move |()| async move {
-            Delay::from(keepalive).await;
-            Some((Input::KeepAlive, ()))
+        let first = keepalive.mul_f64(0.5 + js_sys::Math::random() / 2.0);
+        sources.push(Box::pin(stream::unfold(first, move |wait| async move {
+            Delay::from(wait).await;
+            Some((Input::KeepAlive, keepalive))
         })));
         sources.push(Box::pin(token_expiry(self.stream.expires_at).into_stream()));
         let (disconnected, on_abort) = abort_listener(&self.stream.signal);
