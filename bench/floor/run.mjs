@@ -1,7 +1,7 @@
 // Measures bench/floor/worker.js in workerd (miniflare's API, the worker's
-// own socket): N streams, then rounds of events published one at a time,
-// each to every stream. Prints workerd's CPU per delivery and the time from
-// publishing an event to its last delivery.
+// own socket): N streams, then events published one at a time, each to every
+// stream. Prints workerd's CPU per delivery, the time from publishing an
+// event to its last delivery, and the set-up and memory of a stream.
 //
 //   node bench/floor/run.mjs [--streams 1000] [--events 100]
 import { Miniflare } from 'miniflare';
@@ -27,23 +27,27 @@ await mf.ready;
 const url = await mf.unsafeGetDirectURL();
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 
-/** User + system CPU of every workerd process, in ms. */
-function workerdCpuMs() {
+/** workerd's CPU (user + system, ms) and resident memory (MiB). */
+function workerd() {
   let ticks = 0;
+  let rssKib = 0;
   for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('workerd')) continue;
       const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
       ticks += Number(fields[11]) + Number(fields[12]);
+      rssKib += Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
     } catch {
       // The process ended between listing and reading.
     }
   }
-  return ticks * 10;
+  return { cpuMs: ticks * 10, rssMib: rssKib / 1024 };
 }
 
 let delivered = 0;
 let onDelivered = () => {};
+const beforeStreams = workerd();
+const openStarted = performance.now();
 await Promise.all(
   Array.from(
     { length: streams },
@@ -62,6 +66,9 @@ await Promise.all(
   ),
 );
 
+const openMs = performance.now() - openStarted;
+const withStreams = workerd();
+
 const publish = (body) =>
   new Promise((done) => {
     const request = http.request(new URL('/publish', url), { method: 'POST', agent }, (response) => {
@@ -72,7 +79,7 @@ const publish = (body) =>
   });
 const frame = `data: ${'x'.repeat(128)}\n\n`;
 const spans = [];
-const cpuBefore = workerdCpuMs();
+const cpuBefore = workerd().cpuMs;
 for (let event = 0; event < events; event++) {
   const target = delivered + streams;
   const started = performance.now();
@@ -83,7 +90,7 @@ for (let event = 0; event < events; event++) {
   await all;
   spans.push(performance.now() - started);
 }
-const cpu = workerdCpuMs() - cpuBefore;
+const cpu = workerd().cpuMs - cpuBefore;
 spans.sort((a, b) => a - b);
 const at = (q) => spans[Math.min(spans.length - 1, Math.floor(q * spans.length))].toFixed(1);
 console.log(
@@ -92,6 +99,9 @@ console.log(
     events,
     workerd_cpu_us_per_delivery: Number(((cpu * 1000) / (streams * events)).toFixed(1)),
     publish_to_last_delivery_ms: { p50: Number(at(0.5)), p99: Number(at(0.99)) },
+    streams_opened_per_s: Math.round((streams * 1000) / openMs),
+    workerd_cpu_us_per_stream_opened: Math.round(((withStreams.cpuMs - beforeStreams.cpuMs) * 1000) / streams),
+    workerd_rss_kib_per_stream: Math.round(((withStreams.rssMib - beforeStreams.rssMib) * 1024) / streams),
   }),
 );
 await mf.dispose();
