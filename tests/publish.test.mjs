@@ -3,6 +3,7 @@
 // subscribers exactly as its compact JSON text.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { startWorker, logCollector } from './support/worker.mjs';
 import { subscriber, publisher, platformPublisher, token, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish } from './support/sse.mjs';
@@ -157,6 +158,38 @@ describe('who may publish', () => {
     for (const bad of ['not-a-jwt', expired]) {
       const r = await post(ev(channelOf(t)), { 'Content-Type': 'application/json', Authorization: `Bearer ${bad}` });
       await assertProblem(r, 401, 'invalid_token', { error: 'invalid_token' });
+    }
+  });
+
+  it('a refused publish leaves the kept-alive connection usable for the next publish', async () => {
+    // One connection, so each request goes out on the connection the
+    // previous answer came back on.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (body, tok) =>
+      new Promise((resolve, reject) => {
+        const req = http.request(
+          new URL('/v1/publish', base),
+          { method: 'POST', agent, headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${tok}` } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      const t = newTenant();
+      const a = channelOf(t);
+      const good = await publisher(t);
+      // Refused before its body is read: the body is what must not poison the connection.
+      const refused = JSON.stringify({ channel: a, event: 'scan.progress', data: 'x'.repeat(60_000) });
+      for (let i = 0; i < 30; i++) {
+        assert.equal(await send(refused, 'not-a-jwt'), 401);
+        assert.equal(await send(JSON.stringify(ev(a)), good), 202);
+      }
+    } finally {
+      agent.destroy();
     }
   });
 

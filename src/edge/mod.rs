@@ -30,6 +30,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let path = req.path();
     let origin = req.headers().get("Origin").ok().flatten();
 
+    // The same JavaScript request (not a copy of its body), to drain it after a refusal.
+    let raw = Clone::clone(req.inner());
     let config = config::Config::load(&env);
     let mut response = match &config {
         Ok(config) => route(req, &env, config, &method, &path)
@@ -37,6 +39,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             .unwrap_or_else(|problem| http::problem(&problem)),
         Err(problem) => http::problem(problem),
     };
+    if response.status_code() >= 400 {
+        drain_body(&raw).await;
+    }
     let allowed_origins = config.as_ref().map_or(&[][..], |c| &c.settings.allowed_origins[..]);
     if response.status_code() == 405 {
         if let Some(allow) = allowed_methods(&path) {
@@ -59,6 +64,22 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         })
     );
     Ok(response)
+}
+
+/// Reads what a refused request left of its body, when that is small. A
+/// response that leaves the body unread makes the connection unusable for the
+/// next request, and in front of `wrangler dev` (miniflare's entry worker) the
+/// client's kept-alive connection is then reset under its next request: a
+/// publisher whose token was refused saw its following, valid publish fail.
+async fn drain_body(raw: &web_sys::Request) {
+    const MAX_DRAINED_BYTES: usize = 1 << 20;
+    let declared = raw.headers().get("Content-Length").ok().flatten();
+    let small = declared.and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n <= MAX_DRAINED_BYTES);
+    if small && !raw.body_used() {
+        if let Ok(read) = raw.array_buffer() {
+            let _ = wasm_bindgen_futures::JsFuture::from(read).await;
+        }
+    }
 }
 
 async fn route(
