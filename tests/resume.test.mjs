@@ -294,4 +294,32 @@ describe('restart on persisted state', () => {
       await worker.stop();
     }
   });
+
+  test('ids go on from the last one after the whole history expired and the runtime restarted', async () => {
+    const vars = { HISTORY_TTL_SECONDS: '1' };
+    let worker = await startWorker({ vars, persistPath: dir });
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    const stats = async () => {
+      const ns = await worker.mf.getDurableObjectNamespace('CHANNELS');
+      return (await ns.get(ns.idFromName(channel)).fetch('https://channel/stats')).json();
+    };
+    try {
+      await publishN(worker.url, pub, channel, 1, 3);
+      // The TTL alarm expires every event.
+      const deadline = Date.now() + 15_000;
+      while ((await stats()).oldest !== null) {
+        assert.ok(Date.now() < deadline, 'history did not expire');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await worker.stop();
+      worker = await startWorker({ vars, persistPath: dir });
+      const res = await publish(worker.url, pub, { channel, event: 'scan.progress', data: { n: 4 } });
+      assert.equal(res.status, 202, res.text);
+      assert.equal(res.body.results[0].id, 4);
+    } finally {
+      await worker.stop();
+    }
+  });
 });

@@ -66,7 +66,9 @@ pub struct Inputs {
     pub do_ms_per_publish: f64,
     /// Wall time a channel object is busy per attach, ms (assumed).
     pub do_ms_per_attach: f64,
-    /// SQLite rows written per published event (events, latest, head; trim).
+    /// SQLite rows written per published event: its `events` row, the
+    /// `latest` upsert, and its eventual delete (trim or expiry; deletes are
+    /// billed as writes).
     pub rows_written_per_event: f64,
     pub source: String,
 }
@@ -147,7 +149,7 @@ pub fn estimate(runs: &[Value]) -> Value {
         do_ms_per_attach: 5.0,
         rows_written_per_event: 3.0,
         source: format!(
-            "CPU per delivery {}, CPU per stream set-up {}; object busy time per publish and attach assumed 5 ms; 3 rows written per event (events, latest, head)",
+            "CPU per delivery {}, CPU per stream set-up {}; object busy time per publish and attach assumed 5 ms; 3 rows written per event (its events row, the latest upsert, its eventual delete by trim or expiry)",
             if measured_delivery.is_some() { "measured in workerd (fan-out run)" } else { "assumed" },
             if measured_open.is_some() { "measured in workerd (idle run)" } else { "assumed" }
         ),

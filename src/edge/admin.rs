@@ -24,10 +24,10 @@ pub async fn kick(mut req: Request, env: &Env, config: &Config) -> Result<Respon
     let kick = parse_kick(&body, now)?;
     let order = KickOrder { tag: kick.target.tag(), until_ms: kick.until * 1000 };
     let stub = objects::stub(env, "TENANTS", &kick.tenant)?;
-    let mut response = objects::post(&stub, "https://tenant/kick", &order).await?;
+    let response = objects::post(&stub, "https://tenant/kick", &order).await?;
     if response.status_code() != 200 {
         return Err(Problem::unavailable("the kick could not be carried out"));
     }
-    let result: serde_json::Value = response.json().await.map_err(internal)?;
+    let result: serde_json::Value = objects::json(response).await?;
     json(200, &result)
 }

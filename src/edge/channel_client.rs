@@ -61,14 +61,14 @@ pub async fn attach(
 /// One page of history after `after`, as a relay message.
 pub async fn history_page(namespace: &ObjectNamespace, channel: &str, after: u64) -> Result<String, Problem> {
     let url = format!("https://channel/history?after={after}");
-    let mut response = objects::stub_in(namespace, channel)?
+    let response = objects::stub_in(namespace, channel)?
         .fetch_with_str(&url)
         .await
         .map_err(internal)?;
     if response.status_code() != 200 {
         return Err(Problem::unavailable("the channel could not read its history"));
     }
-    response.text().await.map_err(internal)
+    objects::text(response).await
 }
 
 /// Hands a batch of one channel's events to its object, which assigns ids.
@@ -91,9 +91,9 @@ pub async fn publish(
         });
     }
     let stub = objects::stub_in(namespace, channel.as_str())?;
-    let mut response = objects::post(&stub, "https://channel/publish", &batch).await?;
+    let response = objects::post(&stub, "https://channel/publish", &batch).await?;
     if response.status_code() != 200 {
         return Err(Problem::unavailable("the channel could not store the events"));
     }
-    response.json().await.map_err(internal)
+    objects::json(response).await
 }

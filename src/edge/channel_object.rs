@@ -171,6 +171,11 @@ impl DurableObject for ChannelObject {
         self.alarm_set.set(false);
         if let Some(settings) = &self.settings {
             let cutoff = history::expiry_cutoff_ms(now_ms(), settings.history_ttl_seconds);
+            // Expiry may take the newest event with it: the head is kept first.
+            self.sql.exec(
+                "INSERT OR REPLACE INTO head (id, seq) VALUES (1, ?)",
+                vec![int(self.head()?)],
+            )?;
             self.sql
                 .exec("DELETE FROM events WHERE published_ms < ?", vec![int(cutoff)])?;
             for table in ["latest", "idempotency"] {
@@ -317,10 +322,6 @@ impl ChannelObject {
             frames.event(head, event.event, data);
             results.push(Published { id: head, duplicate: false });
         }
-        self.sql.exec(
-            "INSERT OR REPLACE INTO head (id, seq) VALUES (1, ?)",
-            vec![int(head)],
-        )?;
         self.head.set(Some(head));
         if let Some(through) = history::trim_through(head, settings.history_size as u64) {
             self.sql
@@ -354,13 +355,20 @@ impl ChannelObject {
         }
     }
 
+    /// The channel's latest sequence number: the newest event in history, or
+    /// the `head` row for when history has expired. Publishes do not write
+    /// that row (a row written per publish is billed, and trimming always
+    /// keeps the newest event); the alarm writes it before expiring events.
     fn head(&self) -> Result<u64> {
         if let Some(head) = self.head.get() {
             return Ok(head);
         }
         let rows: Vec<SeqRow> = self
             .sql
-            .exec("SELECT seq FROM head WHERE id = 1", None)?
+            .exec(
+                "SELECT COALESCE(MAX(seq), 0) AS seq FROM (SELECT seq FROM head WHERE id = 1 UNION ALL SELECT MAX(seq) AS seq FROM events)",
+                None,
+            )?
             .to_array()?;
         let head = rows.first().map_or(0, |r| r.seq);
         self.head.set(Some(head));

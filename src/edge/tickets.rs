@@ -47,9 +47,9 @@ pub async fn issue(mut req: Request, env: &Env, config: &Config) -> std::result:
 /// is refused.
 pub async fn redeem(env: &Env, ticket: &str) -> std::result::Result<TicketGrant, Problem> {
     let stub = objects::stub(env, "TICKETS", ticket)?;
-    let mut response = objects::post(&stub, "https://ticket/redeem", &()).await?;
+    let response = objects::post(&stub, "https://ticket/redeem", &()).await?;
     match response.status_code() {
-        200 => response.json().await.map_err(internal),
+        200 => objects::json(response).await,
         404 => Err(Problem::invalid_token("the ticket is unknown, used or expired")),
         _ => Err(Problem::unavailable("the ticket could not be checked")),
     }
