@@ -299,6 +299,10 @@ impl Pump {
         let pages = self.pages.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let page = channel_client::history_page(&namespace, &channel, after).await;
+            if let Err(problem) = &page {
+                // The stream ends and its client resumes from the same point.
+                log("error", "history page failed", problem.code, &problem.detail);
+            }
             let _ = pages.unbounded_send(Input::Page(index, page.ok()));
         });
     }
@@ -369,6 +373,7 @@ impl Pump {
                 let _ = JsFuture::from(self.stream.writer.close()).await;
             }
             End::Failed { code, message } => {
+                log("info", "stream ended by the relay", code, message);
                 // A lagging client has not read what is queued; it resumes
                 // from history after the last event it did process.
                 if code == "lagging" {
@@ -383,6 +388,17 @@ impl Pump {
                 settle(JsFuture::from(self.stream.writer.close()));
             }
         }
+    }
+}
+
+/// A structured log line about a stream; never with channel names or ids,
+/// which carry tenant ids.
+fn log(level: &str, msg: &str, code: &str, detail: &str) {
+    let line = serde_json::json!({ "level": level, "msg": msg, "code": code, "detail": detail });
+    if level == "error" {
+        worker::console_error!("{line}");
+    } else {
+        worker::console_log!("{line}");
     }
 }
 
