@@ -64,10 +64,6 @@ impl FramesWriter {
         message.ends.push(u32::try_from(message.frames.len()).expect("a message stays far below 4 GiB"));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-    }
-
     pub fn into_messages(self) -> Vec<Vec<u8>> {
         self.messages
             .into_iter()

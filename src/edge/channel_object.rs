@@ -289,8 +289,11 @@ impl ChannelObject {
         let now = now_ms();
         let mut head = self.head()?;
         let mut results = Vec::with_capacity(batch.events.len());
-        let mut writer = RelayWriter::default();
-        let mut frames = FramesWriter::new(batch.channel);
+        // Each form is rendered only when a socket takes it.
+        let relay_sockets = self.state.get_websockets_with_tag(RELAY_TAG);
+        let frames_sockets = self.state.get_websockets_with_tag(FRAMES_TAG);
+        let mut relay = (!relay_sockets.is_empty()).then(RelayWriter::default);
+        let mut frames = (!frames_sockets.is_empty()).then(|| FramesWriter::new(batch.channel));
         for event in &batch.events {
             if let Some(key) = event.idempotency_key {
                 let seen: Vec<SeqRow> = self
@@ -318,8 +321,12 @@ impl ChannelObject {
                     vec![text(key), int(head), int(now)],
                 )?;
             }
-            writer.event(head, event.event, data);
-            frames.event(head, event.event, data);
+            if let Some(relay) = &mut relay {
+                relay.event(head, event.event, data);
+            }
+            if let Some(frames) = &mut frames {
+                frames.event(head, event.event, data);
+            }
             results.push(Published { id: head, duplicate: false });
         }
         self.head.set(Some(head));
@@ -327,32 +334,13 @@ impl ChannelObject {
             self.sql
                 .exec("DELETE FROM events WHERE seq <= ?", vec![int(through)])?;
         }
-        if !writer.is_empty() {
-            // Each message becomes one JavaScript value, sent to every socket:
-            // converted once instead of once per subscriber.
-            let relay = || writer.into_messages().iter().map(|m| JsValue::from_str(m)).collect();
-            self.fan_out(RELAY_TAG, relay);
-            let frames = || frames.into_messages().iter().map(|m| Uint8Array::from(&m[..]).into()).collect();
-            self.fan_out(FRAMES_TAG, frames);
+        if let Some(relay) = relay {
+            fan_out(&relay_sockets, relay.into_messages().iter().map(|m| JsValue::from_str(m)));
+        }
+        if let Some(frames) = frames {
+            fan_out(&frames_sockets, frames.into_messages().iter().map(|m| Uint8Array::from(&m[..]).into()));
         }
         Ok(results)
-    }
-
-    /// Sends the messages to every socket tagged `tag`; they are only built
-    /// when there is one.
-    fn fan_out(&self, tag: &str, messages: impl FnOnce() -> Vec<JsValue>) {
-        let sockets = self.state.get_websockets_with_tag(tag);
-        if sockets.is_empty() {
-            return;
-        }
-        let messages = messages();
-        for ws in &sockets {
-            let socket: &web_sys::WebSocket = ws.as_ref();
-            for message in &messages {
-                // A socket that fails here is closing; its close handler cleans up.
-                let _ = socket.unchecked_ref::<Socket>().send(message);
-            }
-        }
     }
 
     /// The channel's latest sequence number: the newest event in history, or
@@ -423,6 +411,19 @@ extern "C" {
     type Socket;
     #[wasm_bindgen(method, catch, js_name = send)]
     fn send(this: &Socket, data: &JsValue) -> std::result::Result<(), JsValue>;
+}
+
+/// Sends every message to every socket. Each message is one JavaScript value
+/// for all of them: converted from wasm memory once, not once per subscriber.
+fn fan_out(sockets: &[WebSocket], messages: impl Iterator<Item = JsValue>) {
+    let messages: Vec<JsValue> = messages.collect();
+    for ws in sockets {
+        let socket: &web_sys::WebSocket = ws.as_ref();
+        for message in &messages {
+            // A socket that fails here is closing; its close handler cleans up.
+            let _ = socket.unchecked_ref::<Socket>().send(message);
+        }
+    }
 }
 
 fn now_ms() -> u64 {
