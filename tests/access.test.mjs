@@ -191,7 +191,7 @@ describe('kicks and revocation', () => {
   let admin;
   before(async () => {
     worker = await startWorker({ vars: { RETRY_MS: '100' } });
-    admin = await token({ scope: 'events:admin' });
+    admin = await token({ scope: 'events:admin events:platform' });
   });
   after(() => worker.stop());
 

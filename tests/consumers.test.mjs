@@ -7,13 +7,8 @@ import net from 'node:net';
 import { useWorker } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish, readRaw, streamUrl } from './support/sse.mjs';
+import { channelStats } from './support/http.mjs';
 
-/** What the channel's Durable Object reports about itself (internal route). */
-async function channelStats(worker, channel) {
-  const ns = await worker.mf.getDurableObjectNamespace('CHANNELS');
-  const res = await ns.get(ns.idFromName(channel)).fetch('https://channel/stats');
-  return res.json();
-}
 
 async function eventually(check, timeoutMs = 10_000, what = 'condition') {
   const deadline = Date.now() + timeoutMs;
@@ -35,12 +30,12 @@ describe('consumers', () => {
     const token = await subscriber(tenant);
     const clients = Array.from({ length: 5 }, () => subscribe(worker.url, [channel], { token }));
     await Promise.all(clients.map((c) => c.opened()));
-    assert.equal((await channelStats(worker, channel)).subscribers, 5);
+    assert.equal((await channelStats(worker.url, channel)).streams, 5);
 
     for (const c of clients.slice(0, 3)) c.close();
-    await eventually(async () => (await channelStats(worker, channel)).subscribers === 2 || (await channelStats(worker, channel)), 10_000, '2 subscribers');
+    await eventually(async () => (await channelStats(worker.url, channel)).streams === 2 || (await channelStats(worker.url, channel)), 10_000, '2 subscribers');
     for (const c of clients.slice(3)) c.close();
-    await eventually(async () => (await channelStats(worker, channel)).subscribers === 0 || (await channelStats(worker, channel)), 10_000, '0 subscribers');
+    await eventually(async () => (await channelStats(worker.url, channel)).streams === 0 || (await channelStats(worker.url, channel)), 10_000, '0 subscribers');
   });
 
   test('a client that stops reading gets stream-error lagging and resumes from history', async () => {
@@ -56,7 +51,7 @@ describe('consumers', () => {
     socket.pause();
     const path = new URL(streamUrl(worker.url, [channel])).pathname + new URL(streamUrl(worker.url, [channel])).search;
     socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n\r\n`);
-    await eventually(async () => (await channelStats(worker, channel)).subscribers === 1, 5000, 'attach');
+    await eventually(async () => (await channelStats(worker.url, channel)).streams === 1, 5000, 'attach');
 
     // Publish far more than socket buffers and the relay's per-stream limit hold.
     const blob = 'x'.repeat(60_000);
@@ -68,7 +63,7 @@ describe('consumers', () => {
     }
     // The relay gives up on the stream: its channel socket is released even
     // though the client never read anything.
-    await eventually(async () => (await channelStats(worker, channel)).subscribers === 0, 15_000, 'lagging stream released');
+    await eventually(async () => (await channelStats(worker.url, channel)).streams === 0, 15_000, 'lagging stream released');
 
     // Reading now, the client finds the events it had room for, then the error.
     socket.resume();

@@ -208,7 +208,7 @@ describe('the running worker matches docs/openapi.yaml', () => {
 
   it('POST /v1/admin/kick', async () => {
     const tenant = newTenant();
-    const admin = await token({ scope: 'events:admin' });
+    const admin = await token({ scope: 'events:admin events:platform' });
     const body = { tenant, user: 'user-1', ttl_seconds: 60 };
     assert.deepEqual(api.validateSchema('KickRequest', body), []);
     assert.notDeepEqual(api.validateSchema('KickRequest', { tenant, user: 'a', jti: 'b' }), []);

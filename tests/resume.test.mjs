@@ -9,6 +9,7 @@ import path from 'node:path';
 import { startWorker, useWorker } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish, readRaw, streamUrl } from './support/sse.mjs';
+import { channelStats } from './support/http.mjs';
 
 const FAST_RETRY = { RETRY_MS: '100' };
 
@@ -301,15 +302,12 @@ describe('restart on persisted state', () => {
     const tenant = newTenant();
     const channel = channelOf(tenant);
     const pub = await publisher(tenant);
-    const stats = async () => {
-      const ns = await worker.mf.getDurableObjectNamespace('CHANNELS');
-      return (await ns.get(ns.idFromName(channel)).fetch('https://channel/stats')).json();
-    };
+    const stats = () => channelStats(worker.url, channel);
     try {
       await publishN(worker.url, pub, channel, 1, 3);
       // The TTL alarm expires every event.
       const deadline = Date.now() + 15_000;
-      while ((await stats()).oldest !== null) {
+      while ((await stats()).history !== 0) {
         assert.ok(Date.now() < deadline, 'history did not expire');
         await new Promise((r) => setTimeout(r, 200));
       }

@@ -250,6 +250,17 @@ pub fn requested_channels<'a>(
     Ok(channels)
 }
 
+/// The channel a URL path segment names (`/v1/channels/{channel}`), which
+/// clients percent-encode (`:` as `%3A`). A malformed escape or text that is
+/// not UTF-8 once decoded is `invalid_channel`, like a malformed name.
+pub fn channel_in_path(encoded: &str) -> Result<ChannelName, Problem> {
+    let decoded = crate::percent::decode_strict(encoded)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| Problem::invalid_channel("the channel in the path is not percent-encoded UTF-8"))?;
+    ChannelName::parse(&decoded)
+        .map_err(|err| Problem::invalid_channel(format!("{err}: \"{}\"", echo(&decoded))))
+}
+
 /// The tenant gate, failing closed: a token without a tenant may open no
 /// channel, and one channel of another tenant fails the whole request, so a
 /// client never gets a stream that silently lacks what it asked for. An empty
@@ -269,6 +280,22 @@ pub fn authorize_tenant(
             "the token's tenant may not access channel \"{channel}\""
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_in_a_path_is_percent_decoded_strictly() {
+        let name = "scan:0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19:r.1";
+        let encoded = "scan%3A0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19%3ar.1";
+        assert_eq!(channel_in_path(encoded).unwrap().as_str(), name);
+        assert_eq!(channel_in_path(name).unwrap().as_str(), name);
+        for bad in ["scan%3", "scan%zz", "scan%+f", "%FF", "scan%3Aother", ""] {
+            assert_eq!(channel_in_path(bad).unwrap_err().code, "invalid_channel", "{bad}");
+        }
     }
 }
 

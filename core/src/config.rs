@@ -27,6 +27,9 @@ pub struct Settings {
     pub jwks_refresh_cooldown_seconds: u64,
     /// Exact origins (`https://app.example`) that get CORS headers.
     pub allowed_origins: Vec<String>,
+    /// Streams a channel's object serves itself before it spreads further
+    /// streams over shard objects.
+    pub shard_subscribers: u64,
 }
 
 /// A variable that is set to something unusable.
@@ -51,9 +54,16 @@ impl Default for Settings {
             jwt_leeway_seconds: 30,
             jwks_refresh_cooldown_seconds: 60,
             allowed_origins: Vec::new(),
+            shard_subscribers: DEFAULT_SHARD_SUBSCRIBERS,
         }
     }
 }
+
+/// The default of `SHARD_SUBSCRIBERS`. A channel object's send to one socket
+/// is serial work (docs/scaling.md has the measured cost); at this many
+/// streams one event is a few milliseconds of it, and a shard's round trip
+/// costs less than the sends it takes over.
+pub const DEFAULT_SHARD_SUBSCRIBERS: u64 = 2000;
 
 impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -129,6 +139,13 @@ impl Settings {
                 None => Vec::new(),
                 Some(list) => parse_origins(&list)?,
             },
+            shard_subscribers: number(
+                "SHARD_SUBSCRIBERS",
+                defaults.shard_subscribers,
+                2,
+                32_768,
+                " (a Durable Object holds at most 32,768 hibernatable WebSockets)",
+            )?,
         })
     }
 
@@ -285,6 +302,7 @@ mod tests {
                 "ALLOWED_ORIGINS",
                 "https://app.example, http://127.0.0.1:3000 https://b.example",
             ),
+            ("SHARD_SUBSCRIBERS", "10"),
         ])
         .unwrap();
         assert_eq!(
@@ -306,6 +324,7 @@ mod tests {
                     "http://127.0.0.1:3000".into(),
                     "https://b.example".into()
                 ],
+                shard_subscribers: 10,
             }
         );
     }

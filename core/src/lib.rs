@@ -12,14 +12,19 @@
 //! - [`channel`]: channel names and the tenant gate.
 //! - [`credentials`]: which credential a request presents.
 //! - [`api_key`]: API key fingerprints and what a key may do.
+//! - [`authority`]: whom a credential acts for (one tenant, or the platform).
 //! - [`ticket`]: single-use stream tickets.
+//! - [`time`]: instants in RFC 3339.
 //! - [`revocation`]: kicks, revocations and the socket tags that find streams.
 //! - [`token`]: JWT verification with a per-key algorithm allow-list.
 //! - [`keys`]: verification keys (HMAC secret, PEM, JWKS) and their allow-lists.
 //! - [`jwks`]: when the Worker refreshes a JWKS fetched from `JWKS_URL`.
+//! - [`shards`]: where a channel's next stream attaches (its own object or a shard).
 //! - [`sse`]: Server-Sent Events framing.
 //! - [`cursor`]: event ids, in django-eventstream's format.
+//! - [`merge`]: one stream's view of its channels: order, gaps, catch-up, ids.
 //! - [`message`]: the publish body.
+//! - [`protocol`]: the typed requests between the Worker and its Durable Objects.
 //! - [`relay`]: batched relay records from a Channel Durable Object to a stream.
 //! - [`frames`]: pre-rendered SSE frames for the streams of one channel.
 //! - [`history`]: what a channel's bounded history replays and forgets.
@@ -27,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api_key;
+pub mod authority;
 pub mod channel;
 pub mod config;
 pub mod credentials;
@@ -35,12 +41,16 @@ pub mod frames;
 pub mod history;
 pub mod jwks;
 pub mod keys;
+pub mod merge;
 pub mod message;
 pub mod origin;
 mod percent;
 pub mod problem;
+pub mod protocol;
 pub mod revocation;
 pub mod relay;
+pub mod shards;
 pub mod sse;
 pub mod ticket;
+pub mod time;
 pub mod token;

@@ -1,5 +1,5 @@
 //! The publish body (`POST /v1/publish`), shared by the Worker, which parses
-//! it, and the bridge, which builds it. Parsing is strict because whatever
+//! it, and the bridge, which validates what it forwards with it. Parsing is strict because whatever
 //! passes is stored and fanned out. (What a Channel Durable Object sends to
 //! its streams is in [`crate::relay`].)
 
@@ -22,22 +22,6 @@ pub struct PublishEvent {
     pub event: String,
     pub data: String,
     pub idempotency_key: Option<String>,
-}
-
-/// One event of a publish body, as the bridge builds it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PublishRequestEvent {
-    pub channel: String,
-    pub event: String,
-    pub data: serde_json::Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-}
-
-/// The batch form of the publish body, `{"events":[...]}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PublishRequest {
-    pub events: Vec<PublishRequestEvent>,
 }
 
 /// The 202 body: one result per event, in request order.
@@ -463,33 +447,6 @@ mod tests {
         );
         let err = parse_publish_body(over.as_bytes(), max).unwrap_err();
         assert_eq!((err.status, err.code), (413, "event_too_large"));
-    }
-
-    #[test]
-    fn bridge_types_build_a_body_the_parser_accepts() {
-        let request = PublishRequest {
-            events: vec![
-                PublishRequestEvent {
-                    channel: C.into(),
-                    event: "scan.progress".into(),
-                    data: json!({"pct": 1}),
-                    idempotency_key: Some("pub-1".into()),
-                },
-                PublishRequestEvent {
-                    channel: C.into(),
-                    event: "scan.done".into(),
-                    data: json!(null),
-                    idempotency_key: None,
-                },
-            ],
-        };
-        let body = serde_json::to_vec(&request).unwrap();
-        assert!(!String::from_utf8_lossy(&body).contains("\"idempotency_key\":null"));
-        let events = parse_publish_body(&body, MAX).unwrap();
-        assert_eq!(events[0].idempotency_key.as_deref(), Some("pub-1"));
-        assert_eq!(events[1].data, "null");
-        let single = serde_json::to_vec(&request.events[0]).unwrap();
-        assert_eq!(parse_publish_body(&single, MAX).unwrap(), events[..1]);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Problem {
     pub title: &'static str,
     pub detail: String,
     pub www_authenticate: Option<String>,
+    /// Seconds the client should wait before trying again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 /// The JSON body, in the field order clients see in the contract.
@@ -52,6 +54,7 @@ impl Problem {
             title,
             detail: detail.into(),
             www_authenticate: None,
+            retry_after: None,
         }
     }
 
@@ -122,7 +125,7 @@ impl Problem {
             403,
             "platform_only",
             "Platform credential required",
-            "this endpoint takes a credential without a tenant claim",
+            "this endpoint takes a platform credential: the events:platform scope and no tenant",
         )
     }
 
@@ -140,7 +143,7 @@ impl Problem {
             403,
             "tenant_missing",
             "Tenant missing",
-            "the token carries no tenant, so it may not subscribe to any channel",
+            "the credential names no tenant and has no events:platform scope, so it may act on no channel",
         )
     }
 
@@ -188,6 +191,16 @@ impl Problem {
         )
     }
 
+    /// A request body over `max` bytes, refused as soon as it is seen to be.
+    pub fn body_too_large(max: usize) -> Self {
+        Problem::new(
+            413,
+            "body_too_large",
+            "Body too large",
+            format!("the request body may be at most {max} bytes"),
+        )
+    }
+
     pub fn unsupported_media_type() -> Self {
         Problem::new(
             415,
@@ -216,6 +229,28 @@ impl Problem {
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Problem::new(503, "unavailable", "Service unavailable", detail)
+    }
+
+    /// An object that refused or failed to take the work (overloaded,
+    /// restarting for a deploy, unreachable). Nothing was lost: the request
+    /// did not take effect unless its answer says so, and retrying after
+    /// `retry_after` seconds (jittered by the caller, so that a crowd of
+    /// clients does not come back at once) is safe.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        Problem::new(503, "overloaded", "Overloaded", detail)
+    }
+
+    /// A tenant over one of its quotas (open streams, publishes per second).
+    pub fn quota_exceeded(detail: impl Into<String>, retry_after: u64) -> Self {
+        let mut problem = Problem::new(429, "quota_exceeded", "Quota exceeded", detail);
+        problem.retry_after = Some(retry_after);
+        problem
+    }
+
+    /// Sets `Retry-After`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
@@ -301,10 +336,13 @@ mod tests {
             Problem::batch_too_large(100),
             Problem::event_too_large(65536),
             Problem::unsupported_media_type(),
+            Problem::body_too_large(16384),
             Problem::not_found(),
             Problem::method_not_allowed(),
             Problem::internal("x"),
             Problem::unavailable("x"),
+            Problem::overloaded("x"),
+            Problem::quota_exceeded("x", 1),
         ] {
             assert!(p.www_authenticate.is_none(), "{}", p.code);
         }
@@ -336,10 +374,21 @@ mod tests {
             (Problem::method_not_allowed(), 405, "method_not_allowed"),
             (Problem::internal("x"), 500, "internal"),
             (Problem::unavailable("x"), 503, "unavailable"),
+            (Problem::overloaded("x"), 503, "overloaded"),
+            (Problem::quota_exceeded("x", 2), 429, "quota_exceeded"),
+            (Problem::body_too_large(1), 413, "body_too_large"),
         ];
         for (p, status, code) in cases {
             assert_eq!((p.status, p.code), (status, code));
         }
+    }
+
+    #[test]
+    fn waits_travel_with_the_problems_that_ask_for_them() {
+        assert_eq!(Problem::quota_exceeded("x", 7).retry_after, Some(7));
+        assert_eq!(Problem::overloaded("x").retry_after, None);
+        assert_eq!(Problem::overloaded("x").retry_after(3).retry_after, Some(3));
+        assert!(!Problem::overloaded("x").retry_after(3).to_json().contains("retry"));
     }
 
     #[test]

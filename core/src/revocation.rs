@@ -7,15 +7,22 @@
 //! of the subject or token id, so that identifiers of any length and content
 //! fit the runtime's tag limits and never appear in storage as they are.
 
+use std::collections::BTreeMap;
+
 use crate::channel::is_canonical_uuid;
 use crate::problem::Problem;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Default and longest time a revocation lasts.
 pub const DEFAULT_REVOCATION_SECONDS: u64 = 86_400;
 pub const MAX_REVOCATION_SECONDS: u64 = 30 * 86_400;
 const MAX_IDENTIFIER_BYTES: usize = 1024;
+/// Most revocations a tenant holds at once. Every channel object of the
+/// tenant keeps them in memory and checks each attach against them, so they
+/// are bounded; a kick that would pass the bound is refused rather than
+/// forgetting an older revocation (which would let a revoked user back in).
+pub const MAX_REVOCATIONS: usize = 10_000;
 
 /// Whose streams a kick ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +101,71 @@ pub fn parse_kick(body: &[u8], now_unix: u64) -> Result<Kick, Problem> {
     Ok(Kick { tenant: request.tenant, target, until: now_unix + ttl })
 }
 
+/// A revoked socket tag, and until when (milliseconds since the epoch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    pub tag: String,
+    pub until_ms: u64,
+}
+
+/// The revocations of one tenant in force, as an object holds them to check
+/// attaches, publishes and ticket requests without asking anyone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevocationSet {
+    until_ms: BTreeMap<String, u64>,
+}
+
+/// A revocation that would pass [`MAX_REVOCATIONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyRevocations;
+
+impl RevocationSet {
+    /// Adds a revocation; one already held for the tag lasts until the later
+    /// of the two ends.
+    pub fn insert(&mut self, revocation: Revocation, now_ms: u64) -> Result<(), TooManyRevocations> {
+        if let Some(until) = self.until_ms.get_mut(&revocation.tag) {
+            *until = (*until).max(revocation.until_ms);
+            return Ok(());
+        }
+        if self.until_ms.len() >= MAX_REVOCATIONS {
+            self.expire(now_ms);
+            if self.until_ms.len() >= MAX_REVOCATIONS {
+                return Err(TooManyRevocations);
+            }
+        }
+        self.until_ms.insert(revocation.tag, revocation.until_ms);
+        Ok(())
+    }
+
+    /// Whether any of `tags` is revoked at `now_ms`.
+    pub fn revokes<S: AsRef<str>>(&self, tags: &[S], now_ms: u64) -> bool {
+        tags.iter().any(|tag| self.until_ms.get(tag.as_ref()).is_some_and(|&until| until > now_ms))
+    }
+
+    /// Forgets revocations that have ended.
+    pub fn expire(&mut self, now_ms: u64) {
+        self.until_ms.retain(|_, until| *until > now_ms);
+    }
+
+    /// The revocations in force, to hand on (to a shard, in an answer).
+    pub fn in_force(&self, now_ms: u64) -> Vec<Revocation> {
+        self.until_ms
+            .iter()
+            .filter(|(_, &until)| until > now_ms)
+            .map(|(tag, &until_ms)| Revocation { tag: tag.clone(), until_ms })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.until_ms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.until_ms.is_empty()
+    }
+}
+
 /// The tags of a stream opened by `subject` with token `jti`: what its
 /// sockets carry and what a revocation of either names.
 pub fn stream_tags(subject: Option<&str>, jti: Option<&str>) -> Vec<String> {
@@ -148,6 +220,38 @@ mod tests {
         ] {
             assert_eq!(parse_kick(body.as_bytes(), 0).unwrap_err().code, "invalid_body", "{body}");
         }
+    }
+
+    #[test]
+    fn a_revocation_set_refuses_revoked_tags_until_they_end() {
+        let mut set = RevocationSet::default();
+        let user = user_tag("42");
+        set.insert(Revocation { tag: user.clone(), until_ms: 100 }, 0).unwrap();
+        assert!(set.revokes(&[token_tag("x"), user.clone()], 99));
+        assert!(!set.revokes(&[user.clone()], 100));
+        assert!(!set.revokes::<String>(&[], 0));
+        // A second revocation of the same tag extends, never shortens.
+        set.insert(Revocation { tag: user.clone(), until_ms: 50 }, 0).unwrap();
+        set.insert(Revocation { tag: user.clone(), until_ms: 200 }, 0).unwrap();
+        assert!(set.revokes(&[user.clone()], 150));
+        assert_eq!(set.in_force(150), vec![Revocation { tag: user.clone(), until_ms: 200 }]);
+        assert!(set.in_force(200).is_empty());
+        set.expire(200);
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn a_full_revocation_set_refuses_rather_than_forgets() {
+        let mut set = RevocationSet::default();
+        for i in 0..MAX_REVOCATIONS {
+            set.insert(Revocation { tag: format!("u:{i}"), until_ms: 10 + i as u64 % 2 }, 0).unwrap();
+        }
+        assert_eq!(set.insert(Revocation { tag: "u:new".into(), until_ms: 99 }, 0), Err(TooManyRevocations));
+        assert!(set.revokes(&["u:0"], 5), "nothing was dropped to make room");
+        // Once some have ended there is room again.
+        set.insert(Revocation { tag: "u:new".into(), until_ms: 99 }, 10).unwrap();
+        assert!(set.revokes(&["u:new"], 50));
+        assert!(!set.revokes(&["u:0"], 10));
     }
 
     #[test]

@@ -53,12 +53,21 @@ pub struct TicketGrant {
     /// When the credential that asked for the ticket expires: a stream opened
     /// with the ticket closes then, as it would have with the credential.
     pub stream_expires_at: u64,
+    /// The fingerprint of the API key that asked for the ticket: a stream
+    /// opened with the ticket ends when the key is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
 }
 
 impl TicketGrant {
     /// A grant for `channels`, which the caller has already passed through the
     /// tenant gate. A ticket always belongs to one tenant.
-    pub fn new(claims: &Claims, channels: &[ChannelName], now_unix: u64) -> Result<Self, Problem> {
+    pub fn new(
+        claims: &Claims,
+        channels: &[ChannelName],
+        now_unix: u64,
+        api_key: Option<String>,
+    ) -> Result<Self, Problem> {
         let tenant = claims.tenant.clone().ok_or_else(Problem::tenant_missing)?;
         Ok(TicketGrant {
             subject: claims.subject.clone(),
@@ -67,6 +76,7 @@ impl TicketGrant {
             channels: channels.iter().map(|c| c.as_str().to_owned()).collect(),
             redeem_before: now_unix + TICKET_TTL_SECONDS,
             stream_expires_at: claims.expires_at,
+            api_key,
         })
     }
 
@@ -127,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_grant_redeems_for_its_channels_and_keeps_the_credential_expiry() {
-        let grant = TicketGrant::new(&claims(), &[channel("a"), channel("b")], 1_000).unwrap();
+        let grant = TicketGrant::new(&claims(), &[channel("a"), channel("b")], 1_000, None).unwrap();
         assert_eq!(grant.redeem_before, 1_000 + TICKET_TTL_SECONDS);
         let (who, channels) = grant.clone().redeem(vec![], 1_010).unwrap();
         assert_eq!(channels, vec![channel("a"), channel("b")]);
@@ -140,7 +150,9 @@ mod tests {
 
     #[test]
     fn a_grant_refuses_other_channels_and_expires() {
-        let grant = TicketGrant::new(&claims(), &[channel("a")], 1_000).unwrap();
+        let grant = TicketGrant::new(&claims(), &[channel("a")], 1_000, Some("f00d".into())).unwrap();
+        let stored: TicketGrant = serde_json::from_str(&serde_json::to_string(&grant).unwrap()).unwrap();
+        assert_eq!(stored.api_key.as_deref(), Some("f00d"), "the key's fingerprint travels with the grant");
         let err = grant.clone().redeem(vec![channel("a"), channel("z")], 1_001).unwrap_err();
         assert_eq!((err.status, err.code), (403, "channel_forbidden"));
         let err = grant.redeem(vec![], 1_000 + TICKET_TTL_SECONDS).unwrap_err();
@@ -150,7 +162,7 @@ mod tests {
     #[test]
     fn a_platform_credential_gets_no_ticket() {
         let platform = Claims { tenant: None, ..claims() };
-        assert_eq!(TicketGrant::new(&platform, &[channel("a")], 0).unwrap_err().code, "tenant_missing");
+        assert_eq!(TicketGrant::new(&platform, &[channel("a")], 0, None).unwrap_err().code, "tenant_missing");
     }
 
     #[test]

@@ -24,8 +24,9 @@ pub enum Sources {
 
 /// Who a request is, once its credential has been checked.
 pub enum Identity {
-    /// A verified JWT or API key.
-    Claims(Claims),
+    /// A verified JWT or API key (with the key's fingerprint, so a stream
+    /// opened with it can check that the key still exists).
+    Claims { claims: Claims, api_key: Option<String> },
     /// A stream ticket, well-formed but not yet redeemed: redeeming it is
     /// what checks it, and it can happen only once.
     Ticket(String),
@@ -64,9 +65,16 @@ pub async fn authenticate(
     };
     match credential {
         Credential::Bearer(jwt) | Credential::QueryToken(jwt) => {
-            config.verify(jwt, now_unix).await.map(Identity::Claims)
+            let claims = config.verify(jwt, now_unix).await?;
+            Ok(Identity::Claims { claims, api_key: None })
         }
-        Credential::ApiKey(key) => api_key_claims(env, key, now_unix).await.map(Identity::Claims),
+        Credential::ApiKey(key) => {
+            api_key::check_shape(key)?;
+            let fingerprint = api_key::fingerprint(key);
+            let record = api_key_record(env, &fingerprint).await?;
+            let claims = record.ok_or_else(|| Problem::invalid_token("the API key is not known"))?.claims(now_unix)?;
+            Ok(Identity::Claims { claims, api_key: Some(fingerprint) })
+        }
         Credential::Ticket(ticket) => {
             check_ticket_shape(ticket)?;
             Ok(Identity::Ticket(ticket.to_owned()))
@@ -74,21 +82,25 @@ pub async fn authenticate(
     }
 }
 
-/// Looks the key's fingerprint up in the `API_KEYS` KV namespace. Without
+/// Looks a key's fingerprint up in the `API_KEYS` KV namespace. Without
 /// that binding the relay takes no API keys at all.
-async fn api_key_claims(env: &Env, key: &str, now_unix: u64) -> Result<Claims, Problem> {
-    api_key::check_shape(key)?;
+async fn api_key_record(env: &Env, fingerprint: &str) -> Result<Option<ApiKeyRecord>, Problem> {
     let Ok(store) = env.kv("API_KEYS") else {
         return Err(Problem::invalid_token("API keys are not enabled on this relay"));
     };
-    let record: Option<ApiKeyRecord> = store
-        .get(&api_key::fingerprint(key))
-        .json()
-        .await
-        .map_err(|e| internal(e.into()))?;
-    record
-        .ok_or_else(|| Problem::invalid_token("the API key is not known"))?
-        .claims(now_unix)
+    store.get(fingerprint).json().await.map_err(|e| internal(e.into()))
+}
+
+/// Whether the key with this fingerprint still exists and has not expired
+/// (a stream opened with it ends when it does not). A lookup that fails
+/// counts as valid: the next check asks again.
+pub async fn api_key_valid(env: &Env, fingerprint: &str) -> bool {
+    let now = worker::Date::now().as_millis() / 1000;
+    match api_key_record(env, fingerprint).await {
+        Ok(Some(record)) => record.claims(now).is_ok(),
+        Ok(None) => false,
+        Err(_) => true,
+    }
 }
 
 /// Authenticates a server-to-server request (header credentials only) that
@@ -101,7 +113,7 @@ pub async fn require_scope(
     scope: &str,
     now_unix: u64,
 ) -> Result<Claims, Problem> {
-    let claims = authenticate(req, url, env, config, Sources::HeaderOnly, now_unix)
+    let (claims, _) = authenticate(req, url, env, config, Sources::HeaderOnly, now_unix)
         .await?
         .into_claims()?;
     if !claims.has_scope(scope) {
@@ -111,10 +123,11 @@ pub async fn require_scope(
 }
 
 impl Identity {
-    /// The verified identity of a non-stream request; tickets open streams only.
-    pub fn into_claims(self) -> Result<Claims, Problem> {
+    /// The verified identity of a non-stream request, with the API key's
+    /// fingerprint if it was one; tickets open streams only.
+    pub fn into_claims(self) -> Result<(Claims, Option<String>), Problem> {
         match self {
-            Identity::Claims(claims) => Ok(claims),
+            Identity::Claims { claims, api_key } => Ok((claims, api_key)),
             Identity::Ticket(_) => Err(Problem::invalid_token("a ticket only opens a stream")),
         }
     }

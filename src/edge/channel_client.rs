@@ -1,99 +1,133 @@
-//! The Worker's side of the Channel Durable Object's internal protocol: attach
-//! a stream, page history, publish a batch. The object's side is in
-//! `channel_object.rs`; both travel as requests to the object's stub, which
-//! only the Worker can reach.
+//! A typed client for a channel's object and its shards: the Worker, the
+//! tenant's object and a channel's shards all call channels through it, with
+//! the requests of `edgestream_core::protocol::channel`.
 
-use edgestream_core::channel::ChannelName;
 use edgestream_core::message::PublishEvent;
 use edgestream_core::problem::Problem;
-use serde_json::value::RawValue;
-use worker::{Headers, ObjectNamespace, Request, RequestInit, WebSocket};
+use edgestream_core::protocol::channel::shard::{retire_call, shard_name, stats_call, Push, ShardLoad};
+use edgestream_core::protocol::channel::{
+    publish, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick, Kicked, Published, Subscribe, ToShard,
+};
+use edgestream_core::protocol::Call;
+use worker::{Env, ObjectNamespace, Response, Stub, WebSocket};
 
-use super::channel_object::{ChannelEvent, ChannelPublish, ChannelPublished};
-use super::http::internal;
-use super::objects;
+use super::objects::{self, text};
 
-/// How a stream wants its live events.
-#[derive(Clone, Copy)]
-pub enum Delivery {
-    /// Pre-rendered SSE frames (`edgestream_core::frames`): a stream of one
-    /// channel, whose event ids are the channel's own.
-    Frames,
-    /// Relay records (`edgestream_core::relay`): a stream of several channels
-    /// builds ids that name all of them.
-    Relay,
+/// The namespaces of channel and shard objects.
+pub const CHANNELS: &str = "CHANNELS";
+pub const SHARDS: &str = "SHARDS";
+
+/// What a subscribe got.
+pub enum Attached {
+    Socket(WebSocket),
+    /// The channel sends the stream to this shard.
+    Shard(u32),
 }
 
-/// Opens a hibernatable WebSocket to the channel's object. `after` is the last
-/// sequence number the client saw; `None` asks for the current state. `tags`
-/// (hex-based, URL-safe) mark the socket so a kick can find it.
-pub async fn attach(
-    namespace: &ObjectNamespace,
-    channel: &ChannelName,
-    after: Option<u64>,
-    delivery: Delivery,
-    tags: &[String],
-) -> Result<WebSocket, Problem> {
-    let mut url = match delivery {
-        Delivery::Frames => "https://channel/subscribe?frames&",
-        Delivery::Relay => "https://channel/subscribe?",
-    }
-    .to_owned();
-    if let Some(after) = after {
-        url.push_str(&format!("after={after}&"));
-    }
-    for tag in tags {
-        url.push_str(&format!("tag={tag}&"));
-    }
-    let headers = Headers::new();
-    headers.set("Upgrade", "websocket").map_err(internal)?;
-    let request =
-        Request::new_with_init(&url, RequestInit::new().with_headers(headers)).map_err(internal)?;
-    let response = objects::stub_in(namespace, channel.as_str())?
-        .fetch_with_request(request)
-        .await
-        .map_err(internal)?;
-    response
-        .websocket()
-        .ok_or_else(|| Problem::unavailable("the channel did not accept the stream"))
+pub struct ChannelClient {
+    stub: Stub,
 }
 
-/// One page of history after `after`, as a relay message.
-pub async fn history_page(namespace: &ObjectNamespace, channel: &str, after: u64) -> Result<String, Problem> {
-    let url = format!("https://channel/history?after={after}");
-    let response = objects::stub_in(namespace, channel)?
-        .fetch_with_str(&url)
-        .await
-        .map_err(internal)?;
-    if response.status_code() != 200 {
-        return Err(Problem::unavailable("the channel could not read its history"));
+impl ChannelClient {
+    pub fn channel(env: &Env, channel: &str) -> Result<Self, Problem> {
+        Self::named(&namespace(env, CHANNELS)?, channel)
     }
-    objects::text(response).await
+
+    pub fn shard(env: &Env, channel: &str, shard: u32) -> Result<Self, Problem> {
+        Self::named(&namespace(env, SHARDS)?, &shard_name(channel, shard))
+    }
+
+    pub fn named(namespace: &ObjectNamespace, name: &str) -> Result<Self, Problem> {
+        Ok(ChannelClient { stub: objects::stub(namespace, name)? })
+    }
+
+    pub async fn subscribe(&self, subscribe: &Subscribe) -> Result<Attached, Problem> {
+        let response = objects::send(&self.stub, &subscribe.call()).await?;
+        if response.status_code() == 101 {
+            return response
+                .websocket()
+                .map(Attached::Socket)
+                .ok_or_else(|| Problem::overloaded("the channel did not take the stream"));
+        }
+        let response = ok(response, subscribe::PATH)?;
+        let redirect = ToShard::parse(text(response).await?.as_bytes()).map_err(protocol)?;
+        Ok(Attached::Shard(redirect.shard))
+    }
+
+    pub async fn history(&self, after: u64) -> Result<String, Problem> {
+        text(self.ok(&History { after }.call()).await?).await
+    }
+
+    pub async fn publish(&self, channel: &str, tags: &[String], events: &[&PublishEvent]) -> Result<Published, Problem> {
+        self.json(&publish::call(channel, tags, events)).await
+    }
+
+    pub async fn kick(&self, kick: &Kick) -> Result<Kicked, Problem> {
+        let answer = text(self.ok(&kick.call()).await?).await?;
+        Kicked::parse(answer.as_bytes()).map_err(protocol)
+    }
+
+    pub async fn admit(&self, tags: Vec<String>) -> Result<(), Problem> {
+        self.ok(&Admit { tags }.call()).await.map(drop)
+    }
+
+    pub async fn stats(&self) -> Result<ChannelStats, Problem> {
+        let answer = text(self.ok(&stats::call()).await?).await?;
+        ChannelStats::parse(answer.as_bytes()).map_err(protocol)
+    }
+
+    pub async fn join(&self, shard: u32) -> Result<Joined, Problem> {
+        let answer = text(self.ok(&Join { shard }.call()).await?).await?;
+        Joined::parse(answer.as_bytes()).map_err(protocol)
+    }
+
+    pub async fn push(&self, channel: &str, relay: &str) -> Result<ShardLoad, Problem> {
+        self.load(&Push::call(channel, relay)).await
+    }
+
+    pub async fn retire(&self) -> Result<ShardLoad, Problem> {
+        self.load(&retire_call()).await
+    }
+
+    pub async fn shard_stats(&self) -> Result<ShardLoad, Problem> {
+        self.load(&stats_call()).await
+    }
+
+    async fn load(&self, call: &Call) -> Result<ShardLoad, Problem> {
+        let answer = text(self.ok(call).await?).await?;
+        ShardLoad::parse(answer.as_bytes()).map_err(protocol)
+    }
+
+    async fn json(&self, call: &Call) -> Result<Published, Problem> {
+        let answer = text(self.ok(call).await?).await?;
+        serde_json::from_str(&answer).map_err(|e| protocol(e.to_string()))
+    }
+
+    /// Sends `call` and maps the object's refusals to problems.
+    async fn ok(&self, call: &Call) -> Result<Response, Problem> {
+        ok(objects::send(&self.stub, call).await?, call.path)
+    }
 }
 
-/// Hands a batch of one channel's events to its object, which assigns ids.
-pub async fn publish(
-    namespace: &ObjectNamespace,
-    channel: &ChannelName,
-    events: &[&PublishEvent],
-) -> Result<ChannelPublished, Problem> {
-    let mut batch = ChannelPublish {
-        channel: channel.as_str(),
-        events: Vec::with_capacity(events.len()),
-    };
-    for event in events {
-        let data: &RawValue = serde_json::from_str(&event.data)
-            .map_err(|_| Problem::internal("event data is not JSON"))?;
-        batch.events.push(ChannelEvent {
-            event: &event.event,
-            data,
-            idempotency_key: event.idempotency_key.as_deref(),
-        });
+/// The status of an object's answer to a call by a revoked user or token.
+pub const REVOKED: u16 = 403;
+
+fn ok(response: Response, path: &str) -> Result<Response, Problem> {
+    match response.status_code() {
+        200 | 204 => Ok(response),
+        REVOKED => Err(Problem::revoked()),
+        status => {
+            super::log::error("object refused a call", &format!("{path} {status}"));
+            Err(Problem::overloaded("the relay is busy; retry shortly"))
+        }
     }
-    let stub = objects::stub_in(namespace, channel.as_str())?;
-    let response = objects::post(&stub, "https://channel/publish", &batch).await?;
-    if response.status_code() != 200 {
-        return Err(Problem::unavailable("the channel could not store the events"));
-    }
-    objects::json(response).await
+}
+
+fn namespace(env: &Env, binding: &str) -> Result<ObjectNamespace, Problem> {
+    env.durable_object(binding).map_err(super::http::internal)
+}
+
+fn protocol(error: impl ToString) -> Problem {
+    super::log::error("bad answer from an object", &error.to_string());
+    Problem::overloaded("the relay is busy; retry shortly")
 }

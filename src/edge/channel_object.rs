@@ -1,198 +1,139 @@
-//! The Channel Durable Object: one per channel name. It owns the channel's
-//! sequence counter, bounded history, latest event per type and idempotency
-//! keys (all in SQLite storage, so they survive restarts and deploys), and fans
-//! events out to the streams attached to it.
+//! The Channel Durable Object: one per channel name, the channel's only
+//! writer. It numbers events, keeps the bounded history and the current
+//! state (`channel_store.rs`), checks the tenant's revocations, and fans
+//! events out to the streams attached to it and to its shards.
 //!
 //! Streams attach as WebSockets accepted through the hibernation API: between
-//! events the object holds no request in flight, so it can hibernate while its
-//! subscribers stay connected (the Worker, which bills CPU rather than wall
-//! time, holds the browsers' SSE responses).
+//! events the object holds no request in flight, so it can hibernate while
+//! its subscribers stay connected (the Worker, which bills CPU rather than
+//! wall time, holds the browsers' SSE responses).
 //!
-//! Storage calls are synchronous, so everything an attach or a publish does
-//! runs without yielding: a publish can never interleave with a replay, which
-//! is what makes resume gap-free and duplicate-free.
+//! Storage calls are synchronous, so what an attach or a publish does between
+//! awaits runs as one step: a publish never interleaves with an attach's
+//! reading of the head and the state. Fan-out is not part of that step: a
+//! publish is stored and answered, and its events go out on the next turn of
+//! the event loop together with those of every publish that arrived in the
+//! meantime, one message per socket however many publishers there are.
+//!
+//! Kicks and revocations reach the channel from its tenant's object, which
+//! the channel registers with before it serves its first stream or publish
+//! (and again daily); opening a stream never goes through the tenant.
 
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
 
+use edgestream_core::channel::ChannelName;
 use edgestream_core::config::Settings;
-use edgestream_core::frames::FramesWriter;
-use edgestream_core::history::{self, Attach};
-use edgestream_core::relay::{self, RelayWriter};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
-use wasm_bindgen::JsCast;
-use js_sys::Uint8Array;
-
-use super::sql::{int, text};
+use edgestream_core::history::{self, Attach, CurrentState};
+use edgestream_core::problem::Problem;
+use edgestream_core::protocol::channel::{
+    ChannelRequest, ChannelStats, Joined, Kick, Kicked, Outcome, Publish, Published, Subscribe, ToShard,
+};
+use edgestream_core::protocol::ProtocolError;
+use edgestream_core::relay::RelayWriter;
+use edgestream_core::revocation::RevocationSet;
+use edgestream_core::shards::{Place, Placement};
+use futures_channel::oneshot;
+use futures_util::StreamExt;
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
+    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair,
 };
 
-/// Internal request from the Worker: a batch of validated events for this channel.
-#[derive(Serialize, Deserialize)]
-pub struct ChannelPublish<'a> {
-    /// The object's own name: event ids of pre-rendered frames carry it.
-    pub channel: &'a str,
-    #[serde(borrow)]
-    pub events: Vec<ChannelEvent<'a>>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct ChannelEvent<'a> {
-    pub event: &'a str,
-    /// Compact JSON text, carried without re-encoding it as a string.
-    #[serde(borrow)]
-    pub data: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<&'a str>,
-}
-
-/// The object's answer: one result per event, in order.
-#[derive(Serialize, Deserialize)]
-pub struct ChannelPublished {
-    pub results: Vec<Published>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy)]
-pub struct Published {
-    pub id: u64,
-    pub duplicate: bool,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-  seq INTEGER PRIMARY KEY, event TEXT NOT NULL, data TEXT NOT NULL, published_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS latest (
-  event TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL, published_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS idempotency (
-  key TEXT PRIMARY KEY, seq INTEGER NOT NULL, published_ms INTEGER NOT NULL);
-";
+use super::channel_client::{ChannelClient, REVOKED};
+use super::channel_store::Store;
+use super::fanout::{self, delivery_tag, Pending};
+use super::log;
+use super::objects::Arrived;
+use super::tenant_client::TenantClient;
 
 /// The close code of a socket ended by a kick; the stream tells its client.
 pub const KICKED: u16 = 4001;
 
-/// Socket tags for how a stream takes live events (see `Delivery`).
-const FRAMES_TAG: &str = "frames";
-const RELAY_TAG: &str = "relay";
+/// How long a registration with the tenant's object holds: the tenant
+/// forgets channels it has not heard from in a week.
+const REGISTRATION_MS: u64 = 86_400_000;
+/// Shard pushes in flight at once (a Durable Object has six connections).
+const PARALLEL_SHARDS: usize = 6;
 
 #[durable_object]
 pub struct ChannelObject {
+    channel: std::result::Result<Rc<Channel>, String>,
+}
+
+pub struct Channel {
     state: State,
-    sql: SqlStorage,
-    settings: Option<Settings>,
-    /// Cached `head.seq`; only this object writes it, so the cache stays true
-    /// for the object's lifetime.
-    head: Cell<Option<u64>>,
-    alarm_set: Cell<bool>,
+    env: Env,
+    name: ChannelName,
+    settings: Settings,
+    store: Store,
+    memory: RefCell<Memory>,
+    registration: RefCell<Registration>,
+    outbox: RefCell<Outbox>,
+    links: RefCell<BTreeMap<u32, Link>>,
+}
+
+struct Memory {
+    head: u64,
+    /// When the newest event was published; 0 before the first.
+    newest_ms: u64,
+    /// Loaded when first needed: a publish into a full ring, or a stream
+    /// that wants the current state.
+    state: Option<CurrentState>,
+    /// Idempotency key → sequence number, loaded at the first keyed publish.
+    keys: Option<HashMap<String, u64>>,
+    revocations: RevocationSet,
+    registered_ms: u64,
+    placement: Placement,
+    alarm_set: bool,
+}
+
+enum Registration {
+    Needed,
+    /// Requests waiting for the registration under way.
+    InFlight(Vec<oneshot::Sender<bool>>),
+    Done,
+}
+
+#[derive(Default)]
+struct Outbox {
+    events: Vec<Pending>,
+    scheduled: bool,
+}
+
+/// A shard's pushes: one in flight at a time, so they arrive in order, and
+/// what is published meanwhile goes out together in the next.
+#[derive(Default)]
+struct Link {
+    in_flight: bool,
+    pending: String,
 }
 
 impl DurableObject for ChannelObject {
     fn new(state: State, env: Env) -> Self {
-        let sql = state.storage().sql();
-        if let Err(e) = sql.exec(SCHEMA, None) {
-            log_error("schema", &e.to_string());
-        }
-        let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
-            .map_err(|e| log_error("configuration", &e.to_string()))
-            .ok();
-        Self {
-            state,
-            sql,
-            settings,
-            head: Cell::new(None),
-            alarm_set: Cell::new(false),
-        }
+        let channel = Channel::open(state, env).map(Rc::new).map_err(|reason| {
+            log::error("channel object cannot start", &reason);
+            reason
+        });
+        ChannelObject { channel }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let Some(settings) = &self.settings else {
+        let Ok(channel) = &self.channel else {
             return Response::error("misconfigured", 503);
         };
-        let url = req.url()?;
-        match url.path() {
-            "/subscribe" => {
-                let mut cursor = None;
-                let mut tags = vec![RELAY_TAG.to_owned()];
-                for (name, value) in url.query_pairs() {
-                    match &*name {
-                        "after" => cursor = value.parse::<u64>().ok(),
-                        "frames" => FRAMES_TAG.clone_into(&mut tags[0]),
-                        "tag" => tags.push(value.into_owned()),
-                        _ => {}
-                    }
-                }
-                self.attach(cursor, &tags)
-            }
-            "/kick" => {
-                #[derive(Deserialize)]
-                struct Kick {
-                    tag: Option<String>,
-                }
-                let kick: Kick = req.json().await?;
-                let sockets = match &kick.tag {
-                    Some(tag) => self.state.get_websockets_with_tag(tag),
-                    None => self.state.get_websockets(),
-                };
-                for socket in &sockets {
-                    let _ = socket.close(Some(KICKED), Some("kicked"));
-                }
-                Response::from_json(&serde_json::json!({ "closed": sockets.len() }))
-            }
-            "/publish" => {
-                let body = req.bytes().await?;
-                let batch: ChannelPublish = serde_json::from_slice(&body)
-                    .map_err(|e| worker::Error::RustError(format!("bad publish batch: {e}")))?;
-                let results = self.publish(&batch, settings)?;
-                self.ensure_alarm().await?;
-                Response::from_json(&ChannelPublished { results })
-            }
-            "/history" => {
-                let after = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "after")
-                    .and_then(|(_, v)| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-                Response::ok(self.history_page(after)?)
-            }
-            "/stats" => Response::from_json(&serde_json::json!({
-                "subscribers": self.state.get_websockets().len(),
-                "storage_bytes": self.sql.database_size(),
-                "head": self.head()?,
-                "oldest": self.oldest()?,
-            })),
-            _ => Response::error("not found", 404),
+        let arrived = Arrived::read(&mut req).await?;
+        match ChannelRequest::parse(&arrived.incoming()) {
+            Ok(request) => channel.handle(request).await,
+            Err(error) => bad_request(&error),
         }
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.alarm_set.set(false);
-        if let Some(settings) = &self.settings {
-            let cutoff = history::expiry_cutoff_ms(now_ms(), settings.history_ttl_seconds);
-            // Expiry may take the newest event with it: the head is kept first.
-            self.sql.exec(
-                "INSERT OR REPLACE INTO head (id, seq) VALUES (1, ?)",
-                vec![int(self.head()?)],
-            )?;
-            self.sql
-                .exec("DELETE FROM events WHERE published_ms < ?", vec![int(cutoff)])?;
-            for table in ["latest", "idempotency"] {
-                self.sql.exec(
-                    &format!("DELETE FROM {table} WHERE published_ms < ?"),
-                    vec![int(cutoff)],
-                )?;
-            }
-            // Keep sweeping while anything is left to expire.
-            let remaining: Vec<Count> = self
-                .sql
-                .exec("SELECT COUNT(*) AS n FROM idempotency", None)?
-                .to_array()?;
-            let events_left = self.oldest()?.is_some();
-            if events_left || remaining.first().is_some_and(|c| c.n > 0) {
-                self.ensure_alarm().await?;
-            }
+        if let Ok(channel) = &self.channel {
+            channel.expire().await?;
         }
         Response::ok("")
     }
@@ -203,9 +144,7 @@ impl DurableObject for ChannelObject {
     }
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
-        // Complete the closing handshake so the runtime releases the socket.
-        let code = u16::try_from(code).ok().filter(|c| *c == 1000 || (3000..5000).contains(c));
-        let _ = ws.close(code.or(Some(1000)), Some("closed"));
+        close_handshake(&ws, code);
         Ok(())
     }
 
@@ -215,24 +154,103 @@ impl DurableObject for ChannelObject {
     }
 }
 
-impl ChannelObject {
-    /// Accepts a stream's WebSocket and, before any publish can run, queues
-    /// what the stream must see first. A stream with a usable cursor gets
-    /// only `live <head>` and pages the gap in from history itself, at the
-    /// pace its client reads; otherwise it gets the current state (after a
-    /// `reset` when its cursor was unusable).
-    fn attach(&self, cursor: Option<u64>, tags: &[String]) -> Result<Response> {
+/// Completes the closing handshake so the runtime releases the socket.
+pub fn close_handshake(ws: &WebSocket, code: usize) {
+    let code = u16::try_from(code).ok().filter(|c| *c == 1000 || (3000..5000).contains(c));
+    let _ = ws.close(code.or(Some(1000)), Some("closed"));
+}
+
+pub fn bad_request(error: &ProtocolError) -> Result<Response> {
+    log::error("internal request refused", &error.to_string());
+    Response::error("bad internal request", 400)
+}
+
+impl Channel {
+    fn open(state: State, env: Env) -> std::result::Result<Self, String> {
+        let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map_err(|e| e.to_string())?;
+        let name = state.id().name().ok_or("the object has no name")?;
+        let name = ChannelName::parse(&name).map_err(|e| format!("not a channel: {e}"))?;
+        let store = Store::open(state.storage().sql(), settings.history_size as u64).map_err(|e| e.to_string())?;
+        let head = store.head().map_err(|e| e.to_string())?;
+        let newest_ms = store.published_ms(head).map_err(|e| e.to_string())?.unwrap_or(0);
+        let mut revocations = RevocationSet::default();
+        let now = now_ms();
+        for revocation in store.revocations().map_err(|e| e.to_string())? {
+            // Held rows fit: they were inserted through the same bound.
+            let _ = revocations.insert(revocation, now);
+        }
+        let registered_ms = store.meta("registered_ms").map_err(|e| e.to_string())?.unwrap_or(0);
+        let shards: Vec<u32> = store.meta("shards").map_err(|e| e.to_string())?.unwrap_or_default();
+        let memory = Memory {
+            head,
+            newest_ms,
+            state: None,
+            keys: None,
+            revocations,
+            registered_ms,
+            placement: Placement::new(settings.shard_subscribers, shards),
+            alarm_set: false,
+        };
+        let registration = if now < registered_ms + REGISTRATION_MS { Registration::Done } else { Registration::Needed };
+        Ok(Channel {
+            state,
+            env,
+            name,
+            settings,
+            store,
+            memory: RefCell::new(memory),
+            registration: RefCell::new(registration),
+            outbox: RefCell::default(),
+            links: RefCell::default(),
+        })
+    }
+
+    async fn handle(self: &Rc<Self>, request: ChannelRequest<'_>) -> Result<Response> {
+        match request {
+            ChannelRequest::Subscribe(subscribe) => self.subscribe(&subscribe).await,
+            ChannelRequest::History(history) => Response::ok(self.history_page(history.after)?),
+            ChannelRequest::Publish(publish) => self.publish(&publish).await,
+            ChannelRequest::Kick(kick) => self.kick(&kick).await,
+            ChannelRequest::Admit(admit) => {
+                self.register().await?;
+                if self.memory.borrow().revocations.revokes(&admit.tags, now_ms()) {
+                    return Ok(Response::empty()?.with_status(REVOKED));
+                }
+                Ok(Response::empty()?.with_status(204))
+            }
+            ChannelRequest::Stats => self.stats().await,
+            ChannelRequest::Join(join) => self.join(join.shard).await,
+        }
+    }
+
+    /// Accepts a stream's WebSocket, or sends it to a shard. Before any
+    /// publish can run, queues what the stream must see first: with a usable
+    /// cursor only `live <head>` (the stream pages the gap in from history at
+    /// its client's pace), otherwise the current state (after a `reset` when
+    /// the cursor was unusable).
+    async fn subscribe(self: &Rc<Self>, subscribe: &Subscribe) -> Result<Response> {
+        self.register().await?;
+        let now = now_ms();
+        let mut memory = self.memory.borrow_mut();
+        if memory.revocations.revokes(&subscribe.tags, now) {
+            return Ok(Response::empty()?.with_status(REVOKED));
+        }
+        let own = self.state.get_websockets().len() as u64;
+        if let Place::Shard(shard) = memory.placement.place(own) {
+            return Response::ok(ToShard { shard }.to_json());
+        }
         let pair = WebSocketPair::new()?;
-        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let mut tags: Vec<&str> = vec![delivery_tag(subscribe.delivery)];
+        tags.extend(subscribe.tags.iter().map(String::as_str));
         self.state.accept_websocket_with_tags(&pair.server, &tags);
-        let head = self.head()?;
+        let head = memory.head;
         let mut writer = RelayWriter::default();
-        match history::attach(cursor, head, self.oldest()?) {
+        match history::attach(subscribe.after, head, self.store.oldest(head, self.cutoff(now))?) {
             Attach::Replay { .. } => {}
-            Attach::CurrentState => self.write_current_state(&mut writer)?,
+            Attach::CurrentState => self.write_state(&mut memory, &mut writer, now)?,
             Attach::Reset => {
                 writer.reset(head);
-                self.write_current_state(&mut writer)?;
+                self.write_state(&mut memory, &mut writer, now)?;
             }
         }
         writer.live(head);
@@ -244,195 +262,406 @@ impl ChannelObject {
 
     /// One page of history after `after`: at least one event when there is
     /// one, then more until the page reaches a relay message's size. If the
-    /// events after `after` are no longer all in history, the page is a
-    /// `reset` with the current state instead.
+    /// events after `after` are no longer all held, a `reset` with the
+    /// current state instead.
     fn history_page(&self, after: u64) -> Result<String> {
-        let head = self.head()?;
+        let now = now_ms();
+        let mut memory = self.memory.borrow_mut();
+        let head = memory.head;
         let mut writer = RelayWriter::default();
-        match history::attach(Some(after), head, self.oldest()?) {
-            Attach::Replay { after } => {
-                let rows = self.sql.exec(
-                    "SELECT seq, event, data FROM events WHERE seq > ? ORDER BY seq",
-                    vec![int(after)],
-                )?;
-                for row in rows.next::<EventRow>() {
-                    let row = row?;
-                    writer.event(row.seq, &row.event, &row.data);
-                    if writer.len() >= relay::MESSAGE_BYTES {
-                        break;
-                    }
-                }
-            }
+        match history::attach(Some(after), head, self.store.oldest(head, self.cutoff(now))?) {
+            Attach::Replay { after } => self.store.page(after, head, &mut writer)?,
             Attach::CurrentState | Attach::Reset => {
                 writer.reset(head);
-                self.write_current_state(&mut writer)?;
+                self.write_state(&mut memory, &mut writer, now)?;
             }
         }
         Ok(writer.into_messages().join("\n"))
     }
 
-    fn write_current_state(&self, writer: &mut RelayWriter) -> Result<()> {
-        let rows = self
-            .sql
-            .exec("SELECT seq, event, data FROM latest ORDER BY seq", None)?;
-        for row in rows.next::<EventRow>() {
-            let row = row?;
+    /// The current state's events, loading it first if need be.
+    fn write_state(&self, memory: &mut Memory, writer: &mut RelayWriter, now: u64) -> Result<()> {
+        let head = memory.head;
+        let state = self.loaded_state(memory, now)?;
+        for row in self.store.state_events(state, head)? {
             writer.event(row.seq, &row.event, &row.data);
         }
         Ok(())
     }
 
-    /// Assigns sequence numbers, stores the events and fans them out in one
-    /// message per attached stream, rendered once for all streams that take
-    /// the same form.
-    fn publish(&self, batch: &ChannelPublish, settings: &Settings) -> Result<Vec<Published>> {
+    fn loaded_state<'m>(&self, memory: &'m mut Memory, now: u64) -> Result<&'m CurrentState> {
+        if memory.state.is_none() {
+            let mut state = CurrentState::new(self.settings.max_event_bytes);
+            for (event, seq, bytes) in self.store.latest_per_type(self.cutoff(now))? {
+                for forgotten in state.publish(&event, seq, bytes) {
+                    self.store.forget_state(&forgotten.event)?;
+                }
+            }
+            memory.state = Some(state);
+        }
+        Ok(memory.state.as_ref().expect("loaded just now"))
+    }
+
+    /// Numbers, stores and answers a batch; its events go out with the next
+    /// flush. Every event costs one row: its ring slot (see
+    /// `edgestream_core::history`).
+    async fn publish(self: &Rc<Self>, batch: &Publish<'_>) -> Result<Response> {
+        self.register().await?;
         let now = now_ms();
-        let mut head = self.head()?;
+        let cutoff = self.cutoff(now);
+        let mut memory = self.memory.borrow_mut();
+        if memory.revocations.revokes(&batch.publisher_tags, now) {
+            return Ok(Response::empty()?.with_status(REVOKED));
+        }
+        if memory.keys.is_none() && batch.events.iter().any(|e| e.idempotency_key.is_some()) {
+            memory.keys = Some(self.store.keys(cutoff)?);
+        }
+        let mut head = memory.head;
         let mut results = Vec::with_capacity(batch.events.len());
-        // Each form is rendered only when a socket takes it.
-        let relay_sockets = self.state.get_websockets_with_tag(RELAY_TAG);
-        let frames_sockets = self.state.get_websockets_with_tag(FRAMES_TAG);
-        let mut relay = (!relay_sockets.is_empty()).then(RelayWriter::default);
-        let mut frames = (!frames_sockets.is_empty()).then(|| FramesWriter::new(batch.channel));
+        let mut outbox = self.outbox.borrow_mut();
         for event in &batch.events {
             if let Some(key) = event.idempotency_key {
-                let seen: Vec<SeqRow> = self
-                    .sql
-                    .exec("SELECT seq FROM idempotency WHERE key = ?", vec![text(key)])?
-                    .to_array()?;
-                if let Some(row) = seen.first() {
-                    results.push(Published { id: row.seq, duplicate: true });
+                if let Some(&seq) = memory.keys.as_ref().and_then(|keys| keys.get(key)) {
+                    results.push(Outcome { id: seq, duplicate: true });
                     continue;
                 }
             }
             head += 1;
-            let data = event.data.get();
-            self.sql.exec(
-                "INSERT INTO events (seq, event, data, published_ms) VALUES (?, ?, ?, ?)",
-                vec![int(head), text(event.event), text(data), int(now)],
-            )?;
-            self.sql.exec(
-                "INSERT OR REPLACE INTO latest (event, seq, data, published_ms) VALUES (?, ?, ?, ?)",
-                vec![text(event.event), int(head), text(data), int(now)],
-            )?;
-            if let Some(key) = event.idempotency_key {
-                self.sql.exec(
-                    "INSERT INTO idempotency (key, seq, published_ms) VALUES (?, ?, ?)",
-                    vec![text(key), int(head), int(now)],
-                )?;
+            if let Some(old) = self.store.overwritten(head)? {
+                if self.loaded_state(&mut memory, now)?.is_latest(&old.event, old.seq) {
+                    self.store.keep_as_state(old.seq)?;
+                }
+                if let (Some(keys), Some(key)) = (memory.keys.as_mut(), &old.key) {
+                    keys.remove(key);
+                }
             }
-            if let Some(relay) = &mut relay {
-                relay.event(head, event.event, data);
+            self.store.write_event(head, event.event, event.data, event.idempotency_key, now)?;
+            if let Some(state) = memory.state.as_mut() {
+                for forgotten in state.publish(event.event, head, event.data.len()) {
+                    self.store.forget_state(&forgotten.event)?;
+                }
             }
-            if let Some(frames) = &mut frames {
-                frames.event(head, event.event, data);
+            if let (Some(keys), Some(key)) = (memory.keys.as_mut(), event.idempotency_key) {
+                keys.insert(key.to_owned(), head);
             }
-            results.push(Published { id: head, duplicate: false });
+            outbox.events.push(Pending { seq: head, event: event.event.to_owned(), data: event.data.to_owned() });
+            results.push(Outcome { id: head, duplicate: false });
         }
-        self.head.set(Some(head));
-        if let Some(through) = history::trim_through(head, settings.history_size as u64) {
-            self.sql
-                .exec("DELETE FROM events WHERE seq <= ?", vec![int(through)])?;
+        if head != memory.head {
+            memory.head = head;
+            memory.newest_ms = now;
         }
-        if let Some(relay) = relay {
-            fan_out(&relay_sockets, relay.into_messages().iter().map(|m| JsValue::from_str(m)));
+        let schedule = !outbox.events.is_empty() && !std::mem::replace(&mut outbox.scheduled, true);
+        drop(outbox);
+        drop(memory);
+        if schedule {
+            let channel = self.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                // One turn of the event loop: publishes already queued behind
+                // this one are stored first and go out in the same messages.
+                worker::Delay::from(Duration::ZERO).await;
+                channel.flush();
+            });
         }
-        if let Some(frames) = frames {
-            fan_out(&frames_sockets, frames.into_messages().iter().map(|m| Uint8Array::from(&m[..]).into()));
-        }
-        Ok(results)
+        self.ensure_alarm().await?;
+        Response::ok(serde_json::to_string(&Published { results }).map_err(|e| worker::Error::RustError(e.to_string()))?)
     }
 
-    /// The channel's latest sequence number: the newest event in history, or
-    /// the `head` row for when history has expired. Publishes do not write
-    /// that row (a row written per publish is billed, and trimming always
-    /// keeps the newest event); the alarm writes it before expiring events.
-    fn head(&self) -> Result<u64> {
-        if let Some(head) = self.head.get() {
-            return Ok(head);
+    /// Sends what was published since the last flush to every socket and
+    /// every shard.
+    fn flush(self: &Rc<Self>) {
+        let events = {
+            let mut outbox = self.outbox.borrow_mut();
+            outbox.scheduled = false;
+            std::mem::take(&mut outbox.events)
+        };
+        if events.is_empty() {
+            return;
         }
-        let rows: Vec<SeqRow> = self
-            .sql
-            .exec(
-                "SELECT COALESCE(MAX(seq), 0) AS seq FROM (SELECT seq FROM head WHERE id = 1 UNION ALL SELECT MAX(seq) AS seq FROM events)",
-                None,
-            )?
-            .to_array()?;
-        let head = rows.first().map_or(0, |r| r.seq);
-        self.head.set(Some(head));
-        Ok(head)
+        fanout::send_events(&self.state, self.name.as_str(), &events);
+        let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
+        if shards.is_empty() {
+            return;
+        }
+        let mut writer = RelayWriter::default();
+        for e in &events {
+            writer.event(e.seq, &e.event, &e.data);
+        }
+        let relay = writer.into_messages().join("\n");
+        for shard in shards {
+            self.push(shard, &relay);
+        }
     }
 
-    fn oldest(&self) -> Result<Option<u64>> {
-        let rows: Vec<SeqRow> = self
-            .sql
-            .exec("SELECT seq FROM events ORDER BY seq LIMIT 1", None)?
-            .to_array()?;
-        Ok(rows.first().map(|r| r.seq))
+    /// Pushes `relay` to a shard after whatever is in flight to it.
+    fn push(self: &Rc<Self>, shard: u32, relay: &str) {
+        let mut links = self.links.borrow_mut();
+        let link = links.entry(shard).or_default();
+        if !link.pending.is_empty() {
+            link.pending.push('\n');
+        }
+        link.pending.push_str(relay);
+        if std::mem::replace(&mut link.in_flight, true) {
+            return;
+        }
+        drop(links);
+        let channel = self.clone();
+        wasm_bindgen_futures::spawn_local(async move { channel.drain_link(shard).await });
     }
 
-    /// Schedules the TTL sweep; at most one alarm is pending at a time.
-    async fn ensure_alarm(&self) -> Result<()> {
-        if self.alarm_set.get() {
+    async fn drain_link(self: Rc<Self>, shard: u32) {
+        loop {
+            let relay = {
+                let mut links = self.links.borrow_mut();
+                let link = links.entry(shard).or_default();
+                if link.pending.is_empty() {
+                    link.in_flight = false;
+                    return;
+                }
+                std::mem::take(&mut link.pending)
+            };
+            let pushed = match ChannelClient::shard(&self.env, self.name.as_str(), shard) {
+                Ok(client) => client.push(self.name.as_str(), &relay).await,
+                Err(problem) => Err(problem),
+            };
+            match pushed {
+                Ok(load) => {
+                    self.memory.borrow_mut().placement.report(shard, load.streams);
+                    if load.streams == 0 {
+                        self.retire(shard).await;
+                    }
+                }
+                // Its streams see the gap in sequence numbers and page it in
+                // from history; later pushes go on.
+                Err(problem) => log::error("shard push failed", &problem.detail),
+            }
+        }
+    }
+
+    /// Stops pushing to a shard that has no streams, unless one came meanwhile.
+    async fn retire(&self, shard: u32) {
+        if !self.memory.borrow().placement.idle().contains(&shard) {
+            return;
+        }
+        let Ok(client) = ChannelClient::shard(&self.env, self.name.as_str(), shard) else {
+            return;
+        };
+        match client.retire().await {
+            Ok(load) if load.streams == 0 => {
+                let mut memory = self.memory.borrow_mut();
+                memory.placement.retire(shard);
+                let shards: Vec<u32> = memory.placement.active().collect();
+                drop(memory);
+                if let Err(e) = self.store.set_meta("shards", &shards) {
+                    log::error("shard list not saved", &e.to_string());
+                }
+            }
+            Ok(load) => self.memory.borrow_mut().placement.report(shard, load.streams),
+            Err(problem) => log::error("shard retire failed", &problem.detail),
+        }
+    }
+
+    /// A shard starts serving: it is pushed every publish from now on, and
+    /// learns what its streams must see first.
+    async fn join(self: &Rc<Self>, shard: u32) -> Result<Response> {
+        self.register().await?;
+        let now = now_ms();
+        let mut memory = self.memory.borrow_mut();
+        memory.placement.join(shard);
+        let shards: Vec<u32> = memory.placement.active().collect();
+        self.store.set_meta("shards", &shards)?;
+        let mut writer = RelayWriter::default();
+        self.write_state(&mut memory, &mut writer, now)?;
+        let joined = Joined {
+            head: memory.head,
+            state: writer.into_messages().join("\n"),
+            revocations: memory.revocations.in_force(now),
+        };
+        Response::ok(joined.to_json())
+    }
+
+    /// Closes the sockets a kick names here and on every shard, and keeps the
+    /// revocation it carries.
+    async fn kick(self: &Rc<Self>, kick: &Kick) -> Result<Response> {
+        let now = now_ms();
+        if let Some(revocation) = kick.revocation() {
+            let mut memory = self.memory.borrow_mut();
+            if !memory.revocations.revokes(&[&revocation.tag], revocation.until_ms.saturating_sub(1)) {
+                // Held already for at least as long otherwise; the tenant's
+                // object bounds how many it sends.
+                let _ = memory.revocations.insert(revocation.clone(), now);
+                self.store.revoke(&revocation)?;
+            }
+        }
+        let sockets = match &kick.tag {
+            Some(tag) => self.state.get_websockets_with_tag(tag),
+            None => self.state.get_websockets(),
+        };
+        for socket in &sockets {
+            let _ = socket.close(Some(KICKED), Some("kicked"));
+        }
+        let mut closed = sockets.len() as u64;
+        let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
+        let name = self.name.as_str();
+        let env = &self.env;
+        let kicked = futures_util::stream::iter(shards)
+            .map(|shard| async move { ChannelClient::shard(env, name, shard)?.kick(kick).await })
+            .buffer_unordered(PARALLEL_SHARDS)
+            .collect::<Vec<_>>()
+            .await;
+        for result in kicked {
+            match result {
+                Ok(k) => closed += k.closed,
+                // The tenant's object retries a kick a channel did not
+                // complete; a failed shard fails the channel's answer.
+                Err(problem) => return Err(worker::Error::RustError(format!("shard kick failed: {}", problem.detail))),
+            }
+        }
+        Response::ok(Kicked { closed }.to_json())
+    }
+
+    async fn stats(&self) -> Result<Response> {
+        let now = now_ms();
+        let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
+        let name = self.name.as_str();
+        let env = &self.env;
+        let loads = futures_util::stream::iter(shards)
+            .map(|shard| async move {
+                let load = match ChannelClient::shard(env, name, shard) {
+                    Ok(client) => client.shard_stats().await,
+                    Err(problem) => Err(problem),
+                };
+                (shard, load)
+            })
+            .buffer_unordered(PARALLEL_SHARDS)
+            .collect::<Vec<_>>()
+            .await;
+        let mut memory = self.memory.borrow_mut();
+        for (shard, load) in loads {
+            if let Ok(load) = load {
+                memory.placement.report(shard, load.streams);
+            }
+        }
+        let head = memory.head;
+        let oldest = self.store.oldest(head, self.cutoff(now))?;
+        let stats = ChannelStats {
+            streams: self.state.get_websockets().len() as u64 + memory.placement.shard_streams(),
+            last_id: (head > 0).then_some(head),
+            last_event_ms: (memory.newest_ms > 0).then_some(memory.newest_ms),
+            history: oldest.map_or(0, |oldest| head - oldest + 1),
+            rows_written: self.store.rows_written(),
+        };
+        Response::ok(stats.to_json())
+    }
+
+    /// Registers with the tenant's object, once at a time: requests that
+    /// arrive meanwhile wait for the same answer.
+    async fn register(&self) -> Result<()> {
+        let waiter = {
+            let mut registration = self.registration.borrow_mut();
+            match &mut *registration {
+                Registration::Done => return Ok(()),
+                Registration::InFlight(waiters) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiters.push(tx);
+                    Some(rx)
+                }
+                Registration::Needed => {
+                    *registration = Registration::InFlight(Vec::new());
+                    None
+                }
+            }
+        };
+        if let Some(waiter) = waiter {
+            return match waiter.await {
+                Ok(true) => Ok(()),
+                _ => Err(overloaded()),
+            };
+        }
+        let registered = self.register_now().await;
+        let done = registered.is_ok();
+        let waiters = match std::mem::replace(
+            &mut *self.registration.borrow_mut(),
+            if done { Registration::Done } else { Registration::Needed },
+        ) {
+            Registration::InFlight(waiters) => waiters,
+            _ => Vec::new(),
+        };
+        for waiter in waiters {
+            let _ = waiter.send(done);
+        }
+        registered
+    }
+
+    async fn register_now(&self) -> Result<()> {
+        let client = TenantClient::new(&self.env, self.name.tenant()).map_err(problem_error)?;
+        let answer = client.register(self.name.as_str()).await.map_err(problem_error)?;
+        let now = now_ms();
+        let mut memory = self.memory.borrow_mut();
+        for revocation in answer.revocations {
+            if !memory.revocations.revokes(&[&revocation.tag], revocation.until_ms.saturating_sub(1)) {
+                let _ = memory.revocations.insert(revocation.clone(), now);
+                self.store.revoke(&revocation)?;
+            }
+        }
+        memory.registered_ms = now;
+        self.store.set_meta("registered_ms", &now)
+    }
+
+    /// The TTL sweep: once every event has expired, history is dropped
+    /// (keeping the head); until then the alarm comes back when the newest
+    /// event expires.
+    async fn expire(&self) -> Result<()> {
+        let now = now_ms();
+        let (head, newest_ms) = {
+            let mut memory = self.memory.borrow_mut();
+            memory.alarm_set = false;
+            (memory.head, memory.newest_ms)
+        };
+        self.store.expire_revocations(now)?;
+        self.memory.borrow_mut().revocations.expire(now);
+        if head > 0 && newest_ms < self.cutoff(now) {
+            self.store.drop_history(head)?;
+            let mut memory = self.memory.borrow_mut();
+            memory.state = None;
+            memory.keys = None;
             return Ok(());
         }
+        self.ensure_alarm().await
+    }
+
+    /// Schedules the TTL sweep for when the newest event expires; at most one
+    /// alarm is pending at a time.
+    async fn ensure_alarm(&self) -> Result<()> {
+        let newest_ms = {
+            let mut memory = self.memory.borrow_mut();
+            if memory.alarm_set || memory.newest_ms == 0 {
+                return Ok(());
+            }
+            memory.alarm_set = true;
+            memory.newest_ms
+        };
         let storage = self.state.storage();
         if storage.get_alarm().await?.is_none() {
-            let ttl_ms = self.settings.as_ref().map_or(86_400, |s| s.history_ttl_seconds) * 1000;
-            storage.set_alarm(ttl_ms as i64).await?;
+            let at = newest_ms + self.settings.history_ttl_seconds * 1000 + 1000;
+            storage.set_alarm(at.saturating_sub(now_ms()).max(1000) as i64).await?;
         }
-        self.alarm_set.set(true);
         Ok(())
     }
-}
 
-#[derive(Deserialize)]
-struct EventRow {
-    seq: u64,
-    event: String,
-    data: String,
-}
-
-#[derive(Deserialize)]
-struct SeqRow {
-    seq: u64,
-}
-
-#[derive(Deserialize)]
-struct Count {
-    n: u64,
-}
-
-#[wasm_bindgen]
-extern "C" {
-    /// A WebSocket seen only for `send` with a value that is already a
-    /// JavaScript string or byte array (web-sys's `send_with_str` converts on
-    /// every call).
-    type Socket;
-    #[wasm_bindgen(method, catch, js_name = send)]
-    fn send(this: &Socket, data: &JsValue) -> std::result::Result<(), JsValue>;
-}
-
-/// Sends every message to every socket. Each message is one JavaScript value
-/// for all of them: converted from wasm memory once, not once per subscriber.
-fn fan_out(sockets: &[WebSocket], messages: impl Iterator<Item = JsValue>) {
-    let messages: Vec<JsValue> = messages.collect();
-    for ws in sockets {
-        let socket: &web_sys::WebSocket = ws.as_ref();
-        for message in &messages {
-            // A socket that fails here is closing; its close handler cleans up.
-            let _ = socket.unchecked_ref::<Socket>().send(message);
-        }
+    fn cutoff(&self, now: u64) -> u64 {
+        history::expiry_cutoff_ms(now, self.settings.history_ttl_seconds)
     }
+}
+
+fn overloaded() -> worker::Error {
+    worker::Error::RustError("the tenant's object could not be reached".into())
+}
+
+fn problem_error(problem: Problem) -> worker::Error {
+    worker::Error::RustError(problem.detail)
 }
 
 fn now_ms() -> u64 {
     worker::Date::now().as_millis()
-}
-
-fn log_error(msg: &str, error: &str) {
-    worker::console_error!(
-        "{}",
-        serde_json::json!({"level": "error", "msg": msg, "error": error})
-    );
 }

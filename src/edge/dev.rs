@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use worker::{Env, Headers, Method, Request, Response, Url};
 
 use super::config::Config;
-use super::http::{internal, json};
+use super::http::{json, read_body, SMALL_BODY_BYTES};
 
 const INDEX_HTML: &str = include_str!("../../demo/index.html");
 const APP_JS: &str = include_str!("../../demo/app.js");
@@ -93,8 +93,14 @@ struct TokenRequest {
 /// token for that tenant, valid for an hour, with `events:publish` on request.
 /// It names the tenant in the configured `TENANT_CLAIM` and carries the
 /// configured issuer and audience, so the relay accepts it as it is set up.
-async fn token(mut req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
-    let body = req.bytes().await.map_err(internal)?;
+/// JSON only: a cross-site page can send a form or `text/plain` body without
+/// asking, but not `application/json`.
+async fn token(req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
+    let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
+    if !content_type.to_ascii_lowercase().starts_with("application/json") {
+        return Err(Problem::unsupported_media_type());
+    }
+    let body = read_body(&req, SMALL_BODY_BYTES, Problem::body_too_large).await?;
     let request: TokenRequest = serde_json::from_slice(&body).map_err(|_| {
         Problem::invalid_body(r#"expected {"tenant": "<uuid>", "publish": true|false}"#)
     })?;

@@ -10,13 +10,20 @@
 // The Rust pump (`pump.rs`) still owns the stream: it writes the opening
 // frames, the current state, the pages of history and the keep-alives, and
 // decides when the live path starts (`release`). Until then binary messages
-// are held here. Text messages (what the object sends on attach), the close
-// of the socket and a lagging client are handed to the pump through
-// `onControl(text, code)`: `(text, 0)` for a message, `(null, code)` for a
-// close (0 when it had no code) and `(null, LAGGING)` when the client has
-// more unread bytes than `maxPendingBytes`.
+// are held here. Frames are only written when they follow on from the
+// cursor: a message that starts past the next sequence number (events were
+// missed: a re-attach, a failed shard push) stops the live path and is held,
+// and the pump pages the gap in from history and releases again.
+//
+// What the pump must hear goes through `onControl(text, code, first, cursor)`:
+// `(text, 0)` for a text message (what the object sends on attach), `(null,
+// code)` for the socket's close (0 when it had no code), `(null, LAGGING)`
+// when the client has more unread bytes than `maxPendingBytes`, and `(null,
+// GAP, first, cursor)` when frames from `first` on wait for a gap after
+// `cursor` to be filled.
 
 const LAGGING = -1;
+const GAP = -2;
 const ignore = () => {};
 
 export class FrameTap {
@@ -39,13 +46,11 @@ export class FrameTap {
   message(data) {
     if (this.stopped) return;
     if (typeof data === 'string') {
-      this.onControl(data, 0);
+      this.onControl(data, 0, 0, 0);
     } else if (this.live) {
       this.write(data);
     } else {
-      this.held.push(data);
-      this.heldBytes += data.byteLength;
-      if (this.heldBytes > this.maxPendingBytes) this.lagging();
+      this.hold(data);
     }
   }
 
@@ -56,10 +61,20 @@ export class FrameTap {
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
-    for (const data of held) {
+    for (let i = 0; i < held.length; i++) {
       if (this.stopped) return;
-      this.write(data);
+      if (!this.live) {
+        // A gap again: what is left waits for the next release.
+        for (const data of held.slice(i)) this.hold(data);
+        return;
+      }
+      this.write(held[i]);
     }
+  }
+
+  /** The last sequence number written, for a re-attach to resume from. */
+  position() {
+    return this.cursor;
   }
 
   /** The stream is ending: nothing more is written or handed over. */
@@ -68,18 +83,25 @@ export class FrameTap {
     this.held = [];
   }
 
-  /** Writes the frames after the cursor. */
+  /** Writes the frames after the cursor, or stops at a gap before them. */
   write(data) {
     const view = new DataView(data);
     const count = view.getUint32(0, true);
     if (count === 0) return;
+    const first = view.getFloat64(4, true);
+    if (first > this.cursor + 1) {
+      this.live = false;
+      this.hold(data);
+      this.onControl(null, GAP, first, this.cursor);
+      return;
+    }
     const frames = 4 + 12 * count;
     let start = frames;
-    if (view.getFloat64(4, true) <= this.cursor) {
-      let first = 1;
-      while (first < count && view.getFloat64(4 + 8 * first, true) <= this.cursor) first++;
-      if (first === count) return;
-      start = frames + view.getUint32(4 + 8 * count + 4 * (first - 1), true);
+    if (first <= this.cursor) {
+      let next = 1;
+      while (next < count && view.getFloat64(4 + 8 * next, true) <= this.cursor) next++;
+      if (next === count) return;
+      start = frames + view.getUint32(4 + 8 * count + 4 * (next - 1), true);
     }
     this.cursor = view.getFloat64(4 + 8 * (count - 1), true);
     // A failed write means the client is gone; the pump learns that from the
@@ -90,13 +112,19 @@ export class FrameTap {
     if (desired !== null && this.highWaterMark - desired > this.maxPendingBytes) this.lagging();
   }
 
+  hold(data) {
+    this.held.push(data);
+    this.heldBytes += data.byteLength;
+    if (this.heldBytes > this.maxPendingBytes) this.lagging();
+  }
+
   control(text, code) {
-    if (!this.stopped) this.onControl(text, code);
+    if (!this.stopped) this.onControl(text, code, 0, 0);
   }
 
   lagging() {
     this.stopped = true;
     this.held = [];
-    this.onControl(null, LAGGING);
+    this.onControl(null, LAGGING, 0, 0);
   }
 }

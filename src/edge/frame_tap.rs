@@ -1,7 +1,6 @@
 //! The Rust side of `frame_tap.js`, the live path of a stream of one channel:
-//! what the tap hands back to the pump arrives as a stream of [`TapSignal`]s.
+//! what the tap hands back to the pump arrives as [`TapSignal`]s.
 
-use futures_channel::mpsc;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -13,15 +12,20 @@ pub enum TapSignal {
     Closed(Option<u16>),
     /// The client has more unread bytes than the stream allows.
     Lagging,
+    /// Frames from `first` on wait: events after `cursor` are missing.
+    Gap { first: u64, cursor: u64 },
 }
 
-/// The `code` with which the tap reports a lagging client.
+/// The `code`s with which the tap reports a lagging client and a gap.
 const LAGGING: i32 = -1;
+const GAP: i32 = -2;
+
+type OnControl = Closure<dyn FnMut(Option<String>, i32, f64, f64)>;
 
 pub struct Tap {
     tap: FrameTap,
     // Called by the tap for as long as it listens.
-    _on_control: Closure<dyn FnMut(Option<String>, i32)>,
+    _on_control: OnControl,
 }
 
 impl Tap {
@@ -34,24 +38,29 @@ impl Tap {
         writer: &web_sys::WritableStreamDefaultWriter,
         high_water_mark: usize,
         max_pending_bytes: usize,
-    ) -> (Self, mpsc::UnboundedReceiver<TapSignal>) {
-        let (signals, received) = mpsc::unbounded();
-        let on_control = Closure::<dyn FnMut(Option<String>, i32)>::new(move |text: Option<String>, code: i32| {
-            let signal = match (text, code) {
+        mut signal: impl FnMut(TapSignal) + 'static,
+    ) -> Self {
+        let on_control = OnControl::new(move |text: Option<String>, code: i32, first: f64, cursor: f64| {
+            signal(match (text, code) {
                 (Some(text), _) => TapSignal::Relay(text),
                 (None, LAGGING) => TapSignal::Lagging,
+                (None, GAP) => TapSignal::Gap { first: first as u64, cursor: cursor as u64 },
                 (None, code) => TapSignal::Closed(u16::try_from(code).ok().filter(|c| *c != 0)),
-            };
-            let _ = signals.unbounded_send(signal);
+            })
         });
         let tap = FrameTap::new(socket, writer, high_water_mark as f64, max_pending_bytes as f64, &on_control);
-        (Self { tap, _on_control: on_control }, received)
+        Self { tap, _on_control: on_control }
     }
 
     /// Everything up to `cursor` has been written: live frames go straight
     /// to the response from now on, starting with the held ones.
     pub fn release(&self, cursor: u64) {
         self.tap.release(cursor as f64);
+    }
+
+    /// The last sequence number the tap wrote (or was released at).
+    pub fn position(&self) -> u64 {
+        self.tap.position() as u64
     }
 
     pub fn stop(&self) {
@@ -68,10 +77,12 @@ extern "C" {
         writer: &web_sys::WritableStreamDefaultWriter,
         high_water_mark: f64,
         max_pending_bytes: f64,
-        on_control: &Closure<dyn FnMut(Option<String>, i32)>,
+        on_control: &OnControl,
     ) -> FrameTap;
     #[wasm_bindgen(method)]
     fn release(this: &FrameTap, cursor: f64);
+    #[wasm_bindgen(method)]
+    fn position(this: &FrameTap) -> f64;
     #[wasm_bindgen(method)]
     fn stop(this: &FrameTap);
 }

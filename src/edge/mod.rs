@@ -5,18 +5,26 @@
 //! the Worker as anything but an RFC 9457 document with a stable code.
 
 mod admin;
+mod attach;
 mod auth;
 mod channel_client;
 mod channel_object;
+mod channel_store;
+mod channels;
 mod config;
 mod dev;
+mod fanout;
 mod frame_tap;
 mod http;
+mod log;
 mod objects;
 mod publish;
 mod pump;
+mod relay_socket;
+mod shard_object;
 mod sql;
 mod stream;
+mod tenant_client;
 mod tenant_object;
 mod tickets;
 
@@ -51,17 +59,16 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     // Errors get CORS headers too, so a page can read why it was refused.
     let response = http::with_cors(response, origin.as_deref(), allowed_origins, &method);
 
-    // The path, never the query: `access_token` must not reach a log.
-    worker::console_log!(
-        "{}",
+    // The route, never the query (`access_token` must not reach a log) nor
+    // a channel in the path (it names a tenant).
+    log::info(
+        "request",
         serde_json::json!({
-            "level": "info",
-            "msg": "request",
             "method": method.to_string(),
-            "path": path,
+            "path": route_name(&path),
             "status": response.status_code(),
             "ms": worker::Date::now().as_millis().saturating_sub(started),
-        })
+        }),
     );
     Ok(response)
 }
@@ -98,7 +105,9 @@ async fn route(
         (Method::Post, "/v1/publish") => publish::handle(req, env, config).await,
         (Method::Post, "/v1/tickets") => tickets::issue(req, env, config).await,
         (Method::Post, "/v1/admin/kick") => admin::kick(req, env, config).await,
+        (Method::Get, _) if path.starts_with(channels::PREFIX) => channels::stats(req, env, config, path).await,
         (Method::Options, "/v1/stream" | "/v1/publish" | "/v1/tickets") => Ok(http::preflight()),
+        (Method::Options, _) if path.starts_with(channels::PREFIX) => Ok(http::preflight()),
         _ if allowed_methods(path).is_some() => Err(Problem::method_not_allowed()),
         _ => Err(Problem::not_found()),
     }
@@ -112,6 +121,16 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         "/v1/stream" => Some("GET, OPTIONS"),
         "/v1/publish" | "/v1/tickets" => Some("POST, OPTIONS"),
         "/v1/admin/kick" => Some("POST"),
+        _ if path.starts_with(channels::PREFIX) => Some("GET, OPTIONS"),
         _ => None,
+    }
+}
+
+/// The path as the request log names it.
+fn route_name(path: &str) -> &str {
+    if path.starts_with(channels::PREFIX) {
+        "/v1/channels/{channel}"
+    } else {
+        path
     }
 }

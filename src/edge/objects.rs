@@ -1,37 +1,80 @@
-//! Calls from the Worker to its Durable Objects, over their internal routes.
+//! Sends the typed internal calls of `edgestream_core::protocol` to an
+//! object's stub, and reads what arrived on the object's side back into the
+//! protocol's terms. Nothing else touches the runtime's request objects for
+//! internal calls.
 
 use edgestream_core::problem::Problem;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use edgestream_core::protocol::{Call, Incoming, Method as CallMethod};
 use wasm_bindgen_futures::JsFuture;
-use worker::{Env, Method, ObjectNamespace, Request, RequestInit, Response, ResponseBody, Stub};
+use worker::{Headers, Method, ObjectNamespace, Request, RequestInit, Response, ResponseBody, Stub};
 
 use super::http::internal;
 
-/// The stub of the object `name` in the namespace bound as `binding`.
-pub fn stub(env: &Env, binding: &str, name: &str) -> Result<Stub, Problem> {
-    let namespace = env.durable_object(binding).map_err(internal)?;
-    stub_in(&namespace, name)
-}
-
-pub fn stub_in(namespace: &ObjectNamespace, name: &str) -> Result<Stub, Problem> {
+/// The stub of the object `name` in `namespace`.
+pub fn stub(namespace: &ObjectNamespace, name: &str) -> Result<Stub, Problem> {
     namespace
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(internal)
 }
 
-/// POSTs `body` as JSON to one of an object's internal routes.
-pub async fn post<T: Serialize>(stub: &Stub, url: &str, body: &T) -> Result<Response, Problem> {
-    let body = serde_json::to_string(body).map_err(|e| Problem::internal(e.to_string()))?;
-    let request = Request::new_with_init(
-        url,
-        RequestInit::new()
-            .with_method(Method::Post)
-            .with_body(Some(body.into())),
-    )
-    .map_err(internal)?;
-    stub.fetch_with_request(request).await.map_err(internal)
+/// Sends `call` to the object. A runtime failure (the object is overloaded,
+/// restarting, or unreachable) is the object refusing work: 503 `overloaded`,
+/// which callers pass on with `Retry-After` or retry themselves.
+pub async fn send(stub: &Stub, call: &Call) -> Result<Response, Problem> {
+    let request = request(call).map_err(internal)?;
+    stub.fetch_with_request(request).await.map_err(overloaded)
+}
+
+fn request(call: &Call) -> worker::Result<Request> {
+    let mut init = RequestInit::new();
+    if call.upgrade {
+        let headers = Headers::new();
+        headers.set("Upgrade", "websocket")?;
+        init.with_headers(headers);
+    }
+    if call.method == CallMethod::Post {
+        init.with_method(Method::Post);
+        init.with_body(call.body.clone().map(Into::into));
+    }
+    Request::new_with_init(&call.url(), &init)
+}
+
+/// Logs why an object could not be reached (the runtime's text says which
+/// object failed how, and names no client input) and answers `overloaded`.
+pub fn overloaded(error: worker::Error) -> Problem {
+    super::log::error("object unavailable", &error.to_string());
+    Problem::overloaded("the relay is busy; retry shortly")
+}
+
+/// What arrived at an object, with its body read. The parsed request
+/// borrows from it.
+pub struct Arrived {
+    method: CallMethod,
+    path: String,
+    query: String,
+    body: Vec<u8>,
+}
+
+impl Arrived {
+    pub async fn read(req: &mut Request) -> worker::Result<Self> {
+        let url = req.url()?;
+        let method = match req.method() {
+            Method::Post => CallMethod::Post,
+            _ => CallMethod::Get,
+        };
+        let body = if method == CallMethod::Post { req.bytes().await? } else { Vec::new() };
+        Ok(Arrived {
+            method,
+            path: url.path().to_owned(),
+            query: url.query().unwrap_or_default().to_owned(),
+            body,
+        })
+    }
+
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { method: self.method, path: &self.path, query: &self.query, body: &self.body }
+    }
 }
 
 /// An object's answer as text. workers-rs reads a fetched body through a Rust
@@ -48,11 +91,6 @@ pub async fn text(response: Response) -> Result<String, Problem> {
         ResponseBody::Body(bytes) => String::from_utf8(bytes.clone()).map_err(|e| Problem::internal(e.to_string())),
         ResponseBody::Empty => Ok(String::new()),
     }
-}
-
-/// An object's answer, parsed from JSON.
-pub async fn json<T: DeserializeOwned>(response: Response) -> Result<T, Problem> {
-    serde_json::from_str(&text(response).await?).map_err(|e| Problem::internal(e.to_string()))
 }
 
 fn js_internal(error: wasm_bindgen::JsValue) -> Problem {

@@ -1,59 +1,55 @@
-//! `POST /v1/publish`: a publisher's events, validated, grouped per channel
-//! and handed to each channel's Durable Object, which assigns the ids.
+//! `POST /v1/publish`: a publisher's events, validated whole, grouped per
+//! channel and handed to each channel's Durable Object, which assigns ids.
+//!
+//! A batch is all or nothing from the publisher's view: every event is
+//! checked (names, tenant, sizes) before any channel is written, so only an
+//! object that cannot be reached can fail part of a batch, and then the
+//! answer is 503 `overloaded` and the publisher retries the batch; events
+//! with idempotency keys (the bridge and the Python package always send
+//! them) are stored once however often that happens.
 
-use edgestream_core::channel::{authorize_tenant, ChannelName};
-use edgestream_core::message::{
-    parse_publish_body, PublishEvent, PublishResponse, PublishResult, MAX_BATCH_EVENTS,
-};
+use edgestream_core::authority::{Authority, PUBLISH_SCOPE};
+use edgestream_core::channel::ChannelName;
+use edgestream_core::message::{parse_publish_body, PublishEvent, PublishResponse, PublishResult, MAX_BATCH_EVENTS};
 use edgestream_core::problem::Problem;
+use edgestream_core::protocol::channel::Published;
+use edgestream_core::revocation::stream_tags;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use worker::{Env, Request, Url};
 
 use super::auth;
-use super::channel_client;
-use super::channel_object::ChannelPublished;
+use super::channel_client::ChannelClient;
 use super::config::Config;
-use super::http::{internal, json};
+use super::http::{internal, json, read_body};
 
-const PUBLISH_SCOPE: &str = "events:publish";
 /// A Worker invocation may have six connections open at once.
 const PARALLEL_CHANNELS: usize = 6;
 
-pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<worker::Response, Problem> {
+pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::Response, Problem> {
     let url: Url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
     let claims = auth::require_scope(&req, &url, env, config, PUBLISH_SCOPE, now).await?;
+    let authority = Authority::of(&claims)?;
     let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
     if !content_type.to_ascii_lowercase().starts_with("application/json") {
         return Err(Problem::unsupported_media_type());
     }
-    // Refuse an oversized body before reading it. JSON framing around each
-    // event is small next to MAX_EVENT_BYTES, so twice the data budget is ample.
+    // JSON framing around each event is small next to MAX_EVENT_BYTES, so
+    // twice the data budget of a full batch is ample.
     let max_event_bytes = config.settings.max_event_bytes;
-    let body_limit = MAX_BATCH_EVENTS * max_event_bytes * 2;
-    let declared = req.headers().get("Content-Length").ok().flatten();
-    if declared.and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n > body_limit) {
-        return Err(Problem::event_too_large(max_event_bytes));
-    }
-    let body = req.bytes().await.map_err(internal)?;
-    if body.len() > body_limit {
-        return Err(Problem::event_too_large(max_event_bytes));
-    }
+    let body = read_body(&req, MAX_BATCH_EVENTS * max_event_bytes * 2, Problem::body_too_large).await?;
     let events = parse_publish_body(&body, max_event_bytes)?;
-    if claims.tenant.is_some() {
-        let channels: Vec<ChannelName> = events.iter().map(|e| e.channel.clone()).collect();
-        authorize_tenant(claims.tenant.as_deref(), &channels)?;
-    }
+    let channels: Vec<ChannelName> = events.iter().map(|e| e.channel.clone()).collect();
+    authority.admit(&channels)?;
+    let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
-    let namespace = env.durable_object("CHANNELS").map_err(internal)?;
     let groups = group_by_channel(&events);
-    let published: Vec<(Vec<usize>, ChannelPublished)> = stream::iter(groups)
+    let published: Vec<(Vec<usize>, Published)> = stream::iter(groups)
         .map(|(channel, indices)| {
-            let namespace = &namespace;
-            let events = &events;
+            let (events, tags) = (&events, &tags);
             async move {
                 let batch: Vec<&PublishEvent> = indices.iter().map(|&i| &events[i]).collect();
-                let answer = channel_client::publish(namespace, channel, &batch).await?;
+                let answer = ChannelClient::channel(env, channel.as_str())?.publish(channel.as_str(), tags, &batch).await?;
                 Ok::<_, Problem>((indices, answer))
             }
         })

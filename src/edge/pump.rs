@@ -1,6 +1,7 @@
-//! The pump of one open stream: merges what the channel objects send, pages
-//! in history a resuming client is missing, and writes SSE frames to the
-//! response, with keep-alives, token expiry and client disconnects.
+//! The pump of one open stream: takes what its channels' sockets send, pages
+//! in history the stream is missing, and writes SSE frames to the response,
+//! with keep-alives, token expiry and client disconnects. What to write when
+//! is decided by `edgestream_core::merge`; this file does the I/O.
 //!
 //! A stream of one channel hands its live events to a [`Tap`] once it is
 //! caught up: the object sends them as pre-rendered frames and the tap writes
@@ -8,21 +9,28 @@
 //! current state, history pages) and every stream of several channels goes
 //! through the pump.
 //!
+//! A channel socket that closes without a kick (the object restarted for a
+//! deploy, was reset or evicted) is attached again from where the stream is,
+//! after a short jittered wait; the gap, if any, is paged in from history, so
+//! the client sees nothing of it. Only when attaching fails again and again
+//! does the stream end, with `stream-error` (`unavailable`) and a `retry:`
+//! that spreads the reconnects of every stream that ended the same way.
+//!
 //! Memory per stream is bounded. One write is in flight at a time and
 //! whatever arrives meanwhile is encoded for the next one, so a busy stream
 //! coalesces many events into one crossing into JavaScript; a client that
 //! stops reading shows up as that backlog growing, or as a write that does
 //! not finish across two keep-alive intervals, and is closed with
 //! `stream-error` (`lagging`). History is paged in only when the previous
-//! write has finished, so a resume is as fast as the client reads and never
-//! floods the Worker.
+//! write has finished, so a resume is as fast as the client reads.
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use edgestream_core::channel::ChannelName;
-use edgestream_core::cursor::CursorEncoder;
-use edgestream_core::relay::{self, RelayRecord};
+use edgestream_core::merge::Merge;
+use edgestream_core::problem::Problem;
+use edgestream_core::protocol::channel::{Delivery, Subscribe};
 use edgestream_core::sse;
 use futures_channel::mpsc;
 use futures_util::future::{select, Either};
@@ -32,25 +40,36 @@ use js_sys::Uint8Array;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{Delay, ObjectNamespace, WebSocket, WebsocketEvent};
+use worker::{Delay, Env, WebSocket};
 
-use super::channel_client;
+use super::attach::attach;
+use super::channel_client::ChannelClient;
 use super::channel_object::KICKED;
 use super::frame_tap::{Tap, TapSignal};
+use super::log;
+use super::relay_socket::{RelaySignal, RelaySocket};
 
 /// Keep-alive intervals a write may stay unfinished before the client counts
 /// as not reading.
 const STALLED_KEEPALIVES: u32 = 2;
+/// Failed attempts in a row to attach a channel again (or to read a page of
+/// its history) before the stream gives up on it.
+const MAX_FAILURES: u32 = 5;
+/// How often a stream opened with an API key checks that the key still exists.
+const API_KEY_RECHECK: Duration = Duration::from_secs(60);
 
 enum Input {
-    Relay(usize, String),
-    Page(usize, Option<String>),
-    /// A channel socket closed, with its close code when it had one.
-    Detached(Option<u16>),
+    Relay { index: usize, generation: u32, text: String },
+    Detached { index: usize, generation: u32, code: Option<u16> },
+    Gap { generation: u32, first: u64, cursor: u64 },
+    Lagging,
+    Attached { index: usize, generation: u32, socket: Result<WebSocket, Problem> },
+    Page { index: usize, page: Result<String, Problem> },
     KeepAlive,
     Expired,
     Disconnected,
-    Lagging,
+    Recheck,
+    KeyGone,
 }
 
 type Inputs<'a> = Pin<Box<dyn Stream<Item = Input> + 'a>>;
@@ -59,9 +78,6 @@ type Inputs<'a> = Pin<Box<dyn Stream<Item = Input> + 'a>>;
 enum End {
     /// The client went away: nothing more can be sent.
     ClientGone,
-    /// A channel's object closed its socket (restart, deploy): the stream ends
-    /// cleanly and the client resumes from history with its Last-Event-ID.
-    ChannelDetached,
     /// The relay ends the stream and says why in a `stream-error` frame.
     Failed { code: &'static str, message: &'static str },
 }
@@ -78,20 +94,22 @@ const TOKEN_EXPIRED: End = End::Failed {
     code: "token_expired",
     message: "the access token expired",
 };
-
-/// A channel the stream is behind on: its events up to `until` are paged in
-/// from history, and its live messages are held back until they are.
-struct Catchup {
-    until: u64,
-    held: Vec<String>,
-}
+const REVOKED: End = End::Failed {
+    code: "revoked",
+    message: "the credential of this stream was revoked",
+};
+const UNAVAILABLE: End = End::Failed {
+    code: "unavailable",
+    message: "a channel of the stream could not be reached; reconnect to resume",
+};
 
 /// A stream as its handler opened it; the pump owns it from then on.
 pub struct OpenStream {
+    pub env: Env,
     pub channels: Vec<ChannelName>,
-    /// The client's position on every channel; advanced as events go out.
-    pub cursor: CursorEncoder,
-    pub namespace: ObjectNamespace,
+    pub merge: Merge,
+    /// Socket tags of the stream (for kicks), sent with every attach.
+    pub tags: Vec<String>,
     pub writer: web_sys::WritableStreamDefaultWriter,
     /// The response pipe's high-water mark: unread bytes are this minus the
     /// writer's `desiredSize`.
@@ -101,88 +119,77 @@ pub struct OpenStream {
     pub keepalive: Duration,
     pub retry_ms: u64,
     pub max_pending_bytes: usize,
+    /// The fingerprint of the API key the stream was opened with: the stream
+    /// ends when the key is deleted or expires.
+    pub api_key: Option<String>,
+}
+
+/// A channel's current socket and what listens on it.
+struct Link {
+    socket: Option<WebSocket>,
+    generation: u32,
+    failures: u32,
+    listener: Option<Listener>,
+}
+
+enum Listener {
+    Tap(Tap),
+    /// Held so that its callbacks live as long as the socket.
+    Relay { _socket: RelaySocket },
 }
 
 pub struct Pump {
     stream: OpenStream,
-    /// The current event id, rebuilt in place for every event.
-    id: String,
-    catchups: Vec<Option<Catchup>>,
-    held_bytes: usize,
-    page_pending: bool,
-    pages: mpsc::UnboundedSender<Input>,
-    page_results: Option<mpsc::UnboundedReceiver<Input>>,
-    /// The live path of a stream of one channel.
-    tap: Option<Tap>,
-    /// The stream just caught up: the tap takes over live events.
-    release_tap: bool,
+    links: Vec<Link>,
+    /// Listeners of sockets that were replaced: kept until the stream ends,
+    /// as their sockets may still deliver a close.
+    retired: Vec<Listener>,
+    inputs: mpsc::UnboundedSender<Input>,
+    received: Option<mpsc::UnboundedReceiver<Input>>,
+    /// The tap writes live frames (a stream of one channel, caught up).
+    tap_live: bool,
 }
 
 impl Pump {
     pub fn new(stream: OpenStream) -> Self {
-        let (pages, page_results) = mpsc::unbounded();
-        Self {
-            catchups: stream.channels.iter().map(|_| None).collect(),
-            stream,
-            id: String::new(),
-            held_bytes: 0,
-            page_pending: false,
-            pages,
-            page_results: Some(page_results),
-            tap: None,
-            release_tap: false,
+        let (inputs, received) = mpsc::unbounded();
+        let links = stream
+            .channels
+            .iter()
+            .map(|_| Link { socket: None, generation: 0, failures: 0, listener: None })
+            .collect();
+        Self { stream, links, retired: Vec::new(), inputs, received: Some(received), tap_live: false }
+    }
+
+    fn delivery(&self) -> Delivery {
+        if self.stream.channels.len() == 1 {
+            Delivery::Frames
+        } else {
+            Delivery::Relay
         }
     }
 
     pub async fn run(mut self, sockets: Vec<WebSocket>) {
-        // Listen before accepting: the object queues its first message as soon
-        // as it accepted the socket, and messages with no listener are lost.
-        let mut sources: Vec<Inputs> = Vec::with_capacity(sockets.len() + 4);
-        if let [socket] = sockets.as_slice() {
-            let (tap, signals) = Tap::listen(
-                socket.as_ref(),
-                &self.stream.writer,
-                self.stream.high_water_mark,
-                self.stream.max_pending_bytes,
-            );
-            self.tap = Some(tap);
-            sources.push(Box::pin(signals.map(|signal| match signal {
-                TapSignal::Relay(text) => Input::Relay(0, text),
-                TapSignal::Closed(code) => Input::Detached(code),
-                TapSignal::Lagging => Input::Lagging,
-            })));
-        } else {
-            for (index, socket) in sockets.iter().enumerate() {
-                let Ok(events) = socket.events() else {
-                    return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
-                };
-                sources.push(Box::pin(events.map(move |event| match event {
-                    Ok(WebsocketEvent::Message(message)) => {
-                        message.text().map_or(Input::Detached(None), |text| Input::Relay(index, text))
-                    }
-                    Ok(WebsocketEvent::Close(close)) => Input::Detached(Some(close.code())),
-                    Err(_) => Input::Detached(None),
-                })));
+        for (index, socket) in sockets.into_iter().enumerate() {
+            if !self.install(index, socket) {
+                self.schedule_attach(index);
             }
         }
-        if sockets.iter().any(|socket| socket.accept().is_err()) {
-            return self.finish(&sockets, End::ChannelDetached, String::new(), None).await;
+        let mut sources: Vec<Inputs> = Vec::with_capacity(5);
+        if let Some(received) = self.received.take() {
+            sources.push(Box::pin(received));
         }
         // The first tick comes at a random point in the second half of the
         // interval. Streams opened together (a deploy, a mass reconnect)
         // would otherwise tick together, and a thousand keep-alive writes in
         // one burst hold up every event published during it.
         let keepalive = self.stream.keepalive;
-        let first = keepalive.mul_f64(0.5 + js_sys::Math::random() / 2.0);
-        sources.push(Box::pin(stream::unfold(first, move |wait| async move {
-            Delay::from(wait).await;
-            Some((Input::KeepAlive, keepalive))
-        })));
+        sources.push(Box::pin(ticks(keepalive.mul_f64(0.5 + js_sys::Math::random() / 2.0), keepalive, || Input::KeepAlive)));
         sources.push(Box::pin(token_expiry(self.stream.expires_at).into_stream()));
         let (disconnected, on_abort) = abort_listener(&self.stream.signal);
         sources.push(Box::pin(disconnected.into_stream().map(|_| Input::Disconnected)));
-        if let Some(pages) = self.page_results.take() {
-            sources.push(Box::pin(pages));
+        if self.stream.api_key.is_some() {
+            sources.push(Box::pin(ticks(API_KEY_RECHECK, API_KEY_RECHECK, || Input::Recheck)));
         }
         let mut inputs = select_all(sources);
 
@@ -199,8 +206,8 @@ impl Pump {
                 if !out.is_empty() {
                     in_flight = Some(self.start_write(&out));
                     out.clear();
-                } else if !self.page_pending {
-                    self.request_page();
+                } else if let Some((index, after)) = self.stream.merge.wants_page() {
+                    self.request_page(index, after);
                 }
             }
             let input = match in_flight.as_mut() {
@@ -215,138 +222,207 @@ impl Pump {
                 },
                 None => inputs.next().await,
             };
-            match input {
-                Some(Input::Relay(index, message)) => self.relay(&mut out, index, message),
-                Some(Input::Page(index, Some(page))) => self.page(&mut out, index, &page),
-                Some(Input::Page(_, None)) => break End::ChannelDetached,
-                Some(Input::KeepAlive) => {
-                    if in_flight.is_some() {
-                        stalled += 1;
-                        if stalled >= STALLED_KEEPALIVES {
-                            break LAGGING;
-                        }
-                    }
-                    sse::write_comment(&mut out, sse::KEEP_ALIVE);
-                }
-                Some(Input::Expired) => break TOKEN_EXPIRED,
-                Some(Input::Lagging) => break LAGGING,
-                Some(Input::Detached(Some(KICKED))) => break KICKED_OUT,
-                Some(Input::Detached(_)) => break End::ChannelDetached,
-                Some(Input::Disconnected) | None => break End::ClientGone,
+            let step = match input {
+                Some(input) => self.step(&mut out, input, in_flight.is_some(), &mut stalled),
+                None => Err(End::ClientGone),
+            };
+            if let Err(end) = step {
+                break end;
             }
-            if out.len() + self.held_bytes > self.stream.max_pending_bytes {
+            if out.len() + self.stream.merge.held_bytes() > self.stream.max_pending_bytes {
                 break LAGGING;
             }
-            if std::mem::take(&mut self.release_tap) {
-                if let Some(tap) = &self.tap {
+            if self.delivery() == Delivery::Frames && !self.tap_live && self.stream.merge.is_live(0) {
+                if let Some(Listener::Tap(tap)) = &self.links[0].listener {
                     // What the pump holds goes first; writes reach the
                     // response in the order they are made.
                     if !out.is_empty() {
                         in_flight = Some(self.start_write(&out));
                         out.clear();
                     }
-                    tap.release(self.stream.cursor.get(0).unwrap_or(0));
+                    tap.release(self.stream.merge.position(0).unwrap_or(0));
+                    self.tap_live = true;
                 }
             }
         };
         drop(inputs);
         drop(on_abort);
-        self.finish(&sockets, end, out, in_flight).await;
+        self.finish(end, out, in_flight).await;
     }
 
-    /// A message from channel `index`'s object: relayed now, or held back
-    /// while the stream pages in that channel's history.
-    fn relay(&mut self, out: &mut String, index: usize, message: String) {
-        match &mut self.catchups[index] {
-            Some(catchup) => {
-                self.held_bytes += message.len();
-                catchup.held.push(message);
-            }
-            None => self.encode(out, index, &message),
-        }
-    }
-
-    /// A page of channel `index`'s history arrived. When it reaches the point
-    /// where live delivery started, the held live messages follow (already
-    /// delivered sequence numbers are skipped by `encode`).
-    fn page(&mut self, out: &mut String, index: usize, page: &str) {
-        self.page_pending = false;
-        self.encode(out, index, page);
-        let Some(catchup) = &self.catchups[index] else {
-            return;
-        };
-        let caught_up = self.stream.cursor.get(index).unwrap_or(0) >= catchup.until;
-        if caught_up || page.is_empty() {
-            self.release_tap = true;
-            if let Some(catchup) = self.catchups[index].take() {
-                for message in catchup.held {
-                    self.held_bytes -= message.len();
-                    self.encode(out, index, &message);
+    /// Handles one input; an `Err` ends the stream.
+    fn step(&mut self, out: &mut String, input: Input, writing: bool, stalled: &mut u32) -> Result<(), End> {
+        match input {
+            Input::Relay { index, generation, text } => {
+                if self.links[index].generation == generation {
+                    self.links[index].failures = 0;
+                    if self.stream.merge.live(out, index, &text).is_err() {
+                        log::error("bad relay record", "skipped");
+                    }
                 }
             }
+            Input::Detached { index, generation, code } if self.links[index].generation == generation => {
+                if code == Some(KICKED) {
+                    return Err(KICKED_OUT);
+                }
+                self.detach(index);
+                self.schedule_attach(index).then_some(()).ok_or(UNAVAILABLE)?;
+            }
+            Input::Detached { .. } => {}
+            Input::Gap { generation, first, cursor } if self.links[0].generation == generation => {
+                self.tap_live = false;
+                self.stream.merge.delivered(0, cursor);
+                self.stream.merge.gap(0, first);
+            }
+            Input::Gap { .. } => {}
+            Input::Lagging => return Err(LAGGING),
+            Input::Attached { index, generation, socket } if self.links[index].generation == generation => match socket {
+                Ok(socket) => {
+                    if !self.install(index, socket) {
+                        self.schedule_attach(index).then_some(()).ok_or(UNAVAILABLE)?;
+                    }
+                }
+                Err(problem) if problem.code == "revoked" => return Err(REVOKED),
+                Err(_) => self.schedule_attach(index).then_some(()).ok_or(UNAVAILABLE)?,
+            },
+            Input::Attached { .. } => {}
+            Input::Page { index, page: Ok(page) } => {
+                if self.stream.merge.page(out, index, &page).is_err() {
+                    log::error("bad relay record in a page", "skipped");
+                }
+            }
+            Input::Page { index, page: Err(problem) } => {
+                log::error("history page failed", &problem.detail);
+                self.stream.merge.page_failed();
+                let link = &mut self.links[index];
+                link.failures += 1;
+                if link.failures >= MAX_FAILURES {
+                    return Err(UNAVAILABLE);
+                }
+            }
+            Input::KeepAlive => {
+                if writing {
+                    *stalled += 1;
+                    if *stalled >= STALLED_KEEPALIVES {
+                        return Err(LAGGING);
+                    }
+                }
+                sse::write_comment(out, sse::KEEP_ALIVE);
+            }
+            Input::Expired => return Err(TOKEN_EXPIRED),
+            Input::Disconnected => return Err(End::ClientGone),
+            Input::Recheck => self.recheck_api_key(),
+            Input::KeyGone => return Err(REVOKED),
+        }
+        Ok(())
+    }
+
+    /// Starts listening on a channel's new socket and accepts it; false if
+    /// the socket could not be accepted.
+    fn install(&mut self, index: usize, socket: WebSocket) -> bool {
+        let generation = self.links[index].generation;
+        let inputs = self.inputs.clone();
+        let raw: &web_sys::WebSocket = socket.as_ref();
+        let listener = match self.delivery() {
+            Delivery::Frames => Listener::Tap(Tap::listen(
+                raw,
+                &self.stream.writer,
+                self.stream.high_water_mark,
+                self.stream.max_pending_bytes,
+                move |signal| {
+                    let _ = inputs.unbounded_send(match signal {
+                        TapSignal::Relay(text) => Input::Relay { index, generation, text },
+                        TapSignal::Closed(code) => Input::Detached { index, generation, code },
+                        TapSignal::Lagging => Input::Lagging,
+                        TapSignal::Gap { first, cursor } => Input::Gap { generation, first, cursor },
+                    });
+                },
+            )),
+            Delivery::Relay => Listener::Relay { _socket: RelaySocket::listen(raw, move |signal| {
+                let _ = inputs.unbounded_send(match signal {
+                    RelaySignal::Message(text) => Input::Relay { index, generation, text },
+                    RelaySignal::Closed(code) => Input::Detached { index, generation, code },
+                });
+            }) },
+        };
+        if let Some(old) = self.links[index].listener.replace(listener) {
+            self.retired.push(old);
+        }
+        if socket.accept().is_err() {
+            return false;
+        }
+        self.links[index].socket = Some(socket);
+        true
+    }
+
+    /// A channel's socket is gone: what its tap wrote is delivered.
+    fn detach(&mut self, index: usize) {
+        let link = &mut self.links[index];
+        link.socket = None;
+        if let Some(Listener::Tap(tap)) = &link.listener {
+            tap.stop();
+            self.stream.merge.delivered(index, tap.position());
+            self.tap_live = false;
         }
     }
 
-    /// Fetches the next history page for the first channel still catching up.
-    fn request_page(&mut self) {
-        let Some(index) = self.catchups.iter().position(Option::is_some) else {
-            return;
+    /// Attaches channel `index` again after a jittered wait that grows with
+    /// each failure; false once it has failed too often.
+    fn schedule_attach(&mut self, index: usize) -> bool {
+        let link = &mut self.links[index];
+        link.failures += 1;
+        if link.failures > MAX_FAILURES {
+            return false;
+        }
+        link.generation += 1;
+        let generation = link.generation;
+        let wait = backoff(link.failures);
+        let subscribe = Subscribe {
+            after: self.stream.merge.position(index),
+            delivery: self.delivery(),
+            tags: self.stream.tags.clone(),
         };
-        self.page_pending = true;
-        let namespace = self.stream.namespace.clone();
-        let channel = self.stream.channels[index].as_str().to_owned();
-        let after = self.stream.cursor.get(index).unwrap_or(0);
-        let pages = self.pages.clone();
+        let env = self.stream.env.clone();
+        let channel = self.stream.channels[index].clone();
+        let inputs = self.inputs.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            let page = channel_client::history_page(&namespace, &channel, after).await;
-            if let Err(problem) = &page {
-                // The stream ends and its client resumes from the same point.
-                log("error", "history page failed", problem.code, &problem.detail);
+            Delay::from(wait).await;
+            let socket = attach(&env, &channel, &subscribe).await;
+            let _ = inputs.unbounded_send(Input::Attached { index, generation, socket });
+        });
+        true
+    }
+
+    /// Fetches the next history page of a channel catching up. Pages always
+    /// come from the channel's own object, which holds the history.
+    fn request_page(&self, index: usize, after: u64) {
+        let env = self.stream.env.clone();
+        let channel = self.stream.channels[index].as_str().to_owned();
+        let inputs = self.inputs.clone();
+        let wait = backoff(self.links[index].failures);
+        wasm_bindgen_futures::spawn_local(async move {
+            if wait > Duration::ZERO {
+                Delay::from(wait).await;
             }
-            let _ = pages.unbounded_send(Input::Page(index, page.ok()));
+            let page = match ChannelClient::channel(&env, &channel) {
+                Ok(client) => client.history(after).await,
+                Err(problem) => Err(problem),
+            };
+            let _ = inputs.unbounded_send(Input::Page { index, page });
         });
     }
 
-    /// Appends the SSE frames for one relay message from channel `index`.
-    fn encode(&mut self, out: &mut String, index: usize, message: &str) {
-        // After a reset the channel's current state follows, at or below the
-        // head the cursor was moved to; only then is an old sequence expected.
-        let mut state_after_reset = false;
-        for record in relay::records(message) {
-            match record {
-                Ok(RelayRecord::Event { seq, event, data }) => {
-                    let seen = self.stream.cursor.get(index).unwrap_or(0);
-                    if seq <= seen && !state_after_reset {
-                        continue;
-                    }
-                    self.stream.cursor.set(index, seq.max(seen));
-                    self.stream.cursor.encode_into(&mut self.id);
-                    sse::write_event(out, Some(&self.id), event, data);
-                }
-                Ok(RelayRecord::Reset { head }) => {
-                    state_after_reset = true;
-                    self.stream.cursor.set(index, head);
-                    let channel = self.stream.channels[index].as_str();
-                    let reset = serde_json::json!({ "channels": [channel] }).to_string();
-                    sse::write_event(out, None, sse::STREAM_RESET, &reset);
-                }
-                Ok(RelayRecord::Live { head }) => match self.stream.cursor.get(index) {
-                    Some(seen) if head > seen => {
-                        self.catchups[index] = Some(Catchup { until: head, held: Vec::new() });
-                    }
-                    // No position yet (no cursor, no state): live from here.
-                    None => {
-                        self.stream.cursor.set(index, head);
-                        self.release_tap = true;
-                    }
-                    Some(_) => self.release_tap = true,
-                },
-                Err(record) => worker::console_error!(
-                    "{}",
-                    serde_json::json!({"level": "error", "msg": "bad relay record", "record": record})
-                ),
+    fn recheck_api_key(&self) {
+        let Some(fingerprint) = self.stream.api_key.clone() else {
+            return;
+        };
+        let env = self.stream.env.clone();
+        let inputs = self.inputs.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if !super::auth::api_key_valid(&env, &fingerprint).await {
+                let _ = inputs.unbounded_send(Input::KeyGone);
             }
-        }
+        });
     }
 
     fn start_write(&self, text: &str) -> JsFuture {
@@ -356,34 +432,35 @@ impl Pump {
 
     /// Ends the stream. The channel sockets are closed first so the objects
     /// release them at once, whatever happens to the response.
-    async fn finish(&self, sockets: &[WebSocket], end: End, mut out: String, in_flight: Option<JsFuture>) {
-        if let Some(tap) = &self.tap {
-            tap.stop();
-        }
-        for socket in sockets {
-            let _ = socket.close(Some(1000), Some("stream closed"));
+    async fn finish(&self, end: End, mut out: String, in_flight: Option<JsFuture>) {
+        for link in &self.links {
+            if let Some(Listener::Tap(tap)) = &link.listener {
+                tap.stop();
+            }
+            if let Some(socket) = &link.socket {
+                let _ = socket.close(Some(1000), Some("stream closed"));
+            }
         }
         match end {
             End::ClientGone => settle(JsFuture::from(self.stream.writer.abort())),
-            End::ChannelDetached => {
-                if let Some(write) = in_flight {
-                    let _ = write.await;
-                }
-                let _ = self.start_write(&out).await;
-                let _ = JsFuture::from(self.stream.writer.close()).await;
-            }
             End::Failed { code, message } => {
-                log("info", "stream ended by the relay", code, message);
+                log::info("stream ended by the relay", serde_json::json!({ "code": code }));
                 // A lagging client has not read what is queued; it resumes
                 // from history after the last event it did process.
                 if code == "lagging" {
                     out.clear();
+                }
+                if code == "unavailable" {
+                    // Spread the reconnects of every stream that ends so.
+                    let retry = self.stream.retry_ms as f64 * (1.0 + 2.0 * js_sys::Math::random());
+                    sse::write_retry(&mut out, retry as u64);
                 }
                 let error = serde_json::json!({ "code": code, "message": message }).to_string();
                 sse::write_event(&mut out, None, sse::STREAM_ERROR, &error);
                 // Not awaited: a client that is not reading would hold the
                 // pump forever. The frame and the close follow whatever write
                 // is still queued.
+                drop(in_flight);
                 settle(self.start_write(&out));
                 settle(JsFuture::from(self.stream.writer.close()));
             }
@@ -391,15 +468,23 @@ impl Pump {
     }
 }
 
-/// A structured log line about a stream; never with channel names or ids,
-/// which carry tenant ids.
-fn log(level: &str, msg: &str, code: &str, detail: &str) {
-    let line = serde_json::json!({ "level": level, "msg": msg, "code": code, "detail": detail });
-    if level == "error" {
-        worker::console_error!("{line}");
-    } else {
-        worker::console_log!("{line}");
+/// The wait before the `failures`-th attempt: none before the first, then
+/// growing, with full jitter so that streams that lost their channel
+/// together (an object restart) do not come back together.
+fn backoff(failures: u32) -> Duration {
+    if failures <= 1 {
+        return Duration::from_millis((js_sys::Math::random() * 200.0) as u64);
     }
+    let ceiling = 250.0 * f64::from(1u32 << (failures - 1).min(5));
+    Duration::from_millis((ceiling * (0.5 + js_sys::Math::random() / 2.0)) as u64)
+}
+
+/// `input` after `first`, then every `every`.
+fn ticks(first: Duration, every: Duration, input: fn() -> Input) -> impl Stream<Item = Input> {
+    stream::unfold(first, move |wait| async move {
+        Delay::from(wait).await;
+        Some((input(), every))
+    })
 }
 
 /// Lets a write or close finish in the background; its outcome no longer
@@ -428,9 +513,7 @@ async fn token_expiry(expires_at: u64) -> Input {
 /// stream's cancel does not always reach the Worker, so the abort signal
 /// (compatibility flag `enable_request_signal`) is watched too; failed writes
 /// are the third way a dead stream is noticed.
-fn abort_listener(
-    signal: &web_sys::AbortSignal,
-) -> (futures_channel::oneshot::Receiver<()>, Closure<dyn FnMut()>) {
+fn abort_listener(signal: &web_sys::AbortSignal) -> (futures_channel::oneshot::Receiver<()>, Closure<dyn FnMut()>) {
     let (tx, rx) = futures_channel::oneshot::channel();
     let mut tx = Some(tx);
     let closure = Closure::<dyn FnMut()>::new(move || {

@@ -1,29 +1,32 @@
 //! `GET /v1/stream`: authenticates, passes the tenant gate, attaches one
-//! WebSocket per channel to the channels' Durable Objects, and returns the
-//! `text/event-stream` response that the pump (`pump.rs`) then feeds.
+//! WebSocket per channel to the channels' Durable Objects (or their shards),
+//! and returns the `text/event-stream` response that the pump (`pump.rs`)
+//! then feeds.
 //!
 //! The Worker, not the Durable Object, holds the browser's response: the
 //! objects then only hold hibernatable sockets and cost nothing while idle.
+//! Opening a stream asks no per-tenant object: the channels themselves
+//! refuse revoked users and tokens.
 
 use std::time::Duration;
 
+use edgestream_core::authority::Authority;
 use edgestream_core::channel::{authorize_tenant, requested_channels, ChannelName};
-use edgestream_core::cursor::{Cursor, CursorEncoder};
+use edgestream_core::cursor::Cursor;
+use edgestream_core::merge::Merge;
 use edgestream_core::message::MAX_BATCH_EVENTS;
 use edgestream_core::problem::Problem;
+use edgestream_core::protocol::channel::{Delivery, Subscribe};
 use edgestream_core::revocation::stream_tags;
-use edgestream_core::token::Claims;
 use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
 use wasm_bindgen::JsCast;
-use worker::{Env, Headers, Request, Response};
+use worker::{Env, Headers, Request, Response, WebSocket};
 
+use super::attach::attach;
 use super::auth::{self, Identity, Sources};
-use super::channel_client::{self, Delivery};
 use super::config::Config;
 use super::http::internal;
-use super::objects;
 use super::pump::{OpenStream, Pump};
-use super::tenant_object::Admission;
 use super::tickets;
 
 pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
@@ -39,14 +42,18 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     let resume = resume_cursor(&req, &url)?;
     // Everything about the request is checked before a ticket is redeemed,
     // so a malformed request does not use it up.
-    let (claims, channels) = match identity {
-        Identity::Claims(claims) => (claims, requested(&query)?),
+    let (claims, channels, api_key) = match identity {
+        Identity::Claims { claims, api_key } => (claims, requested(&query)?, api_key),
         Identity::Ticket(ticket) => {
             let requested = if names_channels { requested(&query)? } else { Vec::new() };
-            tickets::redeem(env, &ticket).await?.redeem(requested, now)?
+            let grant = tickets::redeem(env, &ticket).await?;
+            let api_key = grant.api_key.clone();
+            let (claims, channels) = grant.redeem(requested, now)?;
+            (claims, channels, api_key)
         }
     };
-    authorize_tenant(claims.tenant.as_deref(), &channels)?;
+    let tenant = Authority::of(&claims)?;
+    authorize_tenant(Some(tenant.tenant()?), &channels)?;
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     // With a cursor, a channel it does not name was never seen: everything in
@@ -55,43 +62,25 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         .iter()
         .map(|channel| resume.as_ref().map(|c| c.get(channel.as_str()).unwrap_or(0)))
         .collect();
-    let namespace = env.durable_object("CHANNELS").map_err(internal)?;
     let delivery = if channels.len() == 1 { Delivery::Frames } else { Delivery::Relay };
-    let attach_all = futures_util::future::try_join_all(
-        channels
-            .iter()
-            .zip(&positions)
-            .map(|(channel, after)| channel_client::attach(&namespace, channel, *after, delivery, &tags)),
-    );
-    // Admission and attaching are independent round trips to different
-    // objects, so they overlap; a refused stream closes its sockets unread.
-    let (admitted, sockets) = futures_util::future::join(admit(env, &claims, &channels), attach_all).await;
-    let sockets = sockets?;
-    if let Err(problem) = admitted {
-        for socket in &sockets {
-            let _ = socket.accept();
-            let _ = socket.close(Some(1000), Some("not admitted"));
-        }
-        return Err(problem);
-    }
+    let attached = futures_util::future::join_all(channels.iter().zip(&positions).map(|(channel, after)| {
+        let subscribe = Subscribe { after: *after, delivery, tags: tags.clone() };
+        async move { attach(env, channel, &subscribe).await }
+    }))
+    .await;
+    let sockets = all_attached(attached)?;
 
     let pipe = IdentityTransformStream::new(&PipeOptions::new(PIPE_HIGH_WATER_MARK as f64))
         .map_err(|e| internal(e.into()))?;
-    let writer = pipe
-        .writable()
-        .get_writer()
-        .map_err(|e| internal(e.into()))?;
-    let mut cursor = CursorEncoder::new(channels.iter().map(ChannelName::as_str));
-    for (index, position) in positions.iter().enumerate() {
-        if let Some(seq) = position {
-            cursor.set(index, *seq);
-        }
-    }
+    let writer = pipe.writable().get_writer().map_err(|e| internal(e.into()))?;
+    let names: Vec<&str> = channels.iter().map(ChannelName::as_str).collect();
+    let merge = Merge::new(&names, &positions);
     let settings = &config.settings;
     let pump = Pump::new(OpenStream {
+        env: env.clone(),
         channels,
-        cursor,
-        namespace,
+        merge,
+        tags,
         writer,
         high_water_mark: PIPE_HIGH_WATER_MARK,
         signal: req.inner().signal(),
@@ -101,6 +90,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         // A whole publish batch of the largest events may arrive at once; a
         // client that reads keeps up with that, so only more is lagging.
         max_pending_bytes: MAX_BATCH_EVENTS * settings.max_event_bytes + (1 << 20),
+        api_key,
     });
     wasm_bindgen_futures::spawn_local(pump.run(sockets));
 
@@ -112,10 +102,27 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     ] {
         headers.set(name, value).map_err(internal)?;
     }
-    Ok(Response::builder()
-        .with_status(200)
-        .with_headers(headers)
-        .stream(pipe.readable()))
+    Ok(Response::builder().with_status(200).with_headers(headers).stream(pipe.readable()))
+}
+
+/// Every channel's socket, or the first refusal (a revoked stream before an
+/// overloaded channel) with the sockets that were accepted closed unread.
+fn all_attached(attached: Vec<Result<WebSocket, Problem>>) -> Result<Vec<WebSocket>, Problem> {
+    let refusal = attached
+        .iter()
+        .filter_map(|a| a.as_ref().err())
+        .min_by_key(|problem| problem.code != "revoked")
+        .cloned();
+    match refusal {
+        None => Ok(attached.into_iter().flatten().collect()),
+        Some(problem) => {
+            for socket in attached.into_iter().flatten() {
+                let _ = socket.accept();
+                let _ = socket.close(Some(1000), Some("not admitted"));
+            }
+            Err(problem)
+        }
+    }
 }
 
 /// What the response pipe takes before its writer reports backpressure
@@ -146,23 +153,6 @@ impl PipeOptions {
         let options: PipeOptions = js_sys::Object::new().unchecked_into();
         options.set_high_water_mark(high_water_mark);
         options
-    }
-}
-
-/// Asks the tenant's object to admit the stream: it refuses revoked users and
-/// tokens, and records the channels so that a kick can find their streams.
-async fn admit(env: &Env, claims: &Claims, channels: &[ChannelName]) -> Result<(), Problem> {
-    let tenant = claims.tenant.as_deref().ok_or_else(Problem::tenant_missing)?;
-    let admission = Admission {
-        subject: claims.subject.clone(),
-        jti: claims.jti.clone(),
-        channels: channels.iter().map(|c| c.as_str().to_owned()).collect(),
-    };
-    let stub = objects::stub(env, "TENANTS", tenant)?;
-    match objects::post(&stub, "https://tenant/admit", &admission).await?.status_code() {
-        204 => Ok(()),
-        403 => Err(Problem::revoked()),
-        _ => Err(Problem::unavailable("the stream could not be admitted")),
     }
 }
 

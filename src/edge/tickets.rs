@@ -4,34 +4,42 @@
 //! "at most once" hold when two requests redeem the same ticket at the same
 //! moment; eventually consistent KV could hand it out twice.
 
+use edgestream_core::authority::Authority;
 use edgestream_core::channel::authorize_tenant;
 use edgestream_core::problem::Problem;
+use edgestream_core::protocol::ticket::{self, TicketRequest, UNKNOWN};
+use edgestream_core::revocation::stream_tags;
 use edgestream_core::ticket::{parse_ticket_request, TicketGrant, TICKET_BYTES, TICKET_TTL_SECONDS};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use super::auth::{self, Sources};
+use super::channel_client::ChannelClient;
+use super::channel_object::bad_request;
 use super::config::Config;
-use super::http::{internal, json};
-use super::objects;
+use super::http::{internal, json, read_body, SMALL_BODY_BYTES};
+use super::objects::{self, text, Arrived};
 
 const GRANT_KEY: &str = "grant";
 
-pub async fn issue(mut req: Request, env: &Env, config: &Config) -> std::result::Result<Response, Problem> {
+pub async fn issue(req: Request, env: &Env, config: &Config) -> std::result::Result<Response, Problem> {
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
-    let claims = auth::authenticate(&req, &url, env, config, Sources::HeaderOnly, now)
+    let (claims, api_key) = auth::authenticate(&req, &url, env, config, Sources::HeaderOnly, now)
         .await?
         .into_claims()?;
-    let body = req.bytes().await.map_err(internal)?;
+    let tenant = Authority::of(&claims)?;
+    let body = read_body(&req, SMALL_BODY_BYTES, Problem::body_too_large).await?;
     let channels = parse_ticket_request(&body, config.settings.max_channels_per_stream)?;
-    authorize_tenant(claims.tenant.as_deref(), &channels)?;
-    let grant = TicketGrant::new(&claims, &channels, now)?;
+    authorize_tenant(Some(tenant.tenant()?), &channels)?;
+    // A revoked user or token gets no ticket: its channels' tenant says so.
+    let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
+    ChannelClient::channel(env, channels[0].as_str())?.admit(tags).await?;
+    let grant = TicketGrant::new(&claims, &channels, now, api_key)?;
 
     let ticket = random_ticket()?;
-    let stub = objects::stub(env, "TICKETS", &ticket)?;
-    let response = objects::post(&stub, "https://ticket/issue", &grant).await?;
+    let response = objects::send(&stub(env, &ticket)?, &TicketRequest::issue(&grant)).await?;
     if response.status_code() != 201 {
-        return Err(Problem::unavailable("the ticket could not be stored"));
+        return Err(Problem::overloaded("the ticket could not be stored"));
     }
     json(
         201,
@@ -46,13 +54,16 @@ pub async fn issue(mut req: Request, env: &Env, config: &Config) -> std::result:
 /// Redeems a ticket once; a second redeem, or an unknown or expired ticket,
 /// is refused.
 pub async fn redeem(env: &Env, ticket: &str) -> std::result::Result<TicketGrant, Problem> {
-    let stub = objects::stub(env, "TICKETS", ticket)?;
-    let response = objects::post(&stub, "https://ticket/redeem", &()).await?;
+    let response = objects::send(&stub(env, ticket)?, &TicketRequest::redeem()).await?;
     match response.status_code() {
-        200 => objects::json(response).await,
-        404 => Err(Problem::invalid_token("the ticket is unknown, used or expired")),
-        _ => Err(Problem::unavailable("the ticket could not be checked")),
+        200 => ticket::grant(text(response).await?.as_bytes()).map_err(|e| Problem::internal(e.to_string())),
+        UNKNOWN => Err(Problem::invalid_token("the ticket is unknown, used or expired")),
+        _ => Err(Problem::overloaded("the ticket could not be checked")),
     }
+}
+
+fn stub(env: &Env, ticket: &str) -> std::result::Result<worker::Stub, Problem> {
+    objects::stub(&env.durable_object("TICKETS").map_err(internal)?, ticket)
 }
 
 fn random_ticket() -> std::result::Result<String, Problem> {
@@ -73,29 +84,31 @@ impl DurableObject for TicketObject {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let arrived = Arrived::read(&mut req).await?;
         let storage = self.state.storage();
-        match req.path().as_str() {
-            "/issue" => {
-                let grant: TicketGrant = req.json().await?;
-                storage.put(GRANT_KEY, &grant).await?;
+        match TicketRequest::parse(&arrived.incoming()) {
+            Ok(TicketRequest::Issue(grant)) => {
+                // As JSON text: a grant's expiry can be u64::MAX (an API key
+                // that never expires), which a JavaScript number cannot hold.
+                storage.put(GRANT_KEY, serde_json::to_string(&grant)?).await?;
                 let redeem_before_ms = grant.redeem_before as i64 * 1000;
                 storage
                     .set_alarm(redeem_before_ms - worker::Date::now().as_millis() as i64)
                     .await?;
                 Ok(Response::empty()?.with_status(201))
             }
-            "/redeem" => {
+            Ok(TicketRequest::Redeem) => {
                 // Awaiting storage keeps the object's input gate closed, so no
                 // second redeem is delivered between this read and the delete.
-                let grant: Option<TicketGrant> = storage.get(GRANT_KEY).await?;
+                let grant: Option<String> = storage.get(GRANT_KEY).await?;
                 storage.delete_all().await?;
                 let now = worker::Date::now().as_millis() / 1000;
-                match grant {
-                    Some(grant) if now < grant.redeem_before => Response::from_json(&grant),
-                    _ => Ok(Response::empty()?.with_status(404)),
+                match grant.and_then(|g| ticket::grant(g.as_bytes()).ok()) {
+                    Some(grant) if now < grant.redeem_before => Response::ok(serde_json::to_string(&grant)?),
+                    _ => Ok(Response::empty()?.with_status(UNKNOWN)),
                 }
             }
-            _ => Ok(Response::empty()?.with_status(404)),
+            Err(error) => bad_request(&error),
         }
     }
 

@@ -220,3 +220,15 @@ export async function rawStream(url, { headers = {}, timeoutMs = 10_000 } = {}) 
     },
   };
 }
+
+/**
+ * `GET /v1/channels/{channel}` with a credential of the channel's tenant
+ * (a fresh subscriber token of its tenant by default).
+ */
+export async function channelStats(base, channel, credential) {
+  const { subscriber } = await import('./tokens.mjs');
+  const auth = credential ?? `Bearer ${await subscriber(channel.split(':')[1])}`;
+  const res = await fetch(new URL(`/v1/channels/${encodeURIComponent(channel)}`, base), { headers: { Authorization: auth } });
+  if (res.status !== 200) throw new Error(`channel stats: ${res.status} ${await res.text()}`);
+  return res.json();
+}

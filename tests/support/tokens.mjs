@@ -18,8 +18,8 @@ export async function token(claims = {}, { secret = key, alg = 'HS256', expiresI
 export const subscriber = (tenant, claims = {}) => token({ tenant_id: tenant, ...claims });
 export const publisher = (tenant, claims = {}) =>
   token({ tenant_id: tenant, scope: 'events:publish', ...claims });
-/** A platform publisher: no tenant claim, may publish to any tenant. */
-export const platformPublisher = () => token({ scope: 'events:publish' });
+/** A platform publisher: no tenant claim and the platform scope, may publish to any tenant. */
+export const platformPublisher = () => token({ scope: 'events:publish events:platform' });
 
 /** An unsigned token (`alg: none`), built by hand since no library will sign one. */
 export function unsignedToken(claims) {

@@ -1,0 +1,77 @@
+//! What the Worker (and the tenant's object, and a channel's shards) ask of
+//! a channel's object. One request type per file, each with its call and its
+//! parse; [`ChannelRequest::parse`] is the object's dispatch.
+
+pub mod admit;
+pub mod history;
+pub mod kick;
+pub mod publish;
+pub mod shard;
+pub mod stats;
+pub mod subscribe;
+
+pub use admit::Admit;
+pub use history::History;
+pub use kick::{Kick, Kicked};
+pub use publish::{Outcome, Publish, Published};
+pub use shard::{Join, Joined};
+pub use stats::ChannelStats;
+pub use subscribe::{Delivery, Subscribe, ToShard};
+
+use super::{Incoming, Method, ProtocolError};
+
+/// A request to a channel's object, parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChannelRequest<'a> {
+    Subscribe(Subscribe),
+    History(History),
+    Publish(Publish<'a>),
+    Kick(Kick),
+    Admit(Admit),
+    Stats,
+    /// A shard of this channel starts serving streams.
+    Join(Join),
+}
+
+impl<'a> ChannelRequest<'a> {
+    pub fn parse(incoming: &Incoming<'a>) -> Result<Self, ProtocolError> {
+        Ok(match (incoming.method, incoming.path) {
+            (Method::Get, subscribe::PATH) => ChannelRequest::Subscribe(Subscribe::parse(incoming.query)?),
+            (Method::Get, history::PATH) => ChannelRequest::History(History::parse(incoming.query)?),
+            (Method::Post, publish::PATH) => ChannelRequest::Publish(Publish::parse(incoming.body)?),
+            (Method::Post, kick::PATH) => ChannelRequest::Kick(Kick::parse(incoming.body)?),
+            (Method::Get, admit::PATH) => ChannelRequest::Admit(Admit::parse(incoming.query)?),
+            (Method::Get, stats::PATH) => ChannelRequest::Stats,
+            (Method::Post, shard::JOIN_PATH) => ChannelRequest::Join(Join::parse(incoming.body)?),
+            (method, path) => return Err(ProtocolError::new(format!("channel: no request {method:?} {path}"))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Call;
+
+    fn parse(call: &Call) -> ChannelRequest<'_> {
+        let (path, query) = (call.path, call.query.as_str());
+        let body = call.body.as_deref().unwrap_or("").as_bytes();
+        ChannelRequest::parse(&Incoming { method: call.method, path, query, body }).unwrap()
+    }
+
+    #[test]
+    fn every_call_dispatches_to_its_own_request() {
+        let subscribe = Subscribe { after: Some(3), delivery: Delivery::Frames, tags: vec!["u:1".into()] };
+        assert_eq!(parse(&subscribe.call()), ChannelRequest::Subscribe(subscribe));
+        assert_eq!(parse(&History { after: 4 }.call()), ChannelRequest::History(History { after: 4 }));
+        let kick = Kick { tag: None, until_ms: None };
+        assert_eq!(parse(&kick.call()), ChannelRequest::Kick(kick));
+        assert_eq!(parse(&Admit { tags: vec![] }.call()), ChannelRequest::Admit(Admit { tags: vec![] }));
+        assert_eq!(parse(&stats::call()), ChannelRequest::Stats);
+        assert_eq!(parse(&Join { shard: 2 }.call()), ChannelRequest::Join(Join { shard: 2 }));
+        let incoming = Incoming { method: Method::Get, path: "/nope", query: "", body: b"" };
+        assert!(ChannelRequest::parse(&incoming).is_err());
+        let wrong_method = Incoming { method: Method::Get, path: publish::PATH, query: "", body: b"" };
+        assert!(ChannelRequest::parse(&wrong_method).is_err());
+    }
+}

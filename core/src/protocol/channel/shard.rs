@@ -1,0 +1,175 @@
+//! Shards: more streams on one channel than one object should serve.
+//!
+//! A channel's object takes streams itself up to `SHARD_SUBSCRIBERS`; beyond
+//! that it answers a subscribe with [`Refused::Shard`](super::Refused) and
+//! the stream attaches to that shard's object instead. The channel object
+//! stays the one writer (sequence numbers, history, idempotency keys); it
+//! sends each publish once per shard ([`Push`]), and the shard fans it out to
+//! its own sockets exactly as the channel does to its own. A shard learns
+//! what a newly attached stream must see first from the channel when it
+//! starts serving ([`Join`]), and keeps it current from the pushes.
+//!
+//! A shard that has no streams left is retired ([`Retire`]); it joins again
+//! before it takes another stream, so a push never misses a shard that has
+//! streams. A stream that still misses events (a push that failed, a shard
+//! that restarted) sees a gap in sequence numbers and pages it in from the
+//! channel's history, like a resuming stream.
+
+use serde::{Deserialize, Serialize};
+
+use super::super::{json, text, to_json, Call, Incoming, Method, ProtocolError, Query};
+use super::subscribe::Subscribe;
+use super::Kick;
+use crate::revocation::Revocation;
+
+pub const JOIN_PATH: &str = "/join";
+const PUSH_PATH: &str = "/push";
+const RETIRE_PATH: &str = "/retire";
+const STATS_PATH: &str = "/shard-stats";
+
+/// The shard object's name: one namespace holds every channel's shards.
+pub fn shard_name(channel: &str, shard: u32) -> String {
+    format!("{channel}#{shard}")
+}
+
+/// Shard `shard` starts serving streams (channel request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    pub shard: u32,
+}
+
+impl Join {
+    pub fn call(&self) -> Call {
+        Call::post(JOIN_PATH, to_json(self))
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, ProtocolError> {
+        json(body, "join")
+    }
+}
+
+/// What the channel tells a joining shard: where the channel is, its current
+/// state (a relay message of the latest event of each type) and the tenant's
+/// revocations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    pub head: u64,
+    pub state: String,
+    pub revocations: Vec<Revocation>,
+}
+
+impl Joined {
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, ProtocolError> {
+        json(body, "joined")
+    }
+}
+
+/// One publish, as the channel sends it to each shard: the channel's name
+/// (a shard renders frames with it) and the relay message of the events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Push<'a> {
+    pub channel: &'a str,
+    pub relay: &'a str,
+}
+
+impl<'a> Push<'a> {
+    pub fn call(channel: &str, relay: &str) -> Call {
+        Call::post(PUSH_PATH, format!("{channel}\n{relay}"))
+    }
+
+    fn parse(body: &'a [u8]) -> Result<Self, ProtocolError> {
+        let (channel, relay) = text(body, "push")?
+            .split_once('\n')
+            .ok_or_else(|| ProtocolError::new("push: no channel line"))?;
+        Ok(Push { channel, relay })
+    }
+}
+
+/// A shard's answer to a push, a retire or a stats request: the streams it
+/// holds now, so the channel can count them and retire empty shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardLoad {
+    pub streams: u64,
+}
+
+impl ShardLoad {
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, ProtocolError> {
+        json(body, "shard load")
+    }
+}
+
+pub fn retire_call() -> Call {
+    Call::post(RETIRE_PATH, String::new())
+}
+
+pub fn stats_call() -> Call {
+    Call::get(STATS_PATH, Query::new())
+}
+
+/// A request to a shard's object, parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ShardRequest<'a> {
+    Subscribe(Subscribe),
+    Push(Push<'a>),
+    Kick(Kick),
+    /// The channel stops pushing unless the shard still has streams.
+    Retire,
+    Stats,
+}
+
+impl<'a> ShardRequest<'a> {
+    pub fn parse(incoming: &Incoming<'a>) -> Result<Self, ProtocolError> {
+        Ok(match (incoming.method, incoming.path) {
+            (Method::Get, super::subscribe::PATH) => ShardRequest::Subscribe(Subscribe::parse(incoming.query)?),
+            (Method::Post, PUSH_PATH) => ShardRequest::Push(Push::parse(incoming.body)?),
+            (Method::Post, super::kick::PATH) => ShardRequest::Kick(Kick::parse(incoming.body)?),
+            (Method::Post, RETIRE_PATH) => ShardRequest::Retire,
+            (Method::Get, STATS_PATH) => ShardRequest::Stats,
+            (method, path) => return Err(ProtocolError::new(format!("shard: no request {method:?} {path}"))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::channel::Delivery;
+
+    fn parse(call: &Call) -> ShardRequest<'_> {
+        let body = call.body.as_deref().unwrap_or("").as_bytes();
+        ShardRequest::parse(&Incoming { method: call.method, path: call.path, query: &call.query, body }).unwrap()
+    }
+
+    #[test]
+    fn shard_requests_round_trip() {
+        let subscribe = Subscribe { after: None, delivery: Delivery::Relay, tags: vec![] };
+        assert_eq!(parse(&subscribe.call()), ShardRequest::Subscribe(subscribe));
+        let push = Push::call("c:t:r", "1 a.b {}\n2 a.b null");
+        assert_eq!(parse(&push), ShardRequest::Push(Push { channel: "c:t:r", relay: "1 a.b {}\n2 a.b null" }));
+        assert_eq!(parse(&retire_call()), ShardRequest::Retire);
+        assert_eq!(parse(&stats_call()), ShardRequest::Stats);
+        let kick = Kick { tag: Some("u:1".into()), until_ms: Some(5) };
+        assert_eq!(parse(&kick.call()), ShardRequest::Kick(kick));
+    }
+
+    #[test]
+    fn answers_round_trip() {
+        let joined = Joined {
+            head: 4,
+            state: "3 a.b 1".into(),
+            revocations: vec![Revocation { tag: "u:1".into(), until_ms: 2 }],
+        };
+        assert_eq!(Joined::parse(joined.to_json().as_bytes()), Ok(joined));
+        assert_eq!(ShardLoad::parse(ShardLoad { streams: 7 }.to_json().as_bytes()), Ok(ShardLoad { streams: 7 }));
+        assert_eq!(shard_name("c:t:r", 3), "c:t:r#3");
+    }
+}

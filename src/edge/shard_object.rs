@@ -1,0 +1,262 @@
+//! The Shard Durable Object: serves a share of a busy channel's streams (see
+//! `edgestream_core::protocol::channel::shard`). It holds their hibernatable
+//! sockets and fans each push from the channel out to them exactly as the
+//! channel does to its own; it writes nothing. What a newly attached stream
+//! must see first (the current state, or where live delivery starts) it
+//! learns from the channel when it starts serving and keeps current from the
+//! pushes, so a stream's attach is answered here without asking the channel.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use edgestream_core::config::Settings;
+use edgestream_core::history::CurrentState;
+use edgestream_core::protocol::channel::shard::{ShardLoad, ShardRequest};
+use edgestream_core::protocol::channel::{Kick, Kicked, Subscribe};
+use edgestream_core::relay::{self, RelayRecord, RelayWriter};
+use edgestream_core::revocation::RevocationSet;
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair,
+};
+
+use super::channel_client::{ChannelClient, REVOKED};
+use super::channel_object::{bad_request, close_handshake, KICKED};
+use super::fanout::{self, delivery_tag};
+use super::log;
+use super::objects::Arrived;
+
+#[durable_object]
+pub struct ShardObject {
+    shard: std::result::Result<Rc<Shard>, String>,
+}
+
+struct Shard {
+    state: State,
+    env: Env,
+    channel: String,
+    index: u32,
+    max_event_bytes: usize,
+    memory: RefCell<Memory>,
+}
+
+#[derive(Default)]
+struct Memory {
+    /// Whether the channel pushes to this shard and what it told it holds.
+    /// Lost when the object is evicted; it joins again before taking a stream.
+    joined: bool,
+    head: u64,
+    state: Option<KnownState>,
+    revocations: RevocationSet,
+}
+
+/// The channel's current state as this shard keeps it.
+struct KnownState {
+    bounds: CurrentState,
+    events: BTreeMap<String, (u64, String)>,
+}
+
+impl KnownState {
+    fn new(max_event_bytes: usize) -> Self {
+        KnownState { bounds: CurrentState::new(max_event_bytes), events: BTreeMap::new() }
+    }
+
+    fn apply(&mut self, seq: u64, event: &str, data: &str) {
+        for forgotten in self.bounds.publish(event, seq, data.len()) {
+            self.events.remove(&forgotten.event);
+        }
+        self.events.insert(event.to_owned(), (seq, data.to_owned()));
+    }
+
+    /// Takes what `newer` knows of a type where it is newer than this.
+    fn merge(&mut self, newer: KnownState) {
+        let mut events: Vec<(String, (u64, String))> = newer.events.into_iter().collect();
+        events.sort_by_key(|(_, (seq, _))| *seq);
+        for (event, (seq, data)) in events {
+            if self.events.get(&event).is_none_or(|(held, _)| *held < seq) {
+                self.apply(seq, &event, &data);
+            }
+        }
+    }
+
+    fn write(&self, writer: &mut RelayWriter) {
+        for latest in self.bounds.latest() {
+            if let Some((seq, data)) = self.events.get(&latest.event) {
+                writer.event(*seq, &latest.event, data);
+            }
+        }
+    }
+}
+
+impl DurableObject for ShardObject {
+    fn new(state: State, env: Env) -> Self {
+        let shard = Shard::open(state, env).map(Rc::new).map_err(|reason| {
+            log::error("shard object cannot start", &reason);
+            reason
+        });
+        ShardObject { shard }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let Ok(shard) = &self.shard else {
+            return Response::error("misconfigured", 503);
+        };
+        let arrived = Arrived::read(&mut req).await?;
+        match ShardRequest::parse(&arrived.incoming()) {
+            Ok(request) => shard.handle(request).await,
+            Err(error) => bad_request(&error),
+        }
+    }
+
+    async fn websocket_message(&self, _ws: WebSocket, _msg: WebSocketIncomingMessage) -> Result<()> {
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
+        close_handshake(&ws, code);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        let _ = ws.close(Some(1011), Some("error"));
+        Ok(())
+    }
+}
+
+impl Shard {
+    fn open(state: State, env: Env) -> std::result::Result<Self, String> {
+        let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map_err(|e| e.to_string())?;
+        let name = state.id().name().ok_or("the object has no name")?;
+        let (channel, index) = name.rsplit_once('#').ok_or("not a shard name")?;
+        let index = index.parse().map_err(|_| "not a shard number")?;
+        Ok(Shard {
+            channel: channel.to_owned(),
+            index,
+            max_event_bytes: settings.max_event_bytes,
+            state,
+            env,
+            memory: RefCell::default(),
+        })
+    }
+
+    async fn handle(&self, request: ShardRequest<'_>) -> Result<Response> {
+        match request {
+            ShardRequest::Subscribe(subscribe) => self.subscribe(&subscribe).await,
+            ShardRequest::Push(push) => {
+                self.apply(push.relay);
+                fanout::send_relay(&self.state, push.channel, push.relay);
+                self.load()
+            }
+            ShardRequest::Kick(kick) => self.kick(&kick),
+            ShardRequest::Retire => {
+                // Joins again before it takes another stream.
+                self.memory.borrow_mut().joined = false;
+                self.load()
+            }
+            ShardRequest::Stats => self.load(),
+        }
+    }
+
+    /// Keeps the head and the current state current from a push.
+    fn apply(&self, relay: &str) {
+        let mut memory = self.memory.borrow_mut();
+        for record in relay::records(relay) {
+            if let Ok(RelayRecord::Event { seq, event, data }) = record {
+                memory.head = memory.head.max(seq);
+                if let Some(state) = memory.state.as_mut() {
+                    state.apply(seq, event, data);
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self, subscribe: &Subscribe) -> Result<Response> {
+        if !self.memory.borrow().joined {
+            self.join().await?;
+        }
+        let now = worker::Date::now().as_millis();
+        let memory = self.memory.borrow();
+        if memory.revocations.revokes(&subscribe.tags, now) {
+            return Ok(Response::empty()?.with_status(REVOKED));
+        }
+        let pair = WebSocketPair::new()?;
+        let mut tags: Vec<&str> = vec![delivery_tag(subscribe.delivery)];
+        tags.extend(subscribe.tags.iter().map(String::as_str));
+        self.state.accept_websocket_with_tags(&pair.server, &tags);
+        let mut writer = RelayWriter::default();
+        // A stream that resumes pages its gap in from the channel's history,
+        // which also decides whether that gap can still be filled; only a
+        // cursor ahead of the channel is known here to be unusable.
+        let state = match subscribe.after {
+            None => true,
+            Some(after) if after > memory.head => {
+                writer.reset(memory.head);
+                true
+            }
+            Some(_) => false,
+        };
+        if state {
+            if let Some(state) = &memory.state {
+                state.write(&mut writer);
+            }
+        }
+        writer.live(memory.head);
+        for message in writer.into_messages() {
+            pair.server.send_with_str(&message)?;
+        }
+        Response::from_websocket(pair.client)
+    }
+
+    /// Tells the channel this shard serves streams again and learns what they
+    /// must see first. Pushes that arrive meanwhile are kept: the head only
+    /// moves forward, and the state keeps the newer event of each type.
+    async fn join(&self) -> Result<()> {
+        {
+            // Pushes that arrive while the channel answers are kept here.
+            let mut memory = self.memory.borrow_mut();
+            if memory.state.is_none() {
+                memory.state = Some(KnownState::new(self.max_event_bytes));
+            }
+        }
+        let client = ChannelClient::channel(&self.env, &self.channel).map_err(|p| worker::Error::RustError(p.detail))?;
+        let joined = client.join(self.index).await.map_err(|p| worker::Error::RustError(p.detail))?;
+        let now = worker::Date::now().as_millis();
+        let mut memory = self.memory.borrow_mut();
+        let mut state = KnownState::new(self.max_event_bytes);
+        for record in relay::records(&joined.state) {
+            if let Ok(RelayRecord::Event { seq, event, data }) = record {
+                state.apply(seq, event, data);
+            }
+        }
+        if let Some(newer) = memory.state.take() {
+            state.merge(newer);
+        }
+        memory.state = Some(state);
+        memory.head = memory.head.max(joined.head);
+        for revocation in joined.revocations {
+            let _ = memory.revocations.insert(revocation, now);
+        }
+        memory.joined = true;
+        Ok(())
+    }
+
+    fn kick(&self, kick: &Kick) -> Result<Response> {
+        let now = worker::Date::now().as_millis();
+        if let Some(revocation) = kick.revocation() {
+            let _ = self.memory.borrow_mut().revocations.insert(revocation, now);
+        }
+        let sockets = match &kick.tag {
+            Some(tag) => self.state.get_websockets_with_tag(tag),
+            None => self.state.get_websockets(),
+        };
+        for socket in &sockets {
+            let _ = socket.close(Some(KICKED), Some("kicked"));
+        }
+        Response::ok(Kicked { closed: sockets.len() as u64 }.to_json())
+    }
+
+    fn load(&self) -> Result<Response> {
+        Response::ok(ShardLoad { streams: self.state.get_websockets().len() as u64 }.to_json())
+    }
+}
