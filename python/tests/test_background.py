@@ -135,7 +135,7 @@ def test_a_full_queue_pushes_back(relay: Relay, channel: str, proxy: FaultProxy)
     started = time.monotonic()
     with pytest.raises(QueueFull):
         bg.submit(Event(channel, "e", 3))
-    assert 0.1 <= time.monotonic() - started < 0.5
+    assert 0.1 <= time.monotonic() - started < 2.0
     # Closing gives up on the relay after 0.3 s: whatever is left then is
     # reported, not dropped silently.
     bg.close(0.3)

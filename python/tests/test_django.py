@@ -152,7 +152,7 @@ def scan_stream_ticket(request: Request, scan_id: str) -> Response:
     tenant_id = request.auth["tenant_id"]
     channel = make_channel_name("scan-progress", tenant_id, scan_id)
     ticket = stream_ticket(request.user, tenant_id, [channel])
-    return Response({"stream_url": ticket.stream_url, "channel": channel})
+    return Response({"ticket": ticket.ticket, "stream_url": ticket.stream_url, "channel": channel})
 
 
 def test_the_documented_view(relay: Relay) -> None:
@@ -166,7 +166,8 @@ def test_the_documented_view(relay: Relay) -> None:
     assert response.status_code == 200
     channel = response.data["channel"]
     assert channel == f"scan-progress:{relay.tenant}:{scan_id}"
-    ticket = response.data["stream_url"].rsplit("=", 1)[1]
+    ticket = response.data["ticket"]
+    assert response.data["stream_url"] == f"{relay.url}/v1/stream?ticket={ticket}"
     with Stream(relay.url, [], ticket=ticket, from_start=False) as s:
         assert s.status == 200, s.problem
         publish(relay, channel, {"pct": 100})

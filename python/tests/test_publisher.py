@@ -22,10 +22,12 @@ from edgestream import (
     InvalidChannel,
     InvalidToken,
     Overloaded,
+    Problem,
     Publisher,
     QuotaExceeded,
     RelayUnreachable,
     RetryPolicy,
+    TenantMissing,
 )
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.05, max_delay=0.2)
@@ -167,7 +169,7 @@ def test_overloaded_waits_for_retry_after(relay: Relay, channel: str, proxy: Fau
     result = publisher(relay, proxy.url).publish(channel, "e", 1)
     elapsed = time.monotonic() - started
     assert (result.id, result.duplicate, len(proxy.seen)) == (1, False, 2)
-    assert 1.0 <= elapsed < 2.0, elapsed
+    assert 1.0 <= elapsed < 4.0, elapsed
 
 
 def test_quota_exceeded_is_retried(relay: Relay, channel: str, proxy: FaultProxy) -> None:
@@ -184,7 +186,7 @@ def test_a_retry_after_beyond_the_bound_is_reported_not_waited(
     with pytest.raises(QuotaExceeded) as err:
         publisher(relay, proxy.url).publish(channel, "e", 1)
     assert (err.value.retry_after, len(proxy.seen)) == (3600.0, 1)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0
 
 
 def test_retries_run_out(relay: Relay, channel: str, proxy: FaultProxy) -> None:
@@ -199,10 +201,11 @@ def test_retries_run_out(relay: Relay, channel: str, proxy: FaultProxy) -> None:
 
 def test_a_4xx_is_never_retried(relay: Relay, channel: str, proxy: FaultProxy) -> None:
     proxy.script.extend([answer(403, "tenant_missing"), answer(408, "")])
-    for _ in range(2):
-        with pytest.raises(Exception) as err:
-            publisher(relay, proxy.url).publish(channel, "e", 1)
-        assert not getattr(err.value, "retryable", True)
+    with pytest.raises(TenantMissing):
+        publisher(relay, proxy.url).publish(channel, "e", 1)
+    with pytest.raises(Problem) as err:
+        publisher(relay, proxy.url).publish(channel, "e", 1)
+    assert (err.value.status, err.value.code, err.value.retryable) == (408, "http_408", False)
     assert len(proxy.seen) == 2
 
 

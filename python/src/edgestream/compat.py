@@ -48,6 +48,7 @@ __all__ = ["configure", "get_background_publisher", "get_publisher", "send_event
 
 _log = logging.getLogger("edgestream")
 _lock = threading.Lock()
+_first_use = threading.Lock()
 _publisher: Publisher | None = None
 _background: BackgroundPublisher | None = None
 _sync_wait = 30.0
@@ -157,7 +158,13 @@ def _configured() -> tuple[Publisher, BackgroundPublisher]:
     with _lock:
         if _publisher is not None and _background is not None:
             return _publisher, _background
-    configure()
+    # Threads that call send_event() first at the same moment configure it
+    # once between them.
+    with _first_use:
+        with _lock:
+            configured = _publisher is not None
+        if not configured:
+            configure()
     with _lock:
         assert _publisher is not None and _background is not None
         return _publisher, _background
