@@ -6,8 +6,9 @@ per transport and each request takes one for itself, so threads publishing
 at once do not wait for each other.
 
 A reused connection the relay (or a proxy) has closed while it sat idle
-fails on its first write or read. That attempt is repeated at once on a
-fresh connection and does not count as a retry; any other failure is
+fails on its first write or read, reset or closed. That attempt is repeated
+at once on a fresh connection and does not count as a retry; any other
+failure is
 retried after the :class:`~edgestream.retry.RetryPolicy`'s wait. Both are
 safe only because what goes through here is safe to repeat: publishes carry
 idempotency keys, and an unused ticket expires by itself.
@@ -186,12 +187,14 @@ class Transport:
         connection, reused = self._take()
         try:
             answer = self._send(connection, path, body)
-        except (OSError, http.client.HTTPException):
+        except (ConnectionError, http.client.BadStatusLine):
             connection.close()
             if not reused:
                 raise
-            # Most likely closed by the other end while idle: once more, on a
-            # connection of its own.
+            # A reused connection that is reset or closed before an answer was
+            # most likely closed by the other end while idle: once more, on a
+            # connection of its own. (A timeout is not that, and is retried
+            # after the policy's wait like any other failure.)
             connection, _ = self._take(fresh=True)
             try:
                 answer = self._send(connection, path, body)
