@@ -3,6 +3,7 @@
 // streams the relay opened are counted from its own request log lines.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { startWorker, logCollector } from './support/worker.mjs';
 import { publish } from './support/sse.mjs';
 import { token, subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
@@ -19,11 +20,18 @@ describe('typed client in Chromium', () => {
   let worker;
   let browser;
   let context;
+  // An app of another origin that the relay lets in: a real server on
+  // loopback, since Chromium lets only pages it loaded from loopback reach it.
+  let app;
+  let appOrigin;
   const logs = logCollector();
 
   before(async () => {
+    app = http.createServer((req, res) => res.writeHead(200, { 'Content-Type': 'text/html' }).end('<!doctype html><title>app</title>'));
+    await new Promise((r) => app.listen(0, '127.0.0.1', r));
+    appOrigin = `http://localhost:${app.address().port}`;
     [worker, browser] = await Promise.all([
-      startWorker({ vars: VARS, handleStructuredLogs: logs.handleStructuredLogs }),
+      startWorker({ vars: { ...VARS, ALLOWED_ORIGINS: appOrigin }, handleStructuredLogs: logs.handleStructuredLogs }),
       launchBrowser(),
     ]);
     context = await browser.newContext();
@@ -37,6 +45,7 @@ describe('typed client in Chromium', () => {
     await context?.close();
     await browser?.close();
     await worker?.stop();
+    await new Promise((r) => (app ? app.close(r) : r()));
   });
 
   /** The relay's log lines for `GET /v1/stream` so far, as {status}. */
@@ -137,6 +146,39 @@ describe('typed client in Chromium', () => {
     assert.equal(forbidden[0].status, 403);
     assert.equal(forbidden[0].fatal, true);
     assert.ok(!log.errors.some((e) => e.code === 'token_expired'), JSON.stringify(log.errors));
+    assert.deepEqual(watch.pageErrors, []);
+    await page.close();
+  });
+
+  it("from another origin: the token in the header passes the relay's CORS preflight, and a refusal is still readable", async () => {
+    const page = await context.newPage();
+    const watch = watchPage(page);
+    await page.goto(`${appOrigin}/app`);
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    const [own, foreign] = await Promise.all([subscriber(tenant), subscriber(newTenant())]);
+    await page.evaluate(
+      async ({ relay, channel, own, foreign, module }) => {
+        const { EdgestreamClient } = await import(module);
+        const log = { seqs: [], errors: [], opens: 0 };
+        window.clientLog = log;
+        const options = { url: relay, channels: [channel], onError: (e) => log.errors.push(e), onOpen: () => (log.opens += 1) };
+        const allowed = new EdgestreamClient({ ...options, getToken: () => own });
+        allowed.on('scan.progress', (data, event) => log.seqs.push(event.seq));
+        window.clients = [allowed, new EdgestreamClient({ ...options, getToken: () => foreign })];
+      },
+      { relay: worker.url, channel, own, foreign, module: `${CLIENT_PATH}/index.js` },
+    );
+    await page.waitForFunction(() => window.clientLog.opens === 1 && window.clientLog.errors.length === 1, null, WAIT);
+    await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct: 1 } });
+    await page.waitForFunction(() => window.clientLog.seqs.length === 1, null, WAIT);
+    const log = await page.evaluate(() => {
+      for (const c of window.clients) c.close();
+      return window.clientLog;
+    });
+    assert.deepEqual(log.seqs, [1]);
+    assert.deepEqual(log.errors.map((e) => [e.code, e.status, e.fatal]), [['channel_forbidden', 403, true]]);
     assert.deepEqual(watch.pageErrors, []);
     await page.close();
   });
