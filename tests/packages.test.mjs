@@ -5,7 +5,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -131,8 +131,17 @@ describe('packages', () => {
 
   before(async () => {
     tmp = await mkdtemp(path.join(tmpdir(), 'edgestream-packages-'));
-    // The git-URL case: npm clones the repository, runs `prepare` and packs it; `npm pack` does the last two.
-    [packed.client, packed.root] = await Promise.all([pack('./client', tmp), pack('.', tmp)]);
+    // A checkout without client/dist, as git has it: packing must build the
+    // client (and leaves the working tree's client/dist, which other tests
+    // read, alone). For the git-URL case npm clones the repository, runs
+    // `prepare` and packs it; `npm pack` of the checkout does the last two.
+    const checkout = path.join(tmp, 'checkout');
+    for (const file of ['package.json', 'README.md', 'client/package.json', 'client/README.md', 'client/tsconfig.json', 'client/.npmignore', 'client/.gitignore', 'client/src']) {
+      await cp(path.join(ROOT, file), path.join(checkout, file), { recursive: true });
+    }
+    await symlink(path.join(ROOT, 'node_modules'), path.join(checkout, 'node_modules'));
+    packed.root = await pack(checkout, tmp);
+    packed.client = await pack(path.join(checkout, 'client'), tmp);
     const { stdout } = await run('node', [path.join(ROOT, 'packages/local/pack.mjs'), '--out', tmp], { encoding: 'utf8' });
     packed.local = stdout.trim();
     app = path.join(tmp, 'app');
