@@ -27,6 +27,13 @@ use spki::der::Decode;
 use spki::ObjectIdentifier;
 use std::fmt;
 
+/// Shortest HMAC secret accepted: 256 bits, the HS256 hash size (RFC 7518
+/// section 3.2). An HMAC token is an offline guessing oracle for its secret:
+/// one token from a proxy log or a `Referer` is enough to test candidates at
+/// GPU speed, and a short or typed-in secret falls to that, with every
+/// tenant's streams and the publish scope behind it. 32 random bytes do not.
+pub const MIN_HMAC_SECRET_BYTES: usize = 32;
+
 /// Smallest RSA modulus accepted. NIST has disallowed shorter keys for
 /// signatures since 2013; a 1024-bit modulus is within reach of a
 /// well-funded attacker.
@@ -175,6 +182,8 @@ impl fmt::Debug for VerificationKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyError {
     EmptySecret,
+    /// The HMAC secret is shorter than [`MIN_HMAC_SECRET_BYTES`].
+    SecretTooShort,
     /// The HMAC secret is a PEM block or a JWK: a public key configured as a
     /// secret would let anyone who has the public key sign tokens.
     SecretLooksLikeKey,
@@ -212,6 +221,9 @@ impl KeyError {
     pub fn message(&self) -> &'static str {
         match self {
             KeyError::EmptySecret => "HMAC secret is empty",
+            KeyError::SecretTooShort => {
+                "HMAC secret is shorter than 32 bytes; use 32 or more random bytes (openssl rand -hex 32)"
+            }
             KeyError::SecretLooksLikeKey => {
                 "HMAC secret looks like a PEM or JWK key; configure public keys as keys, not as a secret"
             }
@@ -298,15 +310,19 @@ pub struct SkippedKey {
 impl VerificationKey {
     /// An HMAC secret, allowed HS256, HS384 and HS512.
     ///
-    /// Refuses an empty secret (which anyone can sign with) and a secret that
-    /// is really a PEM or JWK key: a public key configured as the HMAC secret
-    /// is exactly the key confusion attack, performed by the operator.
+    /// Refuses an empty secret (which anyone can sign with), a secret that
+    /// is really a PEM or JWK key (a public key configured as the HMAC secret
+    /// is exactly the key confusion attack, performed by the operator), and
+    /// a secret shorter than [`MIN_HMAC_SECRET_BYTES`].
     pub fn hmac(secret: &[u8]) -> Result<Self, KeyError> {
         if secret.is_empty() {
             return Err(KeyError::EmptySecret);
         }
         if looks_like_key(secret) {
             return Err(KeyError::SecretLooksLikeKey);
+        }
+        if secret.len() < MIN_HMAC_SECRET_BYTES {
+            return Err(KeyError::SecretTooShort);
         }
         Ok(VerificationKey {
             kid: None,
@@ -513,7 +529,12 @@ impl VerificationKey {
                 .is_ok(),
             // JWS carries ECDSA as the fixed 64-byte r || s (RFC 7518 section
             // 3.4), not DER; `from_slice` takes only that and refuses r or s
-            // of zero or not below the group order.
+            // of zero or not below the group order. Both (r, s) and
+            // (r, n - s) verify, and both are taken: OpenSSL, WebCrypto, Go
+            // and Java sign with either at random (half of the signatures an
+            // issuer makes are high-S), so refusing one would refuse half of
+            // every ES256 issuer's tokens. An ES256 token therefore has two
+            // spellings, and nothing in the relay may key on a token's text.
             (Material::P256(key), Algorithm::Es256) => {
                 p256::ecdsa::Signature::from_slice(signature)
                     .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok())

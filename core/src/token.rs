@@ -14,6 +14,7 @@ use crate::keys::{self, Algorithm, VerificationKey};
 use crate::problem::Problem;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -34,12 +35,16 @@ pub struct VerifierConfig {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub tenant_claim: String,
+    /// The claim that must say `access` when present, besides `token_type`
+    /// and `typ`, which always must (see [`TokenError::NotAccessToken`]).
+    pub token_type_claim: String,
     pub leeway_seconds: u64,
 }
 
 impl Default for VerifierConfig {
     /// No secret and no keys (which verifies nothing), tenant from
-    /// `tenant_id`, 30 s leeway.
+    /// `tenant_id`, token type from `token_type` (SimpleJWT's default),
+    /// 30 s leeway.
     fn default() -> Self {
         VerifierConfig {
             secret: Vec::new(),
@@ -47,6 +52,7 @@ impl Default for VerifierConfig {
             issuer: None,
             audience: None,
             tenant_claim: "tenant_id".to_owned(),
+            token_type_claim: "token_type".to_owned(),
             leeway_seconds: 30,
         }
     }
@@ -62,6 +68,7 @@ impl fmt::Debug for VerifierConfig {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("tenant_claim", &self.tenant_claim)
+            .field("token_type_claim", &self.token_type_claim)
             .field("leeway_seconds", &self.leeway_seconds)
             .finish()
     }
@@ -73,6 +80,7 @@ pub struct JwtVerifier {
     issuer: Option<String>,
     audience: Option<String>,
     tenant_claim: String,
+    token_type_claim: String,
     leeway_seconds: u64,
 }
 
@@ -109,7 +117,17 @@ pub enum TokenError {
     IssuedInFuture,
     WrongIssuer,
     WrongAudience,
+    /// The claim named by `token_type_claim`, `token_type` or `typ` is
+    /// present and is not the string `access`. The last two are checked
+    /// whatever the setting: SimpleJWT calls the claim `token_type` by
+    /// default and Prowler renames it `typ`, and a refresh token (which
+    /// lives for a day and carries the tenant) must not open a stream
+    /// because a setting names a third claim. Only the payload claim is
+    /// meant; the JOSE header's `typ` (`JWT`) is another thing.
     NotAccessToken,
+    /// The header or the payload has an object with the same member name
+    /// twice, at any depth. Parsers disagree on which one counts.
+    DuplicateMember,
     /// The token's `kid` names no configured key (and no key configured
     /// without a `kid` verifies it). The Worker refreshes a JWKS once on
     /// this, within its rate limit, and verifies again.
@@ -132,6 +150,7 @@ impl TokenError {
             TokenError::WrongIssuer => "token issuer is not accepted",
             TokenError::WrongAudience => "token audience is not accepted",
             TokenError::NotAccessToken => "token is not an access token",
+            TokenError::DuplicateMember => "token header or payload has a duplicate JSON member",
             TokenError::UnknownKey => "token key id (kid) is not known",
             TokenError::BadClaim(name) => match *name {
                 "exp" => "token exp claim must be a number",
@@ -181,6 +200,7 @@ impl JwtVerifier {
             issuer: cfg.issuer,
             audience: cfg.audience,
             tenant_claim: cfg.tenant_claim,
+            token_type_claim: cfg.token_type_claim,
             leeway_seconds: cfg.leeway_seconds,
         }
     }
@@ -189,8 +209,15 @@ impl JwtVerifier {
         &self.keys
     }
 
-    /// Checks shape, header, signature, then claims, in that order: nothing
-    /// in the payload is looked at before the signature holds.
+    /// Checks size, shape, header, signature, then claims, in that order:
+    /// nothing in the payload is looked at before the signature holds.
+    ///
+    /// The header is parsed before the signature because it names the key,
+    /// so its duplicate members are refused then, from at most 8 KiB of
+    /// unauthenticated input. The payload's are refused only once the
+    /// signature holds, like every other payload rule: a forger learns
+    /// nothing about how a payload is read, and a signed payload with a
+    /// duplicate member is the issuer's to fix.
     pub fn verify(&self, token: &str, now_unix: u64) -> Result<Claims, TokenError> {
         self.verify_with(token, &[], now_unix)
     }
@@ -308,8 +335,11 @@ impl JwtVerifier {
                 return Err(TokenError::WrongAudience);
             }
         }
-        if let Some(token_type) = claims.get("token_type") {
-            if token_type.as_str() != Some("access") {
+        for name in [self.token_type_claim.as_str(), "token_type", "typ"] {
+            if claims
+                .get(name)
+                .is_some_and(|kind| kind.as_str() != Some("access"))
+            {
                 return Err(TokenError::NotAccessToken);
             }
         }
@@ -341,10 +371,88 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
         .map_err(|_| TokenError::Malformed)
 }
 
+/// A JSON object in which no object, at any depth, has a member name twice.
+/// serde_json keeps the last of two `alg`s, other parsers the first; a token
+/// that one component reads as HS256 and another as `none` is refused rather
+/// than read either way. Names are compared after unescaping, so `"alg"`
+/// and `"\u0061lg"` are the same member.
 fn decode_object(segment: &str) -> Result<Map<String, Value>, TokenError> {
-    match serde_json::from_slice(&decode_segment(segment)?) {
-        Ok(Value::Object(map)) => Ok(map),
+    match serde_json::from_slice::<UniqueMembers>(&decode_segment(segment)?) {
+        Ok(UniqueMembers(Value::Object(map))) => Ok(map),
+        Err(err) if err.is_data() => Err(TokenError::DuplicateMember),
         _ => Err(TokenError::Malformed),
+    }
+}
+
+/// A JSON value read with [`UniqueMembersVisitor`]. serde_json's own
+/// parser does the syntax, including its recursion limit; the visitor only
+/// builds the value. Its one refusal is a duplicate member, reported as a
+/// data error, which is how [`decode_object`] tells it from bad syntax.
+struct UniqueMembers(Value);
+
+impl<'de> Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueMembersVisitor)
+            .map(UniqueMembers)
+    }
+}
+
+struct UniqueMembersVisitor;
+
+impl<'de> Visitor<'de> for UniqueMembersVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueMembers(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if members.contains_key(&name) {
+                return Err(de::Error::custom("duplicate member"));
+            }
+            let UniqueMembers(value) = map.next_value()?;
+            members.insert(name, value);
+        }
+        Ok(Value::Object(members))
     }
 }
 

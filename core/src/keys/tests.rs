@@ -42,13 +42,35 @@ fn algorithm_names_are_exact() {
 
 #[test]
 fn hmac_key_allows_the_hmac_family_only() {
-    let key = VerificationKey::hmac(b"s3cret").unwrap();
+    let key = VerificationKey::hmac(&[7; MIN_HMAC_SECRET_BYTES]).unwrap();
     assert_eq!(names(&key), ["HS256", "HS384", "HS512"]);
     assert_eq!((key.kind(), key.kid()), (KeyKind::Hmac, None));
     assert_eq!(
         VerificationKey::hmac(b"").unwrap_err(),
         KeyError::EmptySecret
     );
+}
+
+#[test]
+fn hmac_secrets_under_32_bytes_are_refused() {
+    for short in [
+        &b"change-me"[..],
+        b"django-insecure-secret",
+        b"your-256-bit-secret",
+        &[b'x'; MIN_HMAC_SECRET_BYTES - 1],
+    ] {
+        assert_eq!(
+            VerificationKey::hmac(short).unwrap_err(),
+            KeyError::SecretTooShort,
+            "{}",
+            String::from_utf8_lossy(short)
+        );
+    }
+    assert!(VerificationKey::hmac(&[b'x'; MIN_HMAC_SECRET_BYTES]).is_ok());
+    // Bytes, not characters: 11 three-byte characters are 33 bytes.
+    assert!(VerificationKey::hmac("€".repeat(11).as_bytes()).is_ok());
+    let message = KeyError::SecretTooShort.message();
+    assert!(message.contains("32 bytes"), "{message}");
 }
 
 #[test]
@@ -65,7 +87,7 @@ fn public_key_text_is_refused_as_an_hmac_secret() {
         );
     }
     // Braces alone are fine: secrets are arbitrary bytes.
-    assert!(VerificationKey::hmac(b"{not-a-jwk}").is_ok());
+    assert!(VerificationKey::hmac(b"{not-a-jwk, just a secret in braces}").is_ok());
 }
 
 #[test]
@@ -553,16 +575,16 @@ fn a_key_never_verifies_outside_its_allow_list() {
             .unwrap()
             .verify(Algorithm::Rs256, input, &sig)
     );
-    let hmac = VerificationKey::hmac(b"k").unwrap();
+    let hmac = VerificationKey::hmac(&[b'k'; MIN_HMAC_SECRET_BYTES]).unwrap();
     assert!(!hmac.verify(Algorithm::Rs256, input, &sig));
 }
 
 #[test]
 fn debug_output_shows_no_material() {
-    let hmac = VerificationKey::hmac(b"hunter2-hunter2").unwrap();
+    let hmac = VerificationKey::hmac(b"hunter2-hunter2-hunter2-hunter2-hunter2").unwrap();
     let shown = format!("{hmac:?}");
     assert!(
-        !shown.contains("hunter2") && shown.contains("[15 bytes]"),
+        !shown.contains("hunter2") && shown.contains("[39 bytes]"),
         "{shown}"
     );
     let rsa = pem_key("rsa-a").with_kid("k1");
@@ -582,6 +604,7 @@ fn debug_output_shows_no_material() {
 fn error_messages_are_distinct_and_static() {
     let all = [
         KeyError::EmptySecret,
+        KeyError::SecretTooShort,
         KeyError::SecretLooksLikeKey,
         KeyError::NoPublicKey,
         KeyError::MalformedPem,

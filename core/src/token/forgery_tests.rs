@@ -66,10 +66,20 @@ fn corpus() -> Vec<Case> {
         verifier_with(b"", vec![pem_key("rsa-a")])
     }
     fn rsa_and_other_secret() -> JwtVerifier {
-        verifier_with(b"an-unrelated-hmac-secret", vec![pem_key("rsa-a")])
+        verifier_with(
+            b"an-unrelated-hmac-secret-of-32-bytes-or-more",
+            vec![pem_key("rsa-a")],
+        )
     }
     fn hmac() -> JwtVerifier {
         hmac_only(SECRET)
+    }
+    fn typ_claim() -> JwtVerifier {
+        JwtVerifier::new(VerifierConfig {
+            secret: SECRET.to_vec(),
+            token_type_claim: "typ".into(),
+            ..VerifierConfig::default()
+        })
     }
 
     // alg "none" in every spelling, with and without a signature.
@@ -494,6 +504,172 @@ fn corpus() -> Vec<Case> {
         NotAccessToken,
     ));
 
+    // Token types: Prowler names SimpleJWT's claim `typ`, and its refresh
+    // tokens carry the tenant; the default setting refuses them all the same.
+    let no_token_type = |extra: Value| {
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("token_type");
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    cases.push(case(
+        "Prowler refresh token (typ refresh, tenant_id)",
+        sign_hs256(&no_token_type(json!({"typ": "refresh"})), SECRET),
+        mixed,
+        NotAccessToken,
+    ));
+    cases.push(case(
+        "RS256 refresh token with typ",
+        token(
+            r#"{"alg":"RS256","typ":"JWT"}"#,
+            &no_token_type(json!({"typ": "refresh"})),
+            "rsa-a",
+        ),
+        mixed,
+        NotAccessToken,
+    ));
+    cases.push(case(
+        "typ access but token_type refresh",
+        sign_hs256(
+            &with(json!({"token_type": "refresh", "typ": "access"})),
+            SECRET,
+        ),
+        mixed,
+        NotAccessToken,
+    ));
+    cases.push(case(
+        "typ refresh against TOKEN_TYPE_CLAIM=typ",
+        sign_hs256(&no_token_type(json!({"typ": "refresh"})), SECRET),
+        typ_claim,
+        NotAccessToken,
+    ));
+    cases.push(case(
+        "token_type refresh against TOKEN_TYPE_CLAIM=typ",
+        sign_hs256(
+            &with(json!({"token_type": "refresh", "typ": "access"})),
+            SECRET,
+        ),
+        typ_claim,
+        NotAccessToken,
+    ));
+
+    // Duplicate members: serde_json keeps the last, other parsers the first.
+    let claims_text = claims().to_string();
+    for header in [
+        r#"{"alg":"none","alg":"HS256"}"#,
+        r#"{"alg":"HS256","alg":"none"}"#,
+        r#"{"alg":"HS256","\u0061lg":"HS256"}"#,
+        r#"{"alg":"HS256","kid":"a","kid":"b"}"#,
+        r#"{"alg":"HS256","jwk":{"kty":"oct","kty":"RSA"}}"#,
+    ] {
+        cases.push(case(
+            format!("duplicate member in header {header}"),
+            hmac_token_text(header, &claims_text, SECRET),
+            mixed,
+            DuplicateMember,
+        ));
+    }
+    let other = "11111111-2222-4333-8444-555555555555";
+    let exp = NOW + 300;
+    for payload in [
+        format!(r#"{{"exp":{exp},"tenant_id":"{TENANT}","tenant_id":"{other}"}}"#),
+        format!(r#"{{"exp":{exp},"tenant_id":"{other}","tenant_id":"{TENANT}"}}"#),
+        format!(r#"{{"exp":{exp},"token_type":"refresh","token_type":"access"}}"#),
+        format!(r#"{{"exp":{exp},"scope":"a","sc\u006fpe":"events:publish"}}"#),
+        format!(r#"{{"exp":{exp},"ctx":[{{"role":"user","role":"admin"}}]}}"#),
+    ] {
+        cases.push(case(
+            format!("duplicate member in payload {payload:.60}"),
+            hmac_token_text(r#"{"alg":"HS256"}"#, &payload, SECRET),
+            mixed,
+            DuplicateMember,
+        ));
+    }
+    let rs_dup = {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#),
+            URL_SAFE_NO_PAD.encode(format!(
+                r#"{{"exp":{exp},"tenant_id":"{TENANT}","tenant_id":"{other}"}}"#
+            ))
+        );
+        let sig = crate::keys::testing::sign("rsa-a", input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    };
+    cases.push(case(
+        "RS256 payload with two tenants",
+        rs_dup,
+        mixed,
+        DuplicateMember,
+    ));
+
+    // Non-zero trailing bits in the header and payload segments, which
+    // would give one token a second spelling. The headers and padding are
+    // chosen so that both segments end in a partial group of 4. The header
+    // is decoded first, so it is malformed; the payload is decoded only
+    // after the signature, which covers the text and so already fails.
+    for (alg, key) in [
+        ("HS256", None),
+        ("RS256", Some("rsa-a")),
+        ("ES256", Some("p256-a")),
+    ] {
+        let header = format!(r#"{{"alg":"{alg}","x":""}}"#);
+        let good = (0..3)
+            .map(|pad| {
+                let c = with(json!({"pad": "p".repeat(pad)}));
+                match key {
+                    None => hmac_token(&header, &c, SECRET),
+                    Some(key) => token(&header, &c, key),
+                }
+            })
+            .find(|t| t.split('.').take(2).all(|part| part.len() % 4 != 0))
+            .unwrap();
+        assert!((mixed)().verify(&good, NOW).is_ok(), "{alg}");
+        let parts: Vec<&str> = good.split('.').collect();
+        for (segment, what, expected) in [(0, "header", Malformed), (1, "payload", BadSignature)] {
+            let twisted = with_trailing_bits(parts[segment]).unwrap();
+            let mut changed = parts.clone();
+            changed[segment] = &twisted;
+            cases.push(case(
+                format!("{alg} {what} with non-zero trailing bits"),
+                changed.join("."),
+                mixed,
+                expected,
+            ));
+        }
+    }
+
+    // Signed as twisted (by an issuer whose encoder leaves those bits): the
+    // signature holds, and the payload is still refused.
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#);
+    let payload = (0..3)
+        .map(|pad| URL_SAFE_NO_PAD.encode(with(json!({"pad": "p".repeat(pad)})).to_string()))
+        .find(|p| p.len() % 4 != 0)
+        .unwrap();
+    let input = format!("{header}.{}", with_trailing_bits(&payload).unwrap());
+    let mac = keys::hmac_sign(SECRET, input.as_bytes());
+    cases.push(case(
+        "HS256 payload with non-zero trailing bits, signed as such",
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac)),
+        mixed,
+        Malformed,
+    ));
+
+    // One byte over the size bound, however valid otherwise.
+    let padded = |pad: usize| sign_hs256(&with(json!({"pad": "p".repeat(pad)})), SECRET);
+    let mut pad = MAX_TOKEN_BYTES * 3 / 4 - 400;
+    while padded(pad).len() <= MAX_TOKEN_BYTES {
+        pad += 1;
+    }
+    cases.push(case(
+        format!("{} bytes", padded(pad).len()),
+        padded(pad),
+        mixed,
+        Malformed,
+    ));
+
     // A payload changed after signing (another tenant).
     let forged_payload = URL_SAFE_NO_PAD
         .encode(with(json!({"tenant_id": "11111111-2222-4333-8444-555555555555"})).to_string());
@@ -507,6 +683,33 @@ fn corpus() -> Vec<Case> {
         ));
     }
     cases
+}
+
+/// An HMAC token over this exact header and payload text.
+fn hmac_token_text(header: &str, payload: &str, secret: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let sig = keys::hmac_sign(secret, input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// The segment with its last character's unused low bits set, if its
+/// length leaves any (2 or 3 characters in the last group of 4): the same
+/// bytes under a base64 decoder that ignores those bits.
+fn with_trailing_bits(segment: &str) -> Option<String> {
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let unused = match segment.len() % 4 {
+        2 => 0b1111,
+        3 => 0b11,
+        _ => return None,
+    };
+    let (head, last) = segment.split_at(segment.len() - 1);
+    let value = ALPHABET.find(last)?;
+    assert_eq!(value & unused, 0, "{segment} is not canonical");
+    Some(format!("{head}{}", &ALPHABET[value | 1..(value | 1) + 1]))
 }
 
 /// The DER bytes inside a one-block PEM text.

@@ -226,3 +226,32 @@ fn ed25519_signature_malleated_with_s_plus_l_is_refused() {
         Err(TokenError::BadSignature)
     );
 }
+
+#[test]
+fn es256_accepts_both_the_low_s_and_the_high_s_spelling() {
+    // OpenSSL, WebCrypto, Go and Java emit high-S about half the time (jose
+    // on Node: 99 of 200), so refusing it would refuse half of every ES256
+    // issuer's tokens. The twin is a second string for the same claims,
+    // which is why nothing in the relay keys on a token's text.
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let t = token(r#"{"alg":"ES256"}"#, &claims(), "p256-a");
+    let sig = signature_of(&t);
+    let mut twin = sig.clone();
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let diff = N[i] as i16 - sig[32 + i] as i16 - borrow;
+        twin[32 + i] = diff.rem_euclid(256) as u8;
+        borrow = (diff < 0) as i16;
+    }
+    assert_eq!(borrow, 0);
+    assert_ne!(twin, sig);
+    let twin = replace_signature(&t, &twin);
+    for v in [pem_only(), mixed()] {
+        assert!(v.verify(&t, NOW).is_ok());
+        assert_eq!(v.verify(&twin, NOW), v.verify(&t, NOW));
+    }
+}

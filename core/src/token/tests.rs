@@ -353,6 +353,35 @@ fn huge_token_is_refused_before_decoding() {
     );
 }
 
+/// A valid HMAC token exactly `len` bytes long, padded with a claim; the
+/// header varies too, since unpadded base64 never has a length of 4k + 1.
+fn token_of_length(len: usize) -> String {
+    for header in [r#"{"alg":"HS256"}"#, r#"{"alg":"HS256","typ":"JWT"}"#] {
+        let padded = |pad: usize| {
+            token_with_header(header, &with(json!({ "pad": "p".repeat(pad) })), SECRET)
+        };
+        // Four base64 characters carry three bytes: start just below.
+        let start = (len.saturating_sub(padded(0).len()) * 3 / 4).saturating_sub(3);
+        for pad in start..start + 8 {
+            if padded(pad).len() == len {
+                return padded(pad);
+            }
+        }
+    }
+    panic!("no token of {len} bytes")
+}
+
+#[test]
+fn size_bound_is_exactly_8_kib() {
+    let largest = token_of_length(MAX_TOKEN_BYTES);
+    assert!(verifier().verify(&largest, NOW).is_ok());
+    let one_more = token_of_length(MAX_TOKEN_BYTES + 1);
+    assert_eq!(
+        verifier().verify(&one_more, NOW),
+        Err(TokenError::Malformed)
+    );
+}
+
 fn configured(issuer: Option<&str>, audience: Option<&str>) -> JwtVerifier {
     JwtVerifier::new(VerifierConfig {
         secret: SECRET.to_vec(),
@@ -419,6 +448,170 @@ fn refresh_tokens_are_refused() {
         Err(TokenError::NotAccessToken)
     );
     assert!(check(&with(json!({"token_type": null}))).is_ok());
+}
+
+#[test]
+fn a_payload_typ_claim_must_say_access_too() {
+    // Prowler's SimpleJWT settings name the claim `typ`; its refresh tokens
+    // carry the tenant and live a day.
+    let prowler_refresh = with(json!({"token_type": null, "typ": "refresh"}));
+    assert_eq!(check(&prowler_refresh), Err(TokenError::NotAccessToken));
+    for kind in [
+        json!("Refresh"),
+        json!("JWT"),
+        json!("id"),
+        json!(""),
+        json!(1),
+        json!(["access"]),
+    ] {
+        assert_eq!(
+            check(&with(json!({"token_type": null, "typ": kind}))),
+            Err(TokenError::NotAccessToken),
+            "{kind}"
+        );
+    }
+    assert!(check(&with(json!({"token_type": null, "typ": "access"}))).is_ok());
+    // Both present: both must say access.
+    assert_eq!(
+        check(&with(json!({"token_type": "access", "typ": "refresh"}))),
+        Err(TokenError::NotAccessToken)
+    );
+    // The JOSE header's `typ` is the media type, not the token type.
+    let header_typ = token_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims(), SECRET);
+    assert!(verifier().verify(&header_typ, NOW).is_ok());
+}
+
+fn with_token_type_claim(name: &str) -> JwtVerifier {
+    JwtVerifier::new(VerifierConfig {
+        secret: SECRET.to_vec(),
+        token_type_claim: name.to_owned(),
+        ..VerifierConfig::default()
+    })
+}
+
+#[test]
+fn token_type_claim_is_configurable_and_the_common_names_still_count() {
+    let typ = with_token_type_claim("typ");
+    let signed = |changes: Value| sign_hs256(&with(changes), SECRET);
+    assert!(typ
+        .verify(&signed(json!({"token_type": null, "typ": "access"})), NOW)
+        .is_ok());
+    assert!(typ
+        .verify(&signed(json!({"token_type": null})), NOW)
+        .is_ok());
+    for refused in [
+        json!({"token_type": null, "typ": "refresh"}),
+        json!({"token_type": "refresh", "typ": "access"}),
+        json!({"token_type": "refresh"}),
+    ] {
+        assert_eq!(
+            typ.verify(&signed(refused.clone()), NOW),
+            Err(TokenError::NotAccessToken),
+            "{refused}"
+        );
+    }
+    // A third name adds a claim to check; it removes none.
+    let kind = with_token_type_claim("kind");
+    assert!(kind.verify(&signed(json!({"kind": "access"})), NOW).is_ok());
+    for refused in [
+        json!({"kind": "refresh"}),
+        json!({"kind": "access", "token_type": "refresh"}),
+        json!({"kind": "access", "token_type": null, "typ": "refresh"}),
+    ] {
+        assert_eq!(
+            kind.verify(&signed(refused.clone()), NOW),
+            Err(TokenError::NotAccessToken),
+            "{refused}"
+        );
+    }
+}
+
+/// A token over this exact header and payload text, MAC'd with the secret.
+fn raw_token(header: &str, payload: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let sig = keys::hmac_sign(SECRET, input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+#[test]
+fn duplicate_members_are_refused_at_any_depth() {
+    let payload = claims().to_string();
+    let exp = NOW + 300;
+    let other = "11111111-2222-4333-8444-555555555555";
+    for (header, payload) in [
+        // serde_json alone would keep the last alg and accept these.
+        (
+            r#"{"alg":"none","alg":"HS256"}"#.to_owned(),
+            payload.clone(),
+        ),
+        (
+            r#"{"alg":"HS256","alg":"HS256"}"#.to_owned(),
+            payload.clone(),
+        ),
+        (
+            r#"{"alg":"HS256","\u0061lg":"HS256"}"#.to_owned(),
+            payload.clone(),
+        ),
+        (
+            r#"{"alg":"HS256","x":{"a":1,"a":2}}"#.to_owned(),
+            payload.clone(),
+        ),
+        (
+            r#"{"alg":"HS256","x":[{"a":1},[{"b":1,"b":1}]]}"#.to_owned(),
+            payload.clone(),
+        ),
+        (
+            r#"{"alg":"HS256"}"#.to_owned(),
+            format!(r#"{{"exp":{exp},"tenant_id":"{TENANT}","tenant_id":"{other}"}}"#),
+        ),
+        (
+            r#"{"alg":"HS256"}"#.to_owned(),
+            format!(r#"{{"exp":{exp},"exp":{exp}}}"#),
+        ),
+        (
+            r#"{"alg":"HS256"}"#.to_owned(),
+            format!(r#"{{"exp":{exp},"ctx":{{"org":{{"id":1,"id":2}}}}}}"#),
+        ),
+    ] {
+        assert_eq!(
+            verifier().verify(&raw_token(&header, &payload), NOW),
+            Err(TokenError::DuplicateMember),
+            "{header} {payload}"
+        );
+    }
+    // The same name in two different objects is no duplicate.
+    let fine =
+        format!(r#"{{"exp":{exp},"a":{{"id":1}},"b":{{"id":1}},"c":[{{"id":1}},{{"id":2}}]}}"#);
+    assert!(verifier()
+        .verify(&raw_token(r#"{"alg":"HS256","x":{"alg":1}}"#, &fine), NOW)
+        .is_ok());
+}
+
+#[test]
+fn payload_duplicates_are_looked_at_only_after_the_signature() {
+    let exp = NOW + 300;
+    let token = raw_token(
+        r#"{"alg":"HS256"}"#,
+        &format!(r#"{{"exp":{exp},"sub":"a","sub":"b"}}"#),
+    );
+    let (input, _) = token.rsplit_once('.').unwrap();
+    let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode([0u8; 32]));
+    assert_eq!(
+        verifier().verify(&forged, NOW),
+        Err(TokenError::BadSignature)
+    );
+    // A header duplicate is refused before: the header chooses the key.
+    let header_dup = raw_token(r#"{"alg":"HS256","alg":"HS256"}"#, &claims().to_string());
+    let (input, _) = header_dup.rsplit_once('.').unwrap();
+    let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode([0u8; 32]));
+    assert_eq!(
+        verifier().verify(&forged, NOW),
+        Err(TokenError::DuplicateMember)
+    );
 }
 
 #[test]
@@ -543,6 +736,7 @@ fn every_error_has_its_own_message() {
         TokenError::WrongIssuer,
         TokenError::WrongAudience,
         TokenError::NotAccessToken,
+        TokenError::DuplicateMember,
         TokenError::UnknownKey,
         TokenError::BadClaim("exp"),
         TokenError::BadClaim("kid"),
@@ -569,10 +763,11 @@ fn debug_output_hides_the_secret() {
 #[test]
 fn fixed_vectors_from_outside_this_crate() {
     // Signed with Python's hmac module, in the shape SimpleJWT issues:
-    // integer user_id, tenant claim, token_type, far-future exp.
-    let simplejwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lkIjo0MiwidGVuYW50X2lkIjoiMGI5YzJmNGUtOGExZC00YzNiLTllN2YtNmE1ZDRjM2IyYTE5IiwiZXhwIjo0MTAyNDQ0ODAwLCJ0b2tlbl90eXBlIjoiYWNjZXNzIiwianRpIjoiZDFmMCJ9.IOU-rk591ZfXeHRgf4mqwZT8fKPW5OBsmC48ryT-964";
+    // integer user_id, tenant claim, token_type, far-future exp; the secret
+    // is shaped like one Django's startproject generates.
+    let simplejwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lkIjo0MiwidGVuYW50X2lkIjoiMGI5YzJmNGUtOGExZC00YzNiLTllN2YtNmE1ZDRjM2IyYTE5IiwiZXhwIjo0MTAyNDQ0ODAwLCJ0b2tlbl90eXBlIjoiYWNjZXNzIiwianRpIjoiZDFmMCJ9.R0C-0Sn_gfBnasavtuOSfWjvagc0eaZOyzCVj__JOcs";
     let v = JwtVerifier::new(VerifierConfig {
-        secret: b"django-insecure-secret".to_vec(),
+        secret: b"django-insecure-7c$w2k!r9x@q4m^z1t&v8p*b0n(e)s=u+h6y3j5f".to_vec(),
         ..VerifierConfig::default()
     });
     let c = v.verify(simplejwt, NOW).unwrap();
@@ -581,16 +776,32 @@ fn fixed_vectors_from_outside_this_crate() {
         (Some("42"), Some(TENANT), 4_102_444_800)
     );
 
-    // The jwt.io example: the signature holds, and it is refused only
-    // because it has no exp.
+    // RFC 7515 appendix A.1, byte for byte (CR LF inside the header and
+    // payload JSON, a 64-byte key): the signature holds, and it is refused
+    // only because it expired in 2011. Its header `typ` is the JOSE media
+    // type, which is not the payload's token type and is not looked at.
+    let rfc7515 = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let key = URL_SAFE_NO_PAD
+        .decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")
+        .unwrap();
+    let v = JwtVerifier::new(VerifierConfig {
+        secret: key,
+        ..VerifierConfig::default()
+    });
+    assert_eq!(v.verify(rfc7515, NOW), Err(TokenError::Expired));
+    assert!(v.verify(rfc7515, 1_300_819_380).is_ok());
+    assert_eq!(
+        verifier().verify(rfc7515, NOW),
+        Err(TokenError::BadSignature)
+    );
+
+    // The jwt.io example's secret is 19 bytes: no key is made from it, so
+    // even its own token is refused.
     let jwt_io = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
     let v = JwtVerifier::new(VerifierConfig {
         secret: b"your-256-bit-secret".to_vec(),
         ..VerifierConfig::default()
     });
-    assert_eq!(v.verify(jwt_io, NOW), Err(TokenError::MissingExpiry));
-    assert_eq!(
-        verifier().verify(jwt_io, NOW),
-        Err(TokenError::BadSignature)
-    );
+    assert!(v.keys().is_empty());
+    assert_eq!(v.verify(jwt_io, NOW), Err(TokenError::UnsupportedAlgorithm));
 }
