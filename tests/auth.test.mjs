@@ -29,6 +29,29 @@ async function fixture() {
   return { tenant, channel: channelOf(tenant), valid: await subscriber(tenant) };
 }
 
+/**
+ * A valid subscriber token exactly `length` bytes long, padded with a claim.
+ * Unpadded base64 is never 4k + 1 characters long, so the header's `typ`
+ * comes and goes to reach every length.
+ */
+async function tokenOfLength(tenant, length) {
+  for (const typ of [undefined, 'JWT']) {
+    const make = (pad) =>
+      new SignJWT({ sub: 'user-1', tenant_id: tenant, token_type: 'access', pad: 'p'.repeat(pad) })
+        .setProtectedHeader({ alg: 'HS256', ...(typ ? { typ } : {}) })
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(new TextEncoder().encode(TEST_SECRET));
+    // Four characters carry three bytes: start just below the length.
+    const start = Math.max(0, Math.floor(((length - (await make(0)).length) * 3) / 4) - 3);
+    for (let pad = start; pad < start + 8; pad++) {
+      const jwt = await make(pad);
+      if (jwt.length === length) return jwt;
+    }
+  }
+  throw new Error(`no token of ${length} bytes`);
+}
+
 /** Asserts GET /v1/stream fails with 401 invalid_token. */
 async function assertInvalidToken(channel, options) {
   const r = await openStream(base, [channel], options);
@@ -189,6 +212,25 @@ describe('JWT verification', () => {
     await assertInvalidToken(channel, { query: { access_token: await subscriber(tenant, { token_type: 'refresh' }) } });
     await assertStreamOpens(base, [channel], { token: await subscriber(tenant, { token_type: 'access' }) });
     await assertStreamOpens(base, [channel], { token: await subscriber(tenant, { token_type: undefined }) });
+  });
+
+  it('refuses a Prowler refresh token (typ: refresh with the tenant), in the header and in the query', async () => {
+    const { channel, tenant } = await fixture();
+    const prowlerRefresh = await subscriber(tenant, { token_type: undefined, typ: 'refresh' });
+    await assertInvalidToken(channel, { token: prowlerRefresh });
+    await assertInvalidToken(channel, { query: { access_token: prowlerRefresh } });
+    await assertStreamOpens(base, [channel], { token: await subscriber(tenant, { token_type: undefined, typ: 'access' }) });
+  });
+
+  it('accepts a token of exactly 8,192 bytes and refuses one of 8,193, in the header and in the query', async () => {
+    const { channel, tenant } = await fixture();
+    const largest = await tokenOfLength(tenant, 8192);
+    const oneMore = await tokenOfLength(tenant, 8193);
+    assert.deepEqual([largest.length, oneMore.length], [8192, 8193]);
+    await assertStreamOpens(base, [channel], { token: largest });
+    await assertStreamOpens(base, [channel], { query: { access_token: largest } });
+    await assertInvalidToken(channel, { token: oneMore });
+    await assertInvalidToken(channel, { query: { access_token: oneMore } });
   });
 
   it('accepts SimpleJWT-style tokens (user_id instead of sub)', async () => {

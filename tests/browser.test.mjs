@@ -1,5 +1,5 @@
 // Real Chromium against the local worker: the demo page with the browser's
-// own EventSource, and the typed client loaded into a page.
+// own EventSource. The typed client in Chromium is in client-browser.test.mjs.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -7,10 +7,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startWorker, logCollector } from './support/worker.mjs';
 import { publish } from './support/sse.mjs';
-import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
+import { publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { cursorOf } from './support/http.mjs';
 import { launchBrowser, artifactPath, watchPage } from './support/browser.mjs';
-import { clientModuleSource } from './support/client.mjs';
 
 const VARS = { DEV_MODE: '1', RETRY_MS: '500', JWT_LEEWAY_SECONDS: '0' };
 const WAIT = { timeout: 10_000 };
@@ -187,91 +186,4 @@ describe('in Chromium', () => {
       await page.close();
     });
   }
-
-  it('the typed client runs in the page: events, token refresh, reset and refusal', async () => {
-    const page = await context.newPage();
-    const watch = watchPage(page);
-    // Same origin as the relay; the module is served to the page as a file would be.
-    await page.route('**/test-client/index.js', (route) =>
-      route.fulfill({ status: 200, contentType: 'text/javascript', body: clientModuleSource() }),
-    );
-    await page.goto(`${worker.url}/demo`);
-    const tenant = newTenant();
-    const channel = channelOf(tenant);
-    const pub = await publisher(tenant);
-    let minted = 0;
-    await page.exposeFunction('mintToken', async () => {
-      minted += 1;
-      return subscriber(tenant, { exp: Math.floor(Date.now() / 1000) + 5 });
-    });
-    await page.exposeFunction('mintForeignToken', () => subscriber(newTenant()));
-    await page.evaluate(
-      async ({ channel, resetCursor }) => {
-        const { EdgestreamClient } = await import('/test-client/index.js');
-        const log = { events: [], errors: [], resets: [], urls: [], states: [] };
-        window.clientLog = log;
-        class Recording extends EventSource {
-          constructor(url) {
-            super(url);
-            log.urls.push(url);
-          }
-        }
-        const live = new EdgestreamClient({
-          url: location.origin,
-          channels: [channel],
-          getToken: () => window.mintToken(),
-          refreshBeforeSeconds: 2,
-          EventSource: Recording,
-          onStateChange: (s) => log.states.push(s),
-          onError: (e) => log.errors.push(e),
-        });
-        live.on('scan.progress', (data, event) => log.events.push({ pct: data.pct, seq: event.seq, id: event.id }));
-        const reset = new EdgestreamClient({
-          url: location.origin,
-          channels: [channel],
-          getToken: () => window.mintToken(),
-          lastEventId: resetCursor,
-          onReset: (info) => log.resets.push(info.channels),
-        });
-        reset.on('scan.progress', () => {});
-        const refused = new EdgestreamClient({
-          url: location.origin,
-          channels: [channel],
-          getToken: () => window.mintForeignToken(),
-          onError: (e) => log.errors.push(e),
-        });
-        window.clients = [live, reset, refused];
-      },
-      { channel, resetCursor: cursorOf([[channel, 50]]) },
-    );
-    await page.waitForFunction(() => window.clientLog.states.includes('open'), null, WAIT);
-    // Publish across a token refresh (tokens live 4-5 s, refreshed 2 s before expiry).
-    let n = 0;
-    const deadline = Date.now() + 4_000;
-    while (Date.now() < deadline) {
-      n += 1;
-      await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct: n } });
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    await page.waitForFunction((n) => window.clientLog.events.length >= n, n, WAIT);
-    const log = await page.evaluate(() => {
-      for (const c of window.clients) c.close();
-      return window.clientLog;
-    });
-    assert.deepEqual(log.events.map((e) => e.seq), Array.from({ length: n }, (_, i) => i + 1), 'every event once, in order');
-    assert.ok(log.urls.length >= 2, `reconnected to refresh the token (${log.urls.length} connections)`);
-    for (const url of log.urls.slice(1)) {
-      const cursor = new URL(url).searchParams.get('lastEventId');
-      assert.ok(log.events.some((e) => e.id === cursor), `reconnected from a delivered cursor: ${cursor}`);
-    }
-    assert.ok(minted >= 3, `tokens minted: ${minted}`);
-    assert.deepEqual(log.resets, [[channel]]);
-    const forbidden = log.errors.filter((e) => e.code === 'channel_forbidden');
-    assert.equal(forbidden.length, 1, JSON.stringify(log.errors));
-    assert.equal(forbidden[0].status, 403);
-    assert.equal(forbidden[0].fatal, true);
-    assert.ok(!log.errors.some((e) => e.code === 'token_expired'), JSON.stringify(log.errors));
-    assert.deepEqual(watch.pageErrors, []);
-    await page.close();
-  });
 });

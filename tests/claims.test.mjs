@@ -1,5 +1,8 @@
 // Claim rules that depend on configuration: JWT_ISSUER and JWT_AUDIENCE are
-// enforced when set, and the tenant is read from the claim TENANT_CLAIM names.
+// enforced when set, the tenant is read from the claim TENANT_CLAIM names,
+// and the token type from the one TOKEN_TYPE_CLAIM names (set here as
+// Prowler sets SimpleJWT's, to typ), while token_type and typ must say
+// access whatever the setting.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, logCollector } from './support/worker.mjs';
@@ -15,7 +18,7 @@ const logs = logCollector();
 
 before(async () => {
   worker = await startWorker({
-    vars: { JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, TENANT_CLAIM: 'org_id' },
+    vars: { JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, TENANT_CLAIM: 'org_id', TOKEN_TYPE_CLAIM: 'typ' },
     handleStructuredLogs: logs.handleStructuredLogs,
   });
   base = worker.url;
@@ -84,5 +87,27 @@ describe('TENANT_CLAIM', () => {
     const t = newTenant();
     const r = await openStream(base, [channelOf(t)], { token: await sub(undefined, { tenant_id: t }) });
     await assertProblem(r.res, 403, 'tenant_missing', { text: r.text });
+  });
+});
+
+describe('TOKEN_TYPE_CLAIM', () => {
+  it('accepts typ access, refuses typ refresh', async () => {
+    const t = newTenant();
+    await assertStreamOpens(base, [channelOf(t)], { token: await sub(t, { token_type: undefined, typ: 'access' }) });
+    await assertInvalid(channelOf(t), await sub(t, { token_type: undefined, typ: 'refresh' }));
+  });
+
+  it('still refuses token_type refresh, even beside typ access', async () => {
+    const t = newTenant();
+    await assertInvalid(channelOf(t), await sub(t, { token_type: 'refresh' }));
+    await assertInvalid(channelOf(t), await sub(t, { token_type: 'refresh', typ: 'access' }));
+  });
+
+  it('applies to publishers too', async () => {
+    const t = newTenant();
+    const refresh = await token({ org_id: t, scope: 'events:publish', iss: ISSUER, aud: AUDIENCE, token_type: undefined, typ: 'refresh' });
+    const bad = await publish(base, refresh, { channel: channelOf(t), event: 'scan.progress', data: 1 });
+    assert.equal(bad.status, 401, bad.text);
+    assert.equal(bad.body.code, 'invalid_token');
   });
 });

@@ -1,18 +1,15 @@
 // The typed client (`edgestream/client`, built from client/src by
-// `npm run build:client`) in Node with the npm `eventsource` package, against
-// the worker in workerd (with tokens and with stream tickets); and its
-// reconnect logic against a scripted EventSource, which drops and refuses
-// streams on cue.
+// `npm run build:client`) in Node against the worker in workerd, with tokens
+// and with stream tickets. Its retry decisions are in client-retry.test.mjs.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { EventSource } from 'eventsource';
 import { assertClientBuilt } from './support/client.mjs';
 
 assertClientBuilt();
-const { EdgestreamClient, parseCursor, jwtExpiry } = await import('edgestream/client');
+const { EdgestreamClient, parseCursor } = await import('edgestream/client');
 import { startWorker, logCollector } from './support/worker.mjs';
 import { publish } from './support/sse.mjs';
 import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
@@ -32,34 +29,27 @@ async function waitFor(predicate, what, timeoutMs = 10_000) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * An EventSource class that records every URL it is constructed with and the
- * Last-Event-ID header of every request it makes (its own reconnects too).
+ * A fetch that records every stream request the client makes: its URL and
+ * the credential it carried.
  */
-function recordingEventSource() {
-  const urls = [];
+function recordingFetch() {
   const requests = [];
-  class Recording extends EventSource {
-    constructor(url) {
-      super(url, {
-        fetch: (input, init) => {
-          requests.push({ url: String(input), lastEventId: new Headers(init.headers).get('last-event-id') });
-          return fetch(input, init);
-        },
-      });
-      urls.push(new URL(url));
-    }
-  }
-  return { Recording, urls, requests };
+  const recording = (input, init) => {
+    const headers = new Headers(init?.headers);
+    requests.push({ url: new URL(String(input)), authorization: headers.get('authorization') });
+    return fetch(input, init);
+  };
+  return { recording, requests };
 }
 
 /** A client on `channels` that records everything it reports. */
 function recordingClient(base, channels, options = {}) {
   const seen = { events: [], errors: [], resets: [], opens: [], states: [] };
-  const { Recording, urls, requests } = recordingEventSource();
+  const { recording, requests } = recordingFetch();
   const client = new EdgestreamClient({
     url: base,
     channels,
-    EventSource: Recording,
+    fetch: recording,
     onOpen: (info) => seen.opens.push(info),
     onReset: (info) => seen.resets.push(info),
     onError: (error) => seen.errors.push(error),
@@ -68,7 +58,7 @@ function recordingClient(base, channels, options = {}) {
   });
   const record = (data, event) => seen.events.push({ ...event, data });
   for (const type of options.types ?? ['scan.progress']) client.on(type, record);
-  return { client, seen, urls, requests };
+  return { client, seen, requests };
 }
 
 describe('typed client in Node', () => {
@@ -142,7 +132,7 @@ describe('typed client in Node', () => {
       return subscriber(tenant, { exp: Math.floor(Date.now() / 1000) + 5 });
     };
     // Tokens live 4-5 s and are refreshed 2 s before they expire.
-    const { seen, urls } = track(recordingClient(worker.url, [channel], { getToken, refreshBeforeSeconds: 2 }));
+    const { seen, requests } = track(recordingClient(worker.url, [channel], { getToken, refreshBeforeSeconds: 2 }));
     await waitFor(() => seen.opens.length === 1, 'stream-open');
     // Publish steadily across a refresh.
     let n = 0;
@@ -156,18 +146,19 @@ describe('typed client in Node', () => {
     await waitFor(() => seen.events.length >= n, `${n} events`);
     await sleep(200);
     assert.ok(minted >= 2, `the token was refreshed (minted ${minted})`);
-    assert.equal(urls.length, minted, 'one connection per token');
+    assert.equal(requests.length, minted, 'one connection per token');
     assert.deepEqual(
       seen.events.map((e) => e.seq),
       Array.from({ length: n }, (_, i) => i + 1),
       'every event once, in order',
     );
     // Each new connection carried a fresh token and the cursor of the last event delivered before it.
-    const tokens = new Set(urls.map((u) => u.searchParams.get('access_token')));
-    assert.equal(tokens.size, urls.length, 'a fresh token per connection');
-    for (const u of urls.slice(1)) {
-      const cursor = u.searchParams.get('lastEventId');
-      assert.ok(cursor, `reconnect URL has lastEventId: ${u}`);
+    const tokens = new Set(requests.map((r) => r.authorization));
+    assert.equal(tokens.size, requests.length, 'a fresh token per connection');
+    assert.ok(requests.every((r) => r.url.searchParams.get('access_token') === null), 'the token travels in the header, not the URL');
+    for (const { url } of requests.slice(1)) {
+      const cursor = url.searchParams.get('lastEventId');
+      assert.ok(cursor, `reconnect URL has lastEventId: ${url}`);
       assert.ok(seen.events.some((e) => e.id === cursor), `lastEventId ${cursor} is a delivered event's id`);
     }
     assert.ok(!seen.errors.some((e) => e.code === 'token_expired'), JSON.stringify(seen.errors));
@@ -184,16 +175,17 @@ describe('typed client in Node', () => {
       const exp = Math.floor(Date.now() / 1000) + (minted === 1 ? 2 : 600);
       return { token: await subscriber(tenant, { exp }), expiresAt: exp + 3600 };
     };
-    const { seen, urls } = track(recordingClient(worker.url, [channel], { getToken }));
+    const { seen, requests } = track(recordingClient(worker.url, [channel], { getToken }));
     await waitFor(() => seen.opens.length === 1, 'stream-open');
     await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct: 1 } });
     await waitFor(() => seen.events.length === 1, 'the first event');
     await waitFor(() => seen.errors.some((e) => e.code === 'token_expired'), 'token_expired', 6_000);
     const error = seen.errors.find((e) => e.code === 'token_expired');
     assert.equal(error.fatal, false);
+    assert.equal(error.retryInMs, 0, 'an expired token is replaced at once');
     await waitFor(() => seen.opens.length === 2, 'the second stream-open');
     assert.equal(minted, 2);
-    assert.equal(urls[1].searchParams.get('lastEventId'), seen.events[0].id);
+    assert.equal(requests[1].url.searchParams.get('lastEventId'), seen.events[0].id);
     await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct: 2 } });
     await waitFor(() => seen.events.length === 2, 'the second event');
     assert.deepEqual(seen.events.map((e) => e.seq), [1, 2]);
@@ -218,7 +210,7 @@ describe('typed client in Node', () => {
   it('reports a channel of another tenant as a fatal channel_forbidden and stops', async () => {
     const tenant = newTenant();
     const foreign = channelOf(newTenant());
-    const { client, seen, urls } = track(recordingClient(worker.url, [foreign], { getToken: () => subscriber(tenant) }));
+    const { client, seen, requests } = track(recordingClient(worker.url, [foreign], { getToken: () => subscriber(tenant) }));
     await waitFor(() => seen.errors.length === 1, 'an error');
     assert.equal(seen.errors[0].code, 'channel_forbidden');
     assert.equal(seen.errors[0].status, 403);
@@ -226,7 +218,7 @@ describe('typed client in Node', () => {
     assert.match(seen.errors[0].message, /tenant/);
     assert.equal(client.state, 'closed');
     await sleep(1_000);
-    assert.equal(urls.length, 1, 'no retry loop');
+    assert.equal(requests.length, 1, 'no retry loop, and no second request to learn why');
     assert.equal(seen.errors.length, 1);
   });
 
@@ -248,10 +240,8 @@ describe('typed client in Node', () => {
     await waitFor(() => seen.events.length >= 6 && seen.opens.length >= 2, 'the events after the restart');
     await sleep(300);
     assert.deepEqual(seen.events.map((e) => e.seq), [1, 2, 3, 4, 5, 6]);
-    assert.ok(
-      requests.some((r) => r.lastEventId === cursor),
-      `a reconnect sent Last-Event-ID ${cursor}: ${JSON.stringify(requests.map((r) => r.lastEventId))}`,
-    );
+    const sent = requests.map((r) => r.url.searchParams.get('lastEventId'));
+    assert.ok(sent.includes(cursor), `a reconnect resumed from ${cursor}: ${JSON.stringify(sent)}`);
   });
 
   it('with getTicket, takes a new ticket for every connection and resumes across a cut without loss', async () => {
@@ -274,7 +264,7 @@ describe('typed client in Node', () => {
       issued.push(body.ticket);
       return body.ticket;
     };
-    const { seen, urls, requests } = track(recordingClient(worker.url, [channel], { getTicket, reconnectDelayMs: 100 }));
+    const { seen, requests } = track(recordingClient(worker.url, [channel], { getTicket, reconnectDelayMs: 100 }));
     await waitFor(() => seen.opens.length === 1, 'stream-open');
     assert.deepEqual(seen.opens[0].channels, [channel]);
     for (let i = 1; i <= 3; i++) await publish(worker.url, pub, { channel, event: 'scan.progress', data: { pct: i } });
@@ -290,148 +280,15 @@ describe('typed client in Node', () => {
     await waitFor(() => seen.events.length >= 6 && seen.opens.length >= 2, 'the events after the restart');
     await sleep(300);
     assert.deepEqual(seen.events.map((e) => e.seq), [1, 2, 3, 4, 5, 6], 'every event once, in order');
-    assert.equal(urls.length, 2, `one reconnect: ${urls.map((u) => u.search).join(' ')}`);
+    // While the runtime is down, getTicket fails and no stream is attempted; each attempt has its own ticket.
+    const urls = requests.map((r) => r.url);
     const tickets = urls.map((u) => u.searchParams.get('ticket'));
     assert.deepEqual(tickets, issued, 'each connection used the ticket issued for it');
     assert.notEqual(tickets[1], tickets[0], 'a new ticket for the reconnect');
-    assert.ok(urls.every((u) => u.searchParams.get('access_token') === null), 'no token in a stream URL');
+    assert.ok(requests.every((r) => r.url.searchParams.get('access_token') === null && r.authorization === null), 'no token sent');
     assert.equal(urls[0].searchParams.get('lastEventId'), null);
-    assert.equal(urls[1].searchParams.get('lastEventId'), cursor, 'the reconnect resumes from the cursor');
-    // The EventSource never retried by itself with its spent ticket.
-    assert.equal(requests.length, urls.length, JSON.stringify(requests.map((r) => r.url)));
+    assert.ok(urls.slice(1).every((u) => u.searchParams.get('lastEventId') === cursor), 'every reconnect resumes from the cursor');
+    assert.equal(new Set(tickets).size, tickets.length, 'no ticket was used twice');
     assert.ok(!seen.errors.some((e) => e.fatal || e.status === 401), JSON.stringify(seen.errors));
-  });
-});
-
-/**
- * A scripted EventSource: the test drives open, frames and failures by hand.
- */
-function scriptedEventSource() {
-  const instances = [];
-  class Scripted {
-    constructor(url) {
-      this.url = new URL(url);
-      this.readyState = 0;
-      this.listeners = new Map();
-      this.closed = false;
-      instances.push(this);
-    }
-    addEventListener(type, fn) {
-      if (!this.listeners.has(type)) this.listeners.set(type, []);
-      this.listeners.get(type).push(fn);
-    }
-    close() {
-      this.closed = true;
-      this.readyState = 2;
-    }
-    emit(type, event = {}) {
-      for (const fn of this.listeners.get(type) ?? []) fn(event);
-    }
-    open() {
-      this.readyState = 1;
-      this.emit('open');
-      this.emit('stream-open', { data: JSON.stringify({ channels: [] }) });
-    }
-    frame(type, data, lastEventId = '') {
-      this.emit(type, { data: JSON.stringify(data), lastEventId });
-    }
-    /** A network failure: the EventSource would reconnect by itself. */
-    drop() {
-      this.readyState = 0;
-      this.emit('error', {});
-    }
-    /** A refusal: the EventSource gives up. */
-    refuse() {
-      this.readyState = 2;
-      this.emit('error', {});
-    }
-  }
-  return { Scripted, instances };
-}
-
-describe('client reconnect logic (scripted EventSource)', () => {
-  const clients = [];
-  after(() => {
-    for (const c of clients) c.close();
-  });
-  const channel = channelOf(newTenant());
-
-  it('asks for a new single-use ticket for every connection and keeps the cursor', async () => {
-    const { Scripted, instances } = scriptedEventSource();
-    let issued = 0;
-    const events = [];
-    const client = new EdgestreamClient({
-      url: 'http://127.0.0.1:9/base/',
-      channels: [channel],
-      getTicket: () => `ticket-${++issued}`,
-      getToken: () => assert.fail('a ticket client does not put tokens in URLs'),
-      EventSource: Scripted,
-      reconnectDelayMs: 10,
-    });
-    clients.push(client);
-    client.on('scan.progress', (d) => events.push(d.pct));
-    await waitFor(() => instances.length === 1, 'the first connection');
-    const first = instances[0];
-    assert.equal(first.url.pathname, '/base/v1/stream');
-    assert.equal(first.url.searchParams.get('ticket'), 'ticket-1');
-    assert.equal(first.url.searchParams.get('access_token'), null);
-    assert.equal(first.url.searchParams.get('lastEventId'), null);
-    first.open();
-    const id = cursorOf([[channel, 4]]);
-    first.frame('scan.progress', { pct: 40 }, id);
-    // A dropped connection would make the EventSource retry with the spent ticket.
-    first.drop();
-    assert.equal(first.closed, true);
-    await waitFor(() => instances.length === 2, 'a reconnect');
-    const second = instances[1];
-    assert.equal(second.url.searchParams.get('ticket'), 'ticket-2');
-    assert.equal(second.url.searchParams.get('lastEventId'), id);
-    // Frames from a replaced EventSource are ignored.
-    first.frame('scan.progress', { pct: 99 }, cursorOf([[channel, 9]]));
-    second.open();
-    second.frame('scan.progress', { pct: 50 }, cursorOf([[channel, 5]]));
-    assert.deepEqual(events, [40, 50]);
-    assert.equal(client.state, 'open');
-  });
-
-  it('lets the EventSource reconnect by itself in token mode, and retries a refusal with a fresh token', async () => {
-    const { Scripted, instances } = scriptedEventSource();
-    const probes = [];
-    let minted = 0;
-    const client = new EdgestreamClient({
-      url: 'http://127.0.0.1:9',
-      channels: [channel],
-      getToken: () => `token-${++minted}`,
-      EventSource: Scripted,
-      // The probe that asks why a stream was refused: it works again.
-      fetch: async (url) => {
-        probes.push(new URL(url));
-        return new Response(null, { status: 200 });
-      },
-      reconnectDelayMs: 10,
-    });
-    clients.push(client);
-    client.on('scan.progress', () => {});
-    await waitFor(() => instances.length === 1, 'the first connection');
-    instances[0].open();
-    instances[0].frame('scan.progress', {}, cursorOf([[channel, 1]]));
-    instances[0].drop();
-    assert.equal(instances[0].closed, false, 'the EventSource keeps its own reconnect');
-    assert.equal(client.state, 'reconnecting');
-    instances[0].refuse();
-    await waitFor(() => instances.length === 2, 'a new connection');
-    assert.equal(probes.length, 1);
-    assert.equal(probes[0].searchParams.get('access_token'), 'token-2');
-    assert.equal(instances[1].url.searchParams.get('access_token'), 'token-2');
-    assert.equal(instances[1].url.searchParams.get('lastEventId'), cursorOf([[channel, 1]]));
-  });
-
-  it('reads JWT expiry and refuses bad options', () => {
-    const payload = Buffer.from(JSON.stringify({ exp: 1234567890 })).toString('base64url');
-    assert.equal(jwtExpiry(`e30.${payload}.sig`), 1234567890);
-    assert.equal(jwtExpiry('opaque-ticket'), undefined);
-    assert.throws(() => new EdgestreamClient({ url: 'http://127.0.0.1:9', channels: [], getToken: () => 't' }), /channel/);
-    assert.throws(() => new EdgestreamClient({ url: 'http://127.0.0.1:9', channels: [channel] }), /getToken/);
-    assert.throws(() => parseCursor('no-sequence'), /malformed/);
   });
 });

@@ -1,11 +1,13 @@
 // A corpus of forged and malformed tokens against the worker in workerd:
-// every one must be refused with 401 invalid_token, while a well-formed
-// control token built the same way opens the stream. The same attacks are
-// unit-tested natively in core/src/token.rs and core/src/keys.rs.
+// every one must be refused with 401 invalid_token, while well-formed
+// control tokens built the same way (HS256 with the secret, RS256 with the
+// configured public key) open the stream, so that a refusal means the
+// attack failed, not the algorithm. The same attacks are unit-tested
+// natively in core/src/token/forgery_tests.rs; the corpus only grows.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
-import { SignJWT, generateKeyPair, exportSPKI, base64url } from 'jose';
+import { createHmac, createSign } from 'node:crypto';
+import { SignJWT, generateKeyPair, exportSPKI, exportPKCS8, base64url } from 'jose';
 import { startWorker, TEST_SECRET } from './support/worker.mjs';
 import { newTenant, channelOf } from './support/tokens.mjs';
 import { streamUrl } from './support/sse.mjs';
@@ -32,8 +34,32 @@ const now = () => Math.floor(Date.now() / 1000);
 
 /** HS256 over whatever header and payload text, with the relay's secret unless told otherwise. */
 function hs256(header, payload, secret = TEST_SECRET) {
-  const input = `${enc(header)}.${enc(payload)}`;
+  return macOver(`${enc(header)}.${enc(payload)}`, secret);
+}
+
+/** HS256 over exactly these segment characters. */
+function macOver(input, secret = TEST_SECRET) {
   return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+/**
+ * The segment with the unused low bits of its last character set: the same
+ * bytes to a lenient base64 decoder, a second spelling to a strict one.
+ * Only segments of 4k + 2 or 4k + 3 characters have such bits.
+ */
+function withTrailingBits(segment) {
+  assert.ok(segment.length % 4 === 2 || segment.length % 4 === 3, segment);
+  const last = ALPHABET.indexOf(segment.at(-1));
+  return segment.slice(0, -1) + ALPHABET[last | 1];
+}
+
+/** A payload text of `claims` padded until its base64 leaves trailing bits. */
+function twistablePayload(claims) {
+  for (let pad = 0; ; pad++) {
+    const text = enc({ ...claims, pad: 'p'.repeat(pad) });
+    if (text.length % 4 !== 0) return text;
+  }
 }
 
 async function status(tenant, jwt) {
@@ -55,7 +81,17 @@ test('a corpus of forged and malformed tokens is refused, a control token is acc
   assert.deepEqual(await status(tenant, valid), { status: 200 }, 'control token');
   const [vh, vp, vs] = valid.split('.');
 
+  const other = newTenant();
+  // Header of 30 characters (4k + 2): its last one has unused bits.
+  const oddHeader = enc({ alg: 'HS256', x: '' });
   const rsSigned = await new SignJWT(claims()).setProtectedHeader({ alg: 'RS256' }).sign(rsaKey);
+  const rsaPkcs8 = await exportPKCS8(rsaKey);
+  const rs256Over = (input) => `${input}.${createSign('RSA-SHA256').update(input).sign(rsaPkcs8, 'base64url')}`;
+  assert.deepEqual(await status(tenant, rsSigned), { status: 200 }, 'RS256 control token');
+  // The hand-made signers below, on an unremarkable token: accepted.
+  assert.deepEqual(await status(tenant, rs256Over(`${enc({ alg: 'RS256' })}.${vp}`)), { status: 200 }, 'RS256 by node:crypto');
+  assert.deepEqual(await status(tenant, macOver(`${oddHeader}.${twistablePayload(claims())}`)), { status: 200 }, 'odd-length segments');
+  const { token_type: _, ...untyped } = claims();
   const corpus = {
     'alg none, empty signature': `${enc({ alg: 'none' })}.${enc(claims())}.`,
     'alg None': `${enc({ alg: 'None' })}.${enc(claims())}.`,
@@ -99,6 +135,32 @@ test('a corpus of forged and malformed tokens is refused, a control token is acc
     'kid not a string': hs256({ ...header, kid: { $ne: null } }, claims()),
     'embedded jwk header with its own key': hs256({ ...header, jwk: { kty: 'oct', k: base64url.encode('attacker') } }, claims(), 'attacker'),
     'not a JWT at all': 'hello',
+    // Duplicate JSON members: the lexically last one used to win.
+    'header {"alg":"none","alg":"HS256"} with a valid MAC': macOver(`${enc('{"alg":"none","alg":"HS256"}')}.${vp}`),
+    'header {"alg":"HS256","alg":"HS256"}': macOver(`${enc('{"alg":"HS256","alg":"HS256"}')}.${vp}`),
+    'header alg twice, once escaped': macOver(`${enc('{"alg":"HS256","\\u0061lg":"HS256"}')}.${vp}`),
+    'header with a duplicate inside a nested object': macOver(`${enc('{"alg":"HS256","x":{"a":1,"a":1}}')}.${vp}`),
+    'payload with two tenant_ids, ours last': macOver(
+      `${vh}.${enc(JSON.stringify(claims()).replace('{', `{"tenant_id":"${other}",`))}`,
+    ),
+    'payload with two tenant_ids, ours first': macOver(
+      `${vh}.${enc(JSON.stringify(claims()).replace('}', `,"tenant_id":"${other}"}`))}`,
+    ),
+    'payload with a duplicate inside a nested object': macOver(
+      `${vh}.${enc(JSON.stringify(claims()).replace('}', ',"ctx":{"role":"user","role":"admin"}}'))}`,
+    ),
+    'RS256 payload with two tenant_ids': rs256Over(
+      `${enc({ alg: 'RS256' })}.${enc(JSON.stringify(claims()).replace('{', `{"tenant_id":"${other}",`))}`,
+    ),
+    // Token types: Prowler's refresh tokens say typ, and carry the tenant.
+    'Prowler refresh token (typ refresh, tenant_id)': hs256(header, { ...untyped, typ: 'refresh' }),
+    'RS256 refresh token with typ': await new SignJWT({ ...untyped, typ: 'refresh' }).setProtectedHeader({ alg: 'RS256', typ: 'JWT' }).sign(rsaKey),
+    'typ access but token_type refresh': hs256(header, claims({ token_type: 'refresh', typ: 'access' })),
+    'payload typ JWT': hs256(header, { ...untyped, typ: 'JWT' }),
+    // Non-canonical base64: trailing bits set in the header, and in the
+    // payload with the MAC computed over the twisted text.
+    'header with non-zero trailing bits': macOver(`${withTrailingBits(oddHeader)}.${vp}`),
+    'payload with non-zero trailing bits, signed as such': macOver(`${vh}.${withTrailingBits(twistablePayload(claims()))}`),
   };
   // `JSON.stringify` drops undefined claims, which is how "no exp" and "no issuer" are made.
   assert.ok(Object.keys(corpus).length >= 30);

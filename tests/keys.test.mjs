@@ -1,12 +1,15 @@
 // Asymmetric keys in workerd: PEM and JWKS (inline and fetched from
 // JWKS_URL), selected by kid and refreshed on an unknown kid, each with the
-// attacks that target them. Tokens are signed by jose, never by the relay.
+// attacks that target them; a JWKS_URL that redirects, floods or stalls;
+// and every setting that can be wrong, each failing closed with 503 and a
+// log line naming it. Tokens are signed by jose, never by the relay.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { once } from 'node:events';
 import { generateKeyPair, exportSPKI, exportJWK, exportPKCS8, importPKCS8, SignJWT, base64url } from 'jose';
-import { startWorker } from './support/worker.mjs';
-import { newTenant, channelOf } from './support/tokens.mjs';
+import { startWorker, logCollector, TEST_SECRET } from './support/worker.mjs';
+import { subscriber, newTenant, channelOf } from './support/tokens.mjs';
 import { streamUrl } from './support/sse.mjs';
 
 const ALGS = ['RS256', 'ES256', 'EdDSA'];
@@ -23,6 +26,8 @@ async function sign(key, claims, { alg, kid, expiresIn = '5m' } = {}) {
 async function streamStatus(worker, tenant, jwt) {
   const res = await fetch(streamUrl(worker.url, [channelOf(tenant)]), {
     headers: { Authorization: `Bearer ${jwt}` },
+    // A relay stuck on its issuer fails the test instead of hanging it.
+    signal: AbortSignal.timeout(20_000),
   });
   if (res.status === 200) {
     await res.body.cancel();
@@ -90,6 +95,22 @@ describe('JWT_PUBLIC_KEY (PEM)', () => {
     const refresh = await sign(pairs.RS256.privateKey, { ...claims, token_type: 'refresh' }, { alg: 'RS256' });
     assert.equal((await streamStatus(worker, tenant, access)).status, 200);
     assert.deepEqual(await streamStatus(worker, tenant, refresh), { status: 401, code: 'invalid_token' });
+  });
+
+  test('an ES256 token verifies in both its low-S and high-S spelling', async () => {
+    // Issuers emit either at random (OpenSSL, WebCrypto, Go, Java), so both
+    // are accepted; see docs/security.md.
+    const n = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551');
+    const tenant = newTenant();
+    const jwt = await sign(pairs.ES256.privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'ES256' });
+    const [h, p, sig] = jwt.split('.');
+    const raw = base64url.decode(sig);
+    const s = BigInt(`0x${Buffer.from(raw.slice(32)).toString('hex')}`);
+    const twinS = Buffer.from((n - s).toString(16).padStart(64, '0'), 'hex');
+    const twin = `${h}.${p}.${base64url.encode(Buffer.concat([raw.slice(0, 32), twinS]))}`;
+    assert.notEqual(twin, jwt);
+    assert.equal((await streamStatus(worker, tenant, jwt)).status, 200);
+    assert.equal((await streamStatus(worker, tenant, twin)).status, 200);
   });
 
   test('HS256 tokens are refused when no secret is configured', async () => {
@@ -180,17 +201,258 @@ describe('JWKS_URL', () => {
   });
 });
 
-describe('misconfiguration', () => {
-  test('a private key pasted as JWT_PUBLIC_KEY fails closed with 503', async () => {
-    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-    const jwk = await exportJWK(privateKey);
-    const worker = await startWorker({ vars: { JWT_SECRET: '', JWKS: JSON.stringify({ keys: [jwk] }) } });
+describe('JWKS_URL that redirects, floods or stalls', () => {
+  // The issuer answers as `mode` says; the relay must keep the key it
+  // already has (k1), answer within its fetch timeout, and log each failure.
+  let worker;
+  let issuer;
+  let elsewhere;
+  let mode = 'good';
+  let served;
+  let elsewhereHits = 0;
+  /** Bytes the issuer managed to hand to the relay's connection in the last flooding answer. */
+  let written = 0;
+  /** Resolves when the relay closed the last flooding or stalled answer. */
+  let closed;
+  const held = new Set();
+  const logs = logCollector();
+  let kids = 0;
+
+  /** Writes `chunk` until the relay hangs up, minding backpressure. */
+  async function flood(res, chunk) {
+    written = 0;
+    const gone = once(res, 'close');
+    let open = true;
+    gone.then(() => (open = false));
+    while (open) {
+      written += chunk.length;
+      if (!res.write(chunk)) await Promise.race([once(res, 'drain'), gone]);
+    }
+  }
+
+  before(async () => {
+    served = { keys: [{ ...(await exportJWK(pairs.ES256.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] };
+    // Where a redirect points: a key set with a key the relay must never learn.
+    elsewhere = http.createServer(async (req, res) => {
+      elsewhereHits++;
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ keys: [{ ...(await exportJWK(pairs.EdDSA.publicKey)), kid: 'planted', alg: 'EdDSA' }] }));
+    });
+    await new Promise((r) => elsewhere.listen(0, '127.0.0.1', r));
+    issuer = http.createServer((req, res) => {
+      closed = once(res, 'close');
+      held.add(res);
+      res.on('close', () => held.delete(res));
+      const filler = Buffer.alloc(64 * 1024, ' ');
+      switch (mode) {
+        case 'good':
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          res.end(JSON.stringify(served));
+          break;
+        case 'redirect':
+          res.writeHead(302, { Location: `http://127.0.0.1:${elsewhere.address().port}/jwks.json` });
+          res.end();
+          break;
+        case 'declared-huge':
+          res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(64 * 1024 * 1024) });
+          flood(res, filler);
+          break;
+        case 'chunked-endless':
+          // No Content-Length: only counting what it reads can stop the relay.
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          res.write('{"keys":[');
+          flood(res, filler);
+          break;
+        case 'silent':
+          break;
+        case 'stalled-body':
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          res.write('{"keys":[');
+          break;
+      }
+    });
+    await new Promise((r) => issuer.listen(0, '127.0.0.1', r));
+    worker = await startWorker({
+      vars: {
+        JWT_SECRET: '',
+        JWKS_URL: `http://127.0.0.1:${issuer.address().port}/.well-known/jwks.json`,
+        JWKS_REFRESH_COOLDOWN_SECONDS: '1',
+      },
+      handleStructuredLogs: logs.handleStructuredLogs,
+    });
+    const tenant = newTenant();
+    const k1 = await sign(pairs.ES256.privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'ES256', kid: 'k1' });
+    assert.equal((await streamStatus(worker, tenant, k1)).status, 200);
+  });
+  after(async () => {
+    for (const res of held) res.destroy();
+    await worker?.stop();
+    issuer?.close();
+    elsewhere?.close();
+  });
+
+  const fetchFailures = () =>
+    logs.lines.map((l) => JSON.parse(l.message)).filter((l) => l.msg === 'jwks fetch failed');
+
+  /**
+   * With the issuer in `answer` mode: a token with a kid nobody has (which
+   * makes the relay refetch) is refused within `withinMs`, the known key
+   * still opens a stream, and one failure is logged that matches `reason`.
+   */
+  async function survives(answer, reason, withinMs) {
+    mode = answer;
+    // Past the refetch cooldown.
+    await new Promise((r) => setTimeout(r, 1100));
+    const failuresBefore = fetchFailures().length;
+    const tenant = newTenant();
+    const unknown = await sign(pairs.ES256.privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'ES256', kid: `new-${kids++}` });
+    const k1 = await sign(pairs.ES256.privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'ES256', kid: 'k1' });
+    const started = Date.now();
+    const refused = streamStatus(worker, tenant, unknown);
+    // While that request waits on the issuer, the others are served.
+    await new Promise((r) => setTimeout(r, 200));
+    const meanwhile = Date.now();
+    assert.equal((await streamStatus(worker, tenant, k1)).status, 200);
+    assert.ok(Date.now() - meanwhile < 3000, 'a request with a known key does not wait on the issuer');
+    assert.deepEqual(await refused, { status: 401, code: 'invalid_token' });
+    const took = Date.now() - started;
+    assert.ok(took < withinMs, `answered after ${took} ms`);
+    assert.equal((await streamStatus(worker, tenant, k1)).status, 200, 'the key already held still works');
+    const failures = fetchFailures().slice(failuresBefore);
+    assert.equal(failures.length, 1, JSON.stringify(failures));
+    assert.match(failures[0].error, reason);
+    assert.equal(failures[0].level, 'error');
+    return took;
+  }
+
+  test('a redirect is not followed', async () => {
+    await survives('redirect', /redirect.*302/, 3000);
+    assert.equal(elsewhereHits, 0);
+    const tenant = newTenant();
+    const planted = await sign(pairs.EdDSA.privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'EdDSA', kid: 'planted' });
+    assert.equal((await streamStatus(worker, tenant, planted)).status, 401);
+  });
+
+  test('a body declared larger than 256 KiB is not read', async () => {
+    await survives('declared-huge', /larger than 256 KiB/, 3000);
+    await closed;
+    assert.ok(written < 16 * 1024 * 1024, `the issuer wrote ${written} bytes`);
+  });
+
+  test('a chunked body without Content-Length is read only until it passes 256 KiB', async () => {
+    await survives('chunked-endless', /larger than 256 KiB/, 5000);
+    await closed;
+    // Loopback socket buffers hold a few MiB; the body is endless.
+    assert.ok(written < 16 * 1024 * 1024, `the issuer wrote ${written} bytes`);
+  });
+
+  test('an issuer that never answers is given up after the timeout', async () => {
+    await survives('silent', /no complete answer within 5 s/, 9000);
+  });
+
+  test('a body that stops halfway is given up after the timeout', async () => {
+    await survives('stalled-body', /no complete answer within 5 s/, 9000);
+    await closed;
+  });
+
+  test('after the issuer recovers, a new key is fetched', async () => {
+    served = { keys: [...served.keys, { ...(await exportJWK(pairs.RS256.publicKey)), kid: 'k2', alg: 'RS256' }] };
+    mode = 'good';
+    await new Promise((r) => setTimeout(r, 1100));
+    const tenant = newTenant();
+    const k2 = await sign(pairs.RS256.privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'RS256', kid: 'k2' });
+    assert.equal((await streamStatus(worker, tenant, k2)).status, 200);
+  });
+});
+
+describe('misconfiguration: every bad setting is 503 and a log line naming it', () => {
+  let rsaPem;
+  let privatePem;
+  let privateJwk;
+  before(async () => {
+    rsaPem = await exportSPKI(pairs.RS256.publicKey);
+    privatePem = await exportPKCS8(pairs.RS256.privateKey);
+    privateJwk = await exportJWK(pairs.ES256.privateKey);
+  });
+
+  /** Starts a worker with `vars`, and checks that it fails closed and says why, without echoing `secret`. */
+  async function assertMisconfigured(variable, vars, reason, secret) {
+    const logs = logCollector();
+    const worker = await startWorker({ vars, handleStructuredLogs: logs.handleStructuredLogs });
     try {
-      const res = await fetch(new URL('/healthz', worker.url));
-      assert.equal(res.status, 503);
-      assert.equal((await res.json()).code, 'unavailable');
+      const health = await fetch(new URL('/healthz', worker.url));
+      assert.equal(health.status, 503, `${variable}: /healthz`);
+      assert.equal((await health.json()).code, 'unavailable');
+      const tenant = newTenant();
+      const stream = await fetch(streamUrl(worker.url, [channelOf(tenant)]), {
+        headers: { Authorization: `Bearer ${await subscriber(tenant)}` },
+      });
+      assert.equal(stream.status, 503, `${variable}: /v1/stream with a valid token`);
+      await stream.body.cancel();
+      const lines = logs.lines.map((l) => JSON.parse(l.message)).filter((l) => l.msg === 'configuration');
+      assert.ok(lines.length > 0, `${variable}: no configuration log line`);
+      assert.equal(lines[0].level, 'error');
+      assert.ok(lines[0].error.startsWith(`${variable}: `), lines[0].error);
+      assert.match(lines[0].error, reason);
+      if (secret) {
+        for (const l of logs.lines) assert.ok(!l.message.includes(secret.slice(0, 24)), `${variable}: the log echoes the value`);
+      }
     } finally {
       await worker.stop();
     }
+  }
+
+  for (const [variable, value, reason] of [
+    ['KEEPALIVE_SECONDS', '0', /1 to 3600/],
+    ['MAX_CHANNELS_PER_STREAM', '6', /6 outgoing connections/],
+    ['MAX_EVENT_BYTES', '64k', /whole number/],
+    ['HISTORY_SIZE', '-1', /whole number/],
+    ['HISTORY_TTL_SECONDS', '1e3', /whole number/],
+    ['RETRY_MS', '99', /100 to 600000/],
+    ['JWT_LEEWAY_SECONDS', '301', /0 to 300/],
+    ['JWKS_REFRESH_COOLDOWN_SECONDS', '0', /1 to 3600/],
+    ['ALLOWED_ORIGINS', 'https://app.example/', /exact origin/],
+    ['TOKEN_TYPE_CLAIM', 'exp', /another purpose/],
+    ['TOKEN_TYPE_CLAIM', 'token type', /claim name/],
+  ]) {
+    test(`${variable}=${JSON.stringify(value)}`, async () => {
+      await assertMisconfigured(variable, { [variable]: value }, reason);
+    });
+  }
+
+  test('TOKEN_TYPE_CLAIM naming the tenant claim', async () => {
+    await assertMisconfigured('TOKEN_TYPE_CLAIM', { TENANT_CLAIM: 'org', TOKEN_TYPE_CLAIM: 'org' }, /another purpose/);
+  });
+
+  test('JWT_SECRET under 32 bytes, including the example file\'s placeholder', async () => {
+    for (const secret of ['change-me', TEST_SECRET.slice(0, 31)]) {
+      await assertMisconfigured('JWT_SECRET', { JWT_SECRET: secret }, /shorter than 32 bytes/, secret.length >= 24 ? secret : undefined);
+    }
+    // 32 bytes is enough.
+    const worker = await startWorker({ vars: { JWT_SECRET: TEST_SECRET.slice(0, 32) } });
+    try {
+      assert.equal((await fetch(new URL('/healthz', worker.url))).status, 200);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  test('JWT_SECRET holding a public key', async () => {
+    await assertMisconfigured('JWT_SECRET', { JWT_SECRET: rsaPem }, /looks like a PEM or JWK key/, rsaPem.split('\n')[1]);
+  });
+
+  test('JWT_PUBLIC_KEY that is no PEM, or a private key', async () => {
+    await assertMisconfigured('JWT_PUBLIC_KEY', { JWT_PUBLIC_KEY: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5' }, /no PEM public key/);
+    await assertMisconfigured('JWT_PUBLIC_KEY', { JWT_PUBLIC_KEY: privatePem }, /private key/, privatePem.split('\n')[1]);
+  });
+
+  test('JWKS that does not parse, or holds a private key', async () => {
+    await assertMisconfigured('JWKS', { JWT_SECRET: '', JWKS: '{"keys":[' }, /JSON object with a keys array/);
+    await assertMisconfigured('JWKS', { JWT_SECRET: '', JWKS: JSON.stringify({ keys: [privateJwk] }) }, /private key/, privateJwk.d);
+  });
+
+  test('JWKS_URL that is not https, or not a URL', async () => {
+    await assertMisconfigured('JWKS_URL', { JWT_SECRET: '', JWKS_URL: 'http://issuer.example/jwks.json' }, /must be https/);
+    await assertMisconfigured('JWKS_URL', { JWT_SECRET: '', JWKS_URL: 'issuer.example/jwks.json' }, /not a URL/);
   });
 });

@@ -99,7 +99,7 @@ mod tests {
 
     fn minter(issuer: Option<&str>, audience: Option<&str>) -> Minter {
         Minter {
-            secret: b"secret-0123456789".to_vec(),
+            secret: b"secret-0123456789-0123456789-0123456789".to_vec(),
             ttl_seconds: 300,
             issuer: issuer.map(Into::into),
             audience: audience.map(Into::into),
@@ -112,7 +112,7 @@ mod tests {
         let now = 1_700_000_000;
         let token = minter(None, None).token(now);
         let verifier = JwtVerifier::new(VerifierConfig {
-            secret: b"secret-0123456789".to_vec(),
+            secret: b"secret-0123456789-0123456789-0123456789".to_vec(),
             ..VerifierConfig::default()
         });
         let claims = verifier.verify(&token, now).unwrap();
@@ -127,7 +127,7 @@ mod tests {
         let now = 1_700_000_000;
         let token = minter(Some("https://auth.example"), Some("edgestream")).token(now);
         let verifier = JwtVerifier::new(VerifierConfig {
-            secret: b"secret-0123456789".to_vec(),
+            secret: b"secret-0123456789-0123456789-0123456789".to_vec(),
             issuer: Some("https://auth.example".into()),
             audience: Some("edgestream".into()),
             ..VerifierConfig::default()

@@ -11,6 +11,7 @@ use crate::problem::Problem;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
+use uuid::Uuid;
 
 /// Longest whole name. The segment limits already keep a valid name under
 /// 231 bytes; checking the whole length first bounds the work done on a
@@ -22,12 +23,32 @@ const MAX_RESOURCE_CHARS: usize = 128;
 const ECHO_CHARS: usize = 64;
 
 /// A validated channel name. Holds the name once plus where the tenant and
-/// resource segments start, so the accessors are free.
+/// resource segments start, so the accessors are free, and the tenant as the
+/// gate compares it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelName {
     name: String,
     tenant_start: usize,
     resource_start: usize,
+    tenant_id: TenantId,
+}
+
+/// A tenant id: a UUID that was written in its one canonical text form,
+/// lowercase and hyphenated 8-4-4-4-12.
+///
+/// The `uuid` crate parses; it also takes the braced, URN, unhyphenated and
+/// uppercase spellings, and those are refused here rather than normalised,
+/// so that one tenant has one spelling: a channel name, a Durable Object
+/// name and a log line that say the same tenant say it with the same text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(Uuid);
+
+impl TenantId {
+    pub fn parse(s: &str) -> Option<Self> {
+        let uuid = Uuid::try_parse(s).ok()?;
+        let canonical = uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == s;
+        canonical.then_some(TenantId(uuid))
+    }
 }
 
 /// Why a string is not a channel name.
@@ -61,9 +82,7 @@ impl ChannelName {
         if !is_prefix(prefix) {
             return Err(ChannelError(Reason::Prefix));
         }
-        if !is_canonical_uuid(tenant) {
-            return Err(ChannelError(Reason::Tenant));
-        }
+        let tenant_id = TenantId::parse(tenant).ok_or(ChannelError(Reason::Tenant))?;
         if !is_resource(resource) {
             return Err(ChannelError(Reason::Resource));
         }
@@ -72,6 +91,7 @@ impl ChannelName {
             name: s.to_owned(),
             tenant_start,
             resource_start: tenant_start + tenant.len() + 1,
+            tenant_id,
         })
     }
 
@@ -103,6 +123,10 @@ impl ChannelName {
     pub fn resource(&self) -> &str {
         &self.name[self.resource_start..]
     }
+
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
 }
 
 /// `a-z 0-9 -`, 1-64 characters, starting with a letter.
@@ -116,16 +140,9 @@ fn is_prefix(s: &str) -> bool {
             .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Canonical lowercase hyphenated 8-4-4-4-12 form only. Other spellings of the
-/// same UUID are rejected rather than normalised, so that one tenant has one
-/// spelling and a string comparison is a tenant comparison.
+/// Whether `s` is a tenant id in its canonical text (see [`TenantId`]).
 pub fn is_canonical_uuid(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        })
+    TenantId::parse(s).is_some()
 }
 
 /// `A-Z a-z 0-9 - _ .`, 1-128 characters.
@@ -275,7 +292,13 @@ pub fn authorize_tenant(
     if channels.is_empty() {
         return Err(Problem::no_channels());
     }
-    match channels.iter().find(|channel| channel.tenant() != tenant) {
+    // A token tenant in another spelling (upper case, braces) matches no
+    // channel, as every channel's tenant is canonical.
+    let tenant = TenantId::parse(tenant);
+    match channels
+        .iter()
+        .find(|channel| Some(channel.tenant_id()) != tenant)
+    {
         Some(channel) => Err(Problem::channel_forbidden(format!(
             "the token's tenant may not access channel \"{channel}\""
         ))),
@@ -404,6 +427,31 @@ mod tests {
         assert!(
             ChannelName::parse(&name("a", "00000000-0000-0000-0000-000000000000", "x")).is_ok()
         );
+    }
+
+    #[test]
+    fn tenant_id_is_the_uuid_behind_the_canonical_text() {
+        let id = TenantId::parse(T).unwrap();
+        assert_eq!(ChannelName::build("a", T, "1").unwrap().tenant_id(), id);
+        assert_eq!(id.0.to_string(), T);
+        assert_ne!(TenantId::parse(OTHER).unwrap(), id);
+        // Spellings the uuid crate itself accepts, refused here.
+        for other_spelling in [
+            T.to_uppercase(),
+            T.replace('-', ""),
+            format!("{{{T}}}"),
+            format!("urn:uuid:{T}"),
+        ] {
+            assert!(Uuid::try_parse(&other_spelling).is_ok(), "{other_spelling}");
+            assert_eq!(TenantId::parse(&other_spelling), None, "{other_spelling}");
+        }
+        // Any version and variant is a tenant id: the nil and max UUIDs too.
+        for edge in [
+            "00000000-0000-0000-0000-000000000000",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+        ] {
+            assert!(TenantId::parse(edge).is_some(), "{edge}");
+        }
     }
 
     #[test]

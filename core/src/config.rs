@@ -19,6 +19,9 @@ pub struct Settings {
     pub history_ttl_seconds: u64,
     pub retry_ms: u64,
     pub tenant_claim: String,
+    /// The claim that must be `access` when present (`token_type` and
+    /// `typ` must be too, whatever this says).
+    pub token_type_claim: String,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub jwt_leeway_seconds: u64,
@@ -49,6 +52,7 @@ impl Default for Settings {
             history_ttl_seconds: 86_400,
             retry_ms: 3000,
             tenant_claim: "tenant_id".to_owned(),
+            token_type_claim: "token_type".to_owned(),
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway_seconds: 30,
@@ -87,6 +91,12 @@ impl Settings {
             number(name, default as u64, min, max, why).map(|n| n as usize)
         };
 
+        let tenant_claim = get("TENANT_CLAIM").unwrap_or(defaults.tenant_claim);
+        let token_type_claim = match get("TOKEN_TYPE_CLAIM") {
+            None => defaults.token_type_claim,
+            Some(name) => token_type_claim(name, &tenant_claim)?,
+        };
+
         Ok(Settings {
             keepalive_seconds: number(
                 "KEEPALIVE_SECONDS",
@@ -118,7 +128,8 @@ impl Settings {
                 "",
             )?,
             retry_ms: number("RETRY_MS", defaults.retry_ms, 100, 600_000, "")?,
-            tenant_claim: get("TENANT_CLAIM").unwrap_or(defaults.tenant_claim),
+            tenant_claim,
+            token_type_claim,
             jwt_issuer: get("JWT_ISSUER"),
             jwt_audience: get("JWT_AUDIENCE"),
             jwt_leeway_seconds: number(
@@ -164,10 +175,45 @@ impl Settings {
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             tenant_claim: self.tenant_claim.clone(),
+            token_type_claim: self.token_type_claim.clone(),
             leeway_seconds: self.jwt_leeway_seconds,
             ..VerifierConfig::default()
         }
     }
+}
+
+/// Claims the verifier reads for something else. Naming one of them as the
+/// token type claim would demand that, say, `exp` be the string `access`,
+/// which refuses every token for a reason no log line would make clear.
+const CLAIMS_WITH_ANOTHER_MEANING: [&str; 9] = [
+    "exp", "nbf", "iat", "iss", "aud", "sub", "user_id", "jti", "scope",
+];
+
+/// `TOKEN_TYPE_CLAIM`: a claim name of 1-64 ASCII letters, digits and
+/// `_ - . :` (what issuers use for claim names, and nothing a log line could
+/// be confused by), not a claim the relay reads for another purpose.
+fn token_type_claim(name: String, tenant_claim: &str) -> Result<String, ConfigError> {
+    let error = |reason: String| ConfigError {
+        variable: "TOKEN_TYPE_CLAIM",
+        reason,
+    };
+    let well_formed = name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if !well_formed {
+        return Err(error(format!(
+            "must be a claim name of 1-64 letters, digits, '_', '-', '.' or ':', got \"{}\"",
+            name.escape_debug()
+        )));
+    }
+    if CLAIMS_WITH_ANOTHER_MEANING.contains(&name.as_str()) || name == tenant_claim {
+        return Err(error(format!(
+            "\"{name}\" is a claim the relay reads for another purpose; \
+             name the claim your issuer puts the token type in (token_type or typ)"
+        )));
+    }
+    Ok(name)
 }
 
 /// Digits only, within `min..=max`.
@@ -261,6 +307,7 @@ mod tests {
             (86_400, 3000, 30)
         );
         assert_eq!(s.tenant_claim, "tenant_id");
+        assert_eq!(s.token_type_claim, "token_type");
         assert!(s.jwt_issuer.is_none() && s.jwt_audience.is_none() && s.allowed_origins.is_empty());
     }
 
@@ -274,6 +321,7 @@ mod tests {
             "HISTORY_TTL_SECONDS",
             "RETRY_MS",
             "TENANT_CLAIM",
+            "TOKEN_TYPE_CLAIM",
             "JWT_ISSUER",
             "JWT_AUDIENCE",
             "JWT_LEEWAY_SECONDS",
@@ -295,6 +343,7 @@ mod tests {
             ("HISTORY_TTL_SECONDS", "600"),
             ("RETRY_MS", "5000"),
             ("TENANT_CLAIM", "org_id"),
+            ("TOKEN_TYPE_CLAIM", "typ"),
             ("JWT_ISSUER", "https://api.example"),
             ("JWT_AUDIENCE", "edgestream"),
             ("JWT_LEEWAY_SECONDS", "0"),
@@ -315,6 +364,7 @@ mod tests {
                 history_ttl_seconds: 600,
                 retry_ms: 5000,
                 tenant_claim: "org_id".into(),
+                token_type_claim: "typ".into(),
                 jwt_issuer: Some("https://api.example".into()),
                 jwt_audience: Some("edgestream".into()),
                 jwt_leeway_seconds: 0,
@@ -440,6 +490,7 @@ mod tests {
             ("JWT_ISSUER", "iss"),
             ("JWT_AUDIENCE", "aud"),
             ("TENANT_CLAIM", "org"),
+            ("TOKEN_TYPE_CLAIM", "typ"),
             ("JWT_LEEWAY_SECONDS", "5"),
         ])
         .unwrap();
@@ -450,5 +501,43 @@ mod tests {
             (Some("iss"), Some("aud"))
         );
         assert_eq!((cfg.tenant_claim.as_str(), cfg.leeway_seconds), ("org", 5));
+        assert_eq!(cfg.token_type_claim, "typ");
+    }
+
+    #[test]
+    fn token_type_claim_must_be_a_claim_name_without_another_meaning() {
+        for good in ["typ", "token_type", "https:type", "kind.v2", "a"] {
+            assert_eq!(
+                settings(&[("TOKEN_TYPE_CLAIM", good)])
+                    .unwrap()
+                    .token_type_claim,
+                good
+            );
+        }
+        for bad in [
+            "exp",
+            "sub",
+            "scope",
+            "tenant_id",
+            "token type",
+            "typ\u{0}",
+            "\"typ\"",
+            "tÿp",
+            &"t".repeat(65),
+        ] {
+            assert_eq!(
+                error_for(&[("TOKEN_TYPE_CLAIM", bad)]),
+                "TOKEN_TYPE_CLAIM",
+                "{bad:?}"
+            );
+        }
+        // The tenant claim, whatever TENANT_CLAIM names it.
+        assert_eq!(
+            error_for(&[("TENANT_CLAIM", "org"), ("TOKEN_TYPE_CLAIM", "org")]),
+            "TOKEN_TYPE_CLAIM"
+        );
+        assert!(settings(&[("TENANT_CLAIM", "org"), ("TOKEN_TYPE_CLAIM", "tenant_id")]).is_ok());
+        let err = settings(&[("TOKEN_TYPE_CLAIM", "exp")]).unwrap_err();
+        assert!(err.reason.contains("another purpose"), "{err}");
     }
 }

@@ -4,14 +4,25 @@
 //! minute when a token names an unknown key.
 
 use std::cell::RefCell;
+use std::pin::pin;
 use std::rc::Rc;
+use std::time::Duration;
 
 use edgestream_core::config::Settings;
 use edgestream_core::jwks::{JwksCache, JwksPolicy, RefreshTrigger};
-use edgestream_core::keys::VerificationKey;
+use edgestream_core::keys::{VerificationKey, MAX_JWKS_BYTES};
 use edgestream_core::problem::Problem;
 use edgestream_core::token::{Claims, JwtVerifier, TokenError, VerifierConfig};
-use worker::{Env, Fetch, Url};
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use worker::{
+    AbortController, AbortSignal, Delay, Env, Fetch, Request, RequestInit, RequestRedirect, Url,
+};
+
+/// How long one JWKS fetch may take, body included. The request that
+/// triggered it waits at most this long (the others meanwhile verify with
+/// the keys already held); an issuer slower than this is treated as down.
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Config {
     pub settings: Settings,
@@ -38,7 +49,8 @@ impl Config {
     }
 
     fn read(env: &Env) -> Result<Self, Problem> {
-        let settings = Settings::from_lookup(|name| text(env, name)).map_err(|e| misconfigured(&e.to_string()))?;
+        let settings = Settings::from_lookup(|name| text(env, name))
+            .map_err(|e| misconfigured(&e.to_string()))?;
         let mut keys = Vec::new();
         if let Some(secret) = text(env, "JWT_SECRET") {
             let key = VerificationKey::hmac(secret.as_bytes())
@@ -46,12 +58,13 @@ impl Config {
             keys.push(key);
         }
         if let Some(pem) = text(env, "JWT_PUBLIC_KEY") {
-            let pem_keys =
-                VerificationKey::from_pem(&pem).map_err(|e| misconfigured(&format!("JWT_PUBLIC_KEY: {e}")))?;
+            let pem_keys = VerificationKey::from_pem(&pem)
+                .map_err(|e| misconfigured(&format!("JWT_PUBLIC_KEY: {e}")))?;
             keys.extend(pem_keys);
         }
         if let Some(jwks) = text(env, "JWKS") {
-            let jwks_keys = VerificationKey::from_jwks(&jwks).map_err(|e| misconfigured(&format!("JWKS: {e}")))?;
+            let jwks_keys = VerificationKey::from_jwks(&jwks)
+                .map_err(|e| misconfigured(&format!("JWKS: {e}")))?;
             keys.extend(jwks_keys);
         }
         JWKS.with(|c| {
@@ -61,7 +74,9 @@ impl Config {
             })
         });
         let jwks_url = match text(env, "JWKS_URL") {
-            Some(url) => Some(jwks_url(&url).map_err(|reason| misconfigured(&format!("JWKS_URL: {reason}")))?),
+            Some(url) => Some(
+                jwks_url(&url).map_err(|reason| misconfigured(&format!("JWKS_URL: {reason}")))?,
+            ),
             None => None,
         };
         if keys.is_empty() && jwks_url.is_none() {
@@ -73,7 +88,11 @@ impl Config {
             keys,
             ..settings.verifier_config(Vec::new())
         });
-        Ok(Self { settings, verifier, jwks_url })
+        Ok(Self {
+            settings,
+            verifier,
+            jwks_url,
+        })
     }
 
     /// Verifies a JWT against the configured keys and, with `JWKS_URL`, the
@@ -88,7 +107,10 @@ impl Config {
         let verify = || JWKS.with(|c| self.verifier.verify_with(jwt, c.borrow().keys(), now_unix));
         match verify() {
             Err(TokenError::UnknownKey)
-                if JWKS.with(|c| c.borrow().should_refresh(now_unix, RefreshTrigger::UnknownKey)) =>
+                if JWKS.with(|c| {
+                    c.borrow()
+                        .should_refresh(now_unix, RefreshTrigger::UnknownKey)
+                }) =>
             {
                 refresh_jwks(url, now_unix).await;
                 verify().map_err(Problem::from)
@@ -103,22 +125,78 @@ impl Config {
 /// with random `kid`s cannot hammer the issuer.
 async fn refresh_jwks(url: &Url, now_unix: u64) {
     JWKS.with(|c| c.borrow_mut().start_refresh(now_unix));
-    let body = match Fetch::Url(url.clone()).send().await {
-        Ok(mut response) if response.status_code() == 200 => response.text().await,
-        Ok(response) => Err(worker::Error::RustError(format!("status {}", response.status_code()))),
-        Err(e) => Err(e),
-    };
-    let outcome = body
-        .map_err(|e| e.to_string())
-        .and_then(|body| JWKS.with(|c| c.borrow_mut().store_fetched(&body, now_unix)).map_err(|e| e.to_string()));
+    let outcome = fetch_jwks(url).await.and_then(|body| {
+        JWKS.with(|c| c.borrow_mut().store_fetched(&body, now_unix))
+            .map_err(|e| e.to_string())
+    });
     match outcome {
         Ok(skipped) => {
             for key in skipped {
-                log("warn", "jwks key skipped", &format!("{:?}: {}", key.kid, key.reason));
+                log(
+                    "warn",
+                    "jwks key skipped",
+                    &format!("{:?}: {}", key.kid, key.reason),
+                );
             }
         }
         Err(reason) => log("error", "jwks fetch failed", &reason),
     }
+}
+
+/// The JWKS document, fetched with three bounds: no redirect is followed (a
+/// configured https URL must not be bounced to another host or to http),
+/// the whole exchange ends after [`JWKS_FETCH_TIMEOUT`], and the body is read
+/// in chunks that stop as soon as it passes [`MAX_JWKS_BYTES`], so a hostile
+/// or broken issuer can cost this isolate neither time nor memory.
+async fn fetch_jwks(url: &Url) -> Result<String, String> {
+    let controller = AbortController::default();
+    let outcome = match select(
+        pin!(read_jwks(url, &controller.signal())),
+        pin!(Delay::from(JWKS_FETCH_TIMEOUT)),
+    )
+    .await
+    {
+        Either::Left((outcome, _)) => outcome,
+        Either::Right(_) => Err(format!(
+            "no complete answer within {} s",
+            JWKS_FETCH_TIMEOUT.as_secs()
+        )),
+    };
+    // Ends the connection of a body left unread (too large, too slow).
+    controller.abort();
+    outcome
+}
+
+async fn read_jwks(url: &Url, signal: &AbortSignal) -> Result<String, String> {
+    let mut init = RequestInit::new();
+    init.with_redirect(RequestRedirect::Manual);
+    let request = Request::new_with_init(url.as_str(), &init).map_err(|e| e.to_string())?;
+    let mut response = Fetch::Request(request)
+        .send_with_signal(signal)
+        .await
+        .map_err(|e| e.to_string())?;
+    match response.status_code() {
+        200 => {}
+        status @ 300..=399 => return Err(format!("redirects are not followed (status {status})")),
+        status => return Err(format!("status {status}")),
+    }
+    let too_large = || format!("body is larger than {} KiB", MAX_JWKS_BYTES / 1024);
+    let declared = response.headers().get("Content-Length").ok().flatten();
+    if declared
+        .and_then(|length| length.parse::<u64>().ok())
+        .is_some_and(|length| length > MAX_JWKS_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut chunks = response.stream().map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        body.extend(chunk.map_err(|e| e.to_string())?);
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(too_large());
+        }
+    }
+    String::from_utf8(body).map_err(|_| "body is not UTF-8".to_owned())
 }
 
 /// `https://`, or `http://` on a loopback host for local issuers.
