@@ -1,4 +1,4 @@
-// Runs the edgestream-bridge binary for tests and reads its metrics.
+// Runs the edgestream-bridge binary for tests and reads its metrics and logs.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -10,41 +10,76 @@ export const BRIDGE_BIN = process.env.EDGESTREAM_BRIDGE_BIN
   ? path.resolve(process.env.EDGESTREAM_BRIDGE_BIN)
   : path.join(ROOT, 'target/release/edgestream-bridge');
 
+/** The static (musl) binary that `bash bridge/build-static` builds. */
+export const STATIC_BIN = path.join(ROOT, 'target/x86_64-unknown-linux-musl/release/edgestream-bridge');
+
 export function bridgeBuilt() {
   return fs.existsSync(BRIDGE_BIN);
 }
 
-/**
- * Starts the bridge against `valkeyUrl` and `edgeUrl`, minting tokens from
- * the test secret, with metrics on a free loopback port. `args` are extra
- * flags. Returns a handle with `metrics()`, `stop(signal)` and the log.
- */
-export async function startBridge({ valkeyUrl, edgeUrl, args = [], env = {} }) {
-  const metricsPort = await freePort();
+/** The default credential: tokens minted from the test secret (the local stack's way). */
+export const MINTED = { JWT_SECRET: TEST_SECRET };
+
+function launch({ bin = BRIDGE_BIN, valkeyUrl, edgeUrl, args = [], env = {}, credential = MINTED }) {
   let log = '';
-  const proc = spawn(BRIDGE_BIN, ['--metrics-addr', `127.0.0.1:${metricsPort}`, ...args], {
+  const proc = spawn(bin, args, {
     env: {
       PATH: process.env.PATH,
       VALKEY_URL: valkeyUrl,
       EDGE_URL: edgeUrl,
-      JWT_SECRET: TEST_SECRET,
       BRIDGE_LOG_LEVEL: 'info',
+      ...credential,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const keep = (d) => {
-    log = (log + d).slice(-50_000);
+    log = (log + d).slice(-200_000);
     if (process.env.EDGESTREAM_TEST_LOGS) process.stderr.write(`[bridge ${proc.pid}] ${d}`);
   };
   proc.stdout.on('data', keep);
   proc.stderr.on('data', keep);
   const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  return { proc, exited, log: () => log };
+}
+
+/** The bridge's log lines, parsed (it writes one JSON object per line). */
+export function parseLog(text) {
+  return text
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        return { unparsed: l };
+      }
+    });
+}
+
+/**
+ * Starts the bridge against `valkeyUrl` and `edgeUrl`, with metrics on a
+ * free loopback port. `credential` is the environment that carries it
+ * (default: minted from the test secret); `args` are extra flags. Returns a
+ * handle with `metrics()`, `stop(signal)`, `log()` and `lines()`.
+ */
+export async function startBridge({ valkeyUrl, edgeUrl, args = [], env = {}, credential, bin } = {}) {
+  const metricsPort = await freePort();
+  const { proc, exited, log } = launch({
+    bin,
+    valkeyUrl,
+    edgeUrl,
+    args: ['--metrics-addr', `127.0.0.1:${metricsPort}`, ...args],
+    env,
+    credential,
+  });
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   const handle = {
     proc,
     exited,
-    log: () => log,
+    log,
+    lines: () => parseLog(log()),
+    metricsPort,
     /** The metrics as {'name{labels}': value}. */
     async metrics() {
       const res = await fetch(metricsUrl);
@@ -78,11 +113,25 @@ export async function startBridge({ valkeyUrl, edgeUrl, args = [], env = {} }) {
     } catch (e) {
       if (proc.exitCode !== null || Date.now() > deadline) {
         proc.kill('SIGKILL');
-        throw new Error(`the bridge did not start: ${e.message}\n${log}`);
+        throw new Error(`the bridge did not start: ${e.message}\n${log()}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
+}
+
+/**
+ * Runs the bridge in a configuration it should refuse and waits for it to
+ * exit (SIGKILL after `timeoutMs`, which the result then shows). Returns
+ * {code, signal, ms, log, lines}.
+ */
+export async function runBridgeToExit({ valkeyUrl, edgeUrl, args = [], env = {}, credential, bin, timeoutMs = 20_000 }) {
+  const started = Date.now();
+  const { proc, exited, log } = launch({ bin, valkeyUrl, edgeUrl, args, env, credential });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  const { code, signal } = await exited;
+  clearTimeout(timer);
+  return { code, signal, ms: Date.now() - started, log: log(), lines: parseLog(log()) };
 }
 
 /** Sum of a metric over all label sets whose key starts with `prefix`. */
@@ -90,4 +139,9 @@ export function sum(metrics, prefix) {
   return Object.entries(metrics)
     .filter(([k]) => k === prefix || k.startsWith(`${prefix}{`))
     .reduce((n, [, v]) => n + v, 0);
+}
+
+/** A metric's value for one label set (0 when absent). */
+export function metric(m, name, labels) {
+  return labels === undefined ? m[name] ?? 0 : m[`${name}{${labels}}`] ?? 0;
 }
