@@ -1,7 +1,9 @@
-// Runs the edgestream-bridge binary for tests and reads its metrics and logs.
+// Runs the edgestream-bridge binary for tests, reads its metrics and logs, and
+// holds the delivery checks the bridge tests share (exactly once, in order).
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
+import assert from 'node:assert/strict';
 import { ROOT, TEST_SECRET } from './worker.mjs';
 import { freePort } from './valkey.mjs';
 
@@ -145,3 +147,60 @@ export function sum(metrics, prefix) {
 export function metric(m, name, labels) {
   return labels === undefined ? m[name] ?? 0 : m[`${name}{${labels}}`] ?? 0;
 }
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `predicate` every 50 ms until it returns something truthy, which is returned. */
+export async function waitFor(predicate, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await predicate();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * XADDs `count` events per channel, data `{"c": channel index, "n": i}` in
+ * order, in pipelined chunks; `afterChunk(i)` runs after each chunk.
+ */
+export async function produce(redis, stream, channels, count, { chunk = 50, pauseMs = 0, from = 0, afterChunk } = {}) {
+  for (let start = from, i = 0; start < from + count; start += chunk, i++) {
+    const writes = [];
+    for (let n = start; n < Math.min(from + count, start + chunk); n++) {
+      channels.forEach((channel, c) => {
+        writes.push(redis.command('XADD', stream, '*', 'channel', channel, 'event', 'seq', 'data', JSON.stringify({ c, n })));
+      });
+    }
+    await Promise.all(writes);
+    await afterChunk?.(i);
+    if (pauseMs) await sleep(pauseMs);
+  }
+}
+
+/** The `n`s each channel received, in arrival order, from events with data `{c, n}`. */
+export function sequences(sub, channels) {
+  const byChannel = new Map(channels.map((c) => [c, []]));
+  for (const e of sub.data()) {
+    const { c, n } = JSON.parse(e.data);
+    assert.ok(channels[c], `event for an unknown channel: ${e.data}`);
+    byChannel.get(channels[c]).push(n);
+  }
+  return byChannel;
+}
+
+/** Asserts that each channel received exactly `expected(channel)` (default `0..count-1`), in order, once. */
+export function assertExactlyOnceInOrder(sub, channels, count, expected = () => Array.from({ length: count }, (_, i) => i)) {
+  for (const [channel, ns] of sequences(sub, channels)) {
+    const want = expected(channel);
+    if (ns.length !== want.length || ns.some((n, i) => n !== want[i])) {
+      const dupes = ns.filter((n, i) => ns.indexOf(n) !== i).slice(0, 10);
+      const missing = want.filter((n) => !ns.includes(n)).slice(0, 10);
+      assert.fail(`${channel}: ${ns.length} events, duplicates ${dupes}, missing ${missing}, first out of order at ${ns.findIndex((n, i) => n !== want[i])}`);
+    }
+  }
+}
+
+/** A Streams entry's fields as an object. */
+export const fieldsOf = (entry) => Object.fromEntries(entry[1].flatMap((v, i, a) => (i % 2 ? [] : [[v, a[i + 1]]])));
