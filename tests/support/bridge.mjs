@@ -61,17 +61,18 @@ export function parseLog(text) {
 
 /**
  * Starts the bridge against `valkeyUrl` and `edgeUrl`, with metrics on a
- * free loopback port. `credential` is the environment that carries it
- * (default: minted from the test secret); `args` are extra flags. Returns a
- * handle with `metrics()`, `stop(signal)`, `log()` and `lines()`.
+ * free port (on loopback unless `metricsHost` says otherwise). `credential`
+ * is the environment that carries it (default: minted from the test
+ * secret); `args` are extra flags. Returns a handle with `metrics()`,
+ * `stop(signal)`, `log()` and `lines()`.
  */
-export async function startBridge({ valkeyUrl, edgeUrl, args = [], env = {}, credential, bin } = {}) {
+export async function startBridge({ valkeyUrl, edgeUrl, args = [], env = {}, credential, bin, metricsHost = '127.0.0.1' } = {}) {
   const metricsPort = await freePort();
   const { proc, exited, log } = launch({
     bin,
     valkeyUrl,
     edgeUrl,
-    args: ['--metrics-addr', `127.0.0.1:${metricsPort}`, ...args],
+    args: ['--metrics-addr', `${metricsHost}:${metricsPort}`, ...args],
     env,
     credential,
   });

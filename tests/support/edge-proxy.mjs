@@ -17,6 +17,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  *   { hang: true }                       forward nothing, never answer
  *   { forward: true, then: { status } }  forward, then answer `status` instead
  *   { forward: true, then: 'hang' }      forward, then never answer
+ *   { holdMs }                           forward, hold the worker's answer this long
  *   { delayMs, ... }                     wait this long first
  * `healthy` (settable) decides whether GET /healthz is forwarded or answered
  * 503, as for an edge that is down.
@@ -39,7 +40,8 @@ export async function startEdgeProxy(target, { plan = () => undefined } = {}) {
       return;
     }
     const events = parseEvents(body);
-    const record = { index: requests.length, at: Date.now(), events, headers: req.headers, forwarded: false, status: undefined };
+    const record = { index: requests.length, at: Date.now(), events, headers: req.headers, forwarded: false, stored: false, answered: false, status: undefined };
+    res.on('finish', () => { record.answered = true; });
     requests.push(record);
     const action = state.plan(record) ?? {};
     if (action.delayMs) await sleep(action.delayMs);
@@ -60,6 +62,7 @@ export async function startEdgeProxy(target, { plan = () => undefined } = {}) {
       res.end(JSON.stringify({ type: 'about:blank', title: 'injected', status: action.then.status, code: 'injected' }));
       return;
     }
+    if (action.holdMs) await sleep(action.holdMs);
     record.status = answer.status;
     res.writeHead(answer.status, answer.headers);
     res.end(answer.body);
@@ -121,6 +124,8 @@ export async function startEdgeProxy(target, { plan = () => undefined } = {}) {
     },
     /** Publish requests that reached the worker and were stored there. */
     stored: () => requests.filter((r) => r.stored),
+    /** Publish requests the worker stored whose answer the bridge has not had. */
+    held: () => requests.filter((r) => r.stored && !r.answered),
     async stop() {
       for (const s of sockets) s.destroy();
       if (server.listening) await new Promise((resolve) => server.close(resolve));
