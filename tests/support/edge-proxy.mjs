@@ -6,7 +6,8 @@
 // Each publish request is recorded with its events and what the bridge saw.
 import http from 'node:http';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Unref'd: a held answer must not keep the test process alive after the tests.
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 /**
  * Starts the proxy on a free loopback port in front of `target` (the
