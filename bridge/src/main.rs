@@ -11,10 +11,14 @@
 //! ```
 //!
 //! Sources decode and validate (with the Worker's own rules, from
-//! `edgestream-core`), lanes batch and retry ([`batcher`]), the forwarder
-//! speaks HTTP ([`forward`]). Shutdown on SIGTERM or SIGINT: sources stop
-//! reading, lanes finish what is queued and in flight (bounded by
-//! `--shutdown-timeout-seconds`), acknowledgements are written, then the
+//! `edgestream-core`) and check each event's tenant against the source's
+//! ([`tenancy`]); lanes batch and retry ([`batcher`]); the forwarder speaks
+//! HTTP with the bridge's credential ([`forward`], [`credential`]);
+//! [`valkey`] builds the client (TLS, ACL users) and explains its errors.
+//! A configuration that cannot work (options, credential, a certificate or
+//! password Valkey refuses) exits 2 at start. Shutdown on SIGTERM or SIGINT:
+//! sources stop reading, lanes finish what is queued and in flight (bounded
+//! by `--shutdown-timeout-seconds`), acknowledgements are written, then the
 //! process exits 0. A second signal exits at once.
 
 mod backoff;
