@@ -5,6 +5,7 @@
 // workerd, the release binary.
 //
 //   cargo build --release -p edgestream-bridge && node bridge/measure.mjs
+//   EDGESTREAM_BRIDGE_BIN=$(bash bridge/build-static) node bridge/measure.mjs   # the static binary
 //
 // Options (environment): MEASURE_EVENTS (default 20000), MEASURE_CHANNELS
 // (default 20), MEASURE_LATENCY_EVENTS (default 500), MEASURE_RATE (events/s
@@ -27,6 +28,16 @@ const LATENCY_EVENTS = Number(process.env.MEASURE_LATENCY_EVENTS ?? 500);
 const RATE = Number(process.env.MEASURE_RATE ?? 50);
 const EXTRA = (process.env.MEASURE_BRIDGE_ARGS ?? '').split(' ').filter(Boolean);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Peak resident memory of a process in MiB (VmHWM), from /proc. */
+function peakRssMiB(pid) {
+  try {
+    const kb = Number(fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmHWM:\s+(\d+) kB/m)[1]);
+    return kb / 1024;
+  } catch {
+    return NaN;
+  }
+}
 
 /** CPU seconds (user + system) a process has used, from /proc. */
 function cpuSeconds(pid) {
@@ -77,6 +88,7 @@ try {
   await waitForwarded(b, 'streams', EVENTS);
   const streamsRate = EVENTS / ((performance.now() - t0) / 1000);
   const streamsCpu = cpuSeconds(b.proc.pid) - cpu0;
+  const streamsRss = peakRssMiB(b.proc.pid);
   await b.stop();
 
   // 2. Pub/Sub: EVENTS messages published as fast as Valkey takes them.
@@ -93,6 +105,7 @@ try {
   const m = await waitForwarded(b, 'pubsub', EVENTS);
   const pubsubRate = EVENTS / ((performance.now() - t0) / 1000);
   const dropped = Object.entries(m).filter(([k]) => k.startsWith('edgestream_bridge_dropped_total')).reduce((s, [, v]) => s + v, 0);
+  const pubsubRss = peakRssMiB(b.proc.pid);
 
   await b.stop();
 
@@ -165,11 +178,12 @@ try {
   const lb = stats(latencies.bridge);
   const ld = stats(latencies.direct);
   const f = (x) => x.toFixed(1);
-  console.log(`bridge flags: ${EXTRA.join(' ') || '(defaults)'}`);
+  console.log(`bridge binary: ${process.env.EDGESTREAM_BRIDGE_BIN ?? 'target/release/edgestream-bridge'}; flags: ${EXTRA.join(' ') || '(defaults)'}`);
   console.log(`machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), everything on loopback`);
   console.log(`throughput Streams  (backlog of ${EVENTS} events, ${CHANNELS} channels): ${Math.round(streamsRate)} events/s; bridge CPU ${streamsCpu.toFixed(2)} s for ${EVENTS} events`);
   console.log(`throughput Streams to a stub edge (bridge alone, ${STUB_EVENTS} events): ${Math.round(stubRate)} events/s; bridge CPU ${stubCpu.toFixed(2)} s (received by the stub: ${stubEvents})`);
   console.log(`throughput Pub/Sub  (${EVENTS} events published at once, ${CHANNELS} channels): ${Math.round(pubsubRate)} events/s, dropped ${dropped}`);
+  console.log(`peak RSS of the bridge: ${streamsRss.toFixed(1)} MiB draining the Streams backlog, ${pubsubRss.toFixed(1)} MiB through the Pub/Sub burst`);
   console.log(`latency origin -> SSE via bridge: p50 ${f(lb.p50)} ms, p99 ${f(lb.p99)} ms (${latencies.bridge.length} events at ${RATE}/s)`);
   console.log(`latency origin -> SSE direct HTTP: p50 ${f(ld.p50)} ms, p99 ${f(ld.p99)} ms`);
   console.log(`added by the bridge: p50 ${f(lb.p50 - ld.p50)} ms, p99 ${f(lb.p99 - ld.p99)} ms`);

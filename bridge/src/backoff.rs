@@ -5,6 +5,11 @@
 //! upper half of the current delay ("equal jitter"): never less than half, so
 //! a failing edge is not hammered, and spread out, so many bridges (or many
 //! lanes of one bridge) that failed together do not retry in lockstep.
+//!
+//! When the edge says how long to stay away (`Retry-After` on a 429 or 503),
+//! the wait is at least that, plus up to a quarter more: the edge gives every
+//! client it sheds the same number, and without the spread they would all
+//! come back in the same instant.
 
 use std::time::Duration;
 
@@ -32,6 +37,15 @@ impl Backoff {
         let spread = ceiling - half;
         let jitter = spread.mul_f64(fastrand::f64());
         half + jitter
+    }
+
+    /// The delay before the next attempt when the edge asked for
+    /// `retry_after`: never less than that, and never less than the backoff
+    /// would wait, so an edge that keeps asking for a short pause still sees
+    /// the delay grow.
+    pub fn after_refusal(&mut self, retry_after: Duration) -> Duration {
+        let spread = retry_after.mul_f64(0.25 * fastrand::f64());
+        self.next_delay().max(retry_after + spread)
     }
 
     /// Back to the first delay, after a success.
@@ -97,6 +111,25 @@ mod tests {
             delays.insert(b.next_delay());
         }
         assert!(delays.len() > 10, "{} distinct delays", delays.len());
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_with_spread() {
+        let mut delays = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let mut b = Backoff::new(100 * MS, 5_000 * MS);
+            let d = b.after_refusal(Duration::from_secs(2));
+            assert!(d >= Duration::from_secs(2) && d <= 2_500 * MS, "{d:?}");
+            assert_eq!(b.attempts(), 1);
+            delays.insert(d);
+        }
+        assert!(delays.len() > 10, "{} distinct delays", delays.len());
+        // A zero Retry-After still backs off, and the backoff keeps growing.
+        let mut b = Backoff::new(100 * MS, 5_000 * MS);
+        for _ in 0..5 {
+            b.after_refusal(Duration::ZERO);
+        }
+        assert!(b.after_refusal(Duration::ZERO) >= 1_600 * MS);
     }
 
     #[test]

@@ -11,12 +11,25 @@
 //! or retrying channel holds up only a fraction of the others and so that N
 //! requests can be in flight.
 //!
+//! A batch is one request per tenant: a tenant-scoped bridge publishes each
+//! tenant's events with that tenant's credential, so a batch is cut where the
+//! tenant changes (in order, so per-channel order holds).
+//!
+//! Retries never end while the edge is away or asks for time (unreachable,
+//! 429, 503): the events wait, and Streams stop reading. But an edge that is
+//! up and keeps failing one request must not hold up the lane behind it:
+//! after [`SPLIT_AFTER`] such failures a batch is sent again one event at a
+//! time, and an event alone that fails `--retry-budget` times is given up
+//! (counted as `retries_exhausted`; a Streams entry goes to the dead-letter
+//! stream, from where it can be replayed). The same one-at-a-time fallback
+//! finds the bad events of a batch the edge refused with a 400 or 413.
+//!
 //! After the edge's verdict the lane tells the source what became of each
 //! event ([`Verdict`]): the Streams source acknowledges delivered entries and
 //! dead-letters rejected ones; Pub/Sub has nothing to acknowledge.
 
 use crate::backoff::Backoff;
-use crate::forward::{is_per_event, Forwarder, SendError};
+use crate::forward::{is_per_event, Failure, Forwarder, SendError};
 use crate::metrics::{Metrics, RequestOutcome, Source};
 use edgestream_core::origin::OriginEvent;
 use std::collections::hash_map::DefaultHasher;
@@ -34,6 +47,8 @@ pub struct Envelope {
     /// When the event entered Valkey (Streams) or the bridge (Pub/Sub), in
     /// Unix milliseconds, for the lag gauge.
     pub born_ms: u64,
+    /// The tenant it is published as; `None` on a platform bridge.
+    pub tenant: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +96,14 @@ pub struct LaneSettings {
     pub linger: Duration,
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    pub retry_budget: u32,
 }
+
+/// Counted failures of a batch of several events before it is split.
+pub const SPLIT_AFTER: u32 = 2;
+
+/// The reason label of events given up after their retry budget.
+pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 
 /// Routes events to lanes by channel.
 #[derive(Clone)]
@@ -188,6 +210,13 @@ enum Outcome {
         code: String,
         detail: String,
     },
+    /// The retry budget is spent: the edge is up and keeps failing this
+    /// request.
+    Exhausted {
+        attempts: u32,
+        reason: String,
+    },
+    /// The shutdown deadline came first.
     GaveUp,
 }
 
@@ -197,61 +226,87 @@ impl Lane {
             next_batch(&mut self.rx, self.settings.batch_max, self.settings.linger).await
         {
             let n = batch.len() as i64;
-            self.deliver(batch).await;
+            for run in runs(batch, |e| e.tenant.clone()) {
+                self.deliver(run).await;
+            }
             self.metrics.queued(-n);
         }
         tracing::debug!(lane = self.index, "lane drained");
     }
 
+    /// Delivers events of one tenant, as one request while that works.
     async fn deliver(&mut self, batch: Vec<Envelope>) {
-        match self.send(&batch).await {
+        if batch.len() == 1 {
+            return self.deliver_alone(batch).await;
+        }
+        let budget = SPLIT_AFTER.min(self.settings.retry_budget);
+        match self.send(&batch, budget).await {
             Outcome::Sent(duplicates) => self.settle_sent(&batch, &duplicates),
             Outcome::Rejected {
                 status,
                 code,
                 detail,
-            } if batch.len() > 1 && is_per_event(status) => {
+            } if is_per_event(status) => {
                 tracing::warn!(
-                    lane = self.index, status, %code, %detail,
-                    "edge refused a batch of {}; sending its events one at a time to find the bad ones",
-                    batch.len()
+                    lane = self.index, status, %code, %detail, events = batch.len(),
+                    "edge refused a batch; sending its events one at a time to find the bad ones"
                 );
-                for envelope in batch {
-                    let single = vec![envelope];
-                    match self.send(&single).await {
-                        Outcome::Sent(duplicates) => self.settle_sent(&single, &duplicates),
-                        Outcome::Rejected {
-                            status,
-                            code,
-                            detail,
-                        } => self.settle_rejected(single, status, &code, &detail),
-                        Outcome::GaveUp => self.settle_abandoned(single),
-                    }
-                }
+                self.one_at_a_time(batch).await;
             }
             Outcome::Rejected {
                 status,
                 code,
                 detail,
             } => self.settle_rejected(batch, status, &code, &detail),
+            Outcome::Exhausted { reason, .. } => {
+                tracing::warn!(
+                    lane = self.index, events = batch.len(), %reason,
+                    "the edge keeps failing a batch; sending its events one at a time so that one bad event holds up only itself"
+                );
+                self.one_at_a_time(batch).await;
+            }
             Outcome::GaveUp => self.settle_abandoned(batch),
         }
     }
 
-    /// Sends until the edge gives a verdict, or the shutdown deadline passes.
-    async fn send(&mut self, batch: &[Envelope]) -> Outcome {
+    async fn one_at_a_time(&mut self, batch: Vec<Envelope>) {
+        for envelope in batch {
+            self.deliver_alone(vec![envelope]).await;
+        }
+    }
+
+    async fn deliver_alone(&mut self, single: Vec<Envelope>) {
+        match self.send(&single, self.settings.retry_budget).await {
+            Outcome::Sent(duplicates) => self.settle_sent(&single, &duplicates),
+            Outcome::Rejected {
+                status,
+                code,
+                detail,
+            } => self.settle_rejected(single, status, &code, &detail),
+            Outcome::Exhausted { attempts, reason } => {
+                self.settle_exhausted(single, attempts, &reason)
+            }
+            Outcome::GaveUp => self.settle_abandoned(single),
+        }
+    }
+
+    /// Sends until the edge gives a verdict, the request has failed `budget`
+    /// times in a way that counts ([`Failure::counts`]), or the shutdown
+    /// deadline passes.
+    async fn send(&mut self, batch: &[Envelope], budget: u32) -> Outcome {
         let events: Vec<&OriginEvent> = batch.iter().map(|e| &e.event).collect();
+        let tenant = batch[0].tenant.clone();
         let mut backoff = Backoff::new(self.settings.retry_initial, self.settings.retry_max);
+        let mut spent = 0;
         loop {
-            let deadline = *self.deadline.borrow();
             // A request in flight when the deadline passes is given up: for
             // Streams the entries stay pending and the next run sends them
             // again, which the idempotency keys make harmless.
             let result = tokio::select! {
-                result = self.forwarder.send(&events) => result,
+                result = self.forwarder.send(&events, tenant.as_deref()) => result,
                 _ = deadline_passed(self.deadline.clone()) => return Outcome::GaveUp,
             };
-            match result {
+            let (failure, reason) = match result {
                 Ok(response) => {
                     self.metrics.request(RequestOutcome::Accepted);
                     if backoff.attempts() > 0 {
@@ -275,48 +330,64 @@ impl Lane {
                         detail,
                     };
                 }
-                Err(SendError::Retryable {
-                    reason,
-                    retry_after,
-                }) => {
-                    self.metrics.request(RequestOutcome::Failed);
-                    let delay = backoff.next_delay().max(retry_after.unwrap_or_default());
-                    let attempts = backoff.attempts();
-                    // Loud on the first failure, then once in a while.
-                    if attempts == 1 || attempts.is_multiple_of(10) {
-                        tracing::warn!(
-                            lane = self.index,
-                            attempts,
-                            events = events.len(),
-                            "publish failed, retrying in {delay:?}: {reason}"
-                        );
+                Err(SendError::Retryable { failure, reason }) => (failure, reason),
+            };
+            self.metrics.request(RequestOutcome::Failed);
+            if matches!(failure, Failure::Throttled { .. }) {
+                self.metrics.throttled();
+            }
+            let forwarder = &self.forwarder;
+            if failure.counts(|| forwarder.edge_up()).await {
+                spent += 1;
+                if spent >= budget {
+                    return Outcome::Exhausted {
+                        attempts: backoff.attempts() + 1,
+                        reason,
+                    };
+                }
+            }
+            let delay = match failure {
+                Failure::Throttled {
+                    retry_after: Some(retry_after),
+                } => backoff.after_refusal(retry_after),
+                _ => backoff.next_delay(),
+            };
+            let attempts = backoff.attempts();
+            // Loud on the first failure, then once in a while.
+            if attempts == 1 || attempts.is_multiple_of(10) {
+                tracing::warn!(
+                    lane = self.index,
+                    attempts,
+                    events = events.len(),
+                    failure = ?failure,
+                    retry_in_ms = delay.as_millis() as u64,
+                    %reason,
+                    "publish failed; retrying"
+                );
+            }
+            if !self.sleep_unless_shutdown(delay).await {
+                return Outcome::GaveUp;
+            }
+            self.metrics.retried();
+        }
+    }
+
+    /// Sleeps for `delay`; false, at once, when the shutdown deadline comes
+    /// first (it may be set while sleeping).
+    async fn sleep_unless_shutdown(&mut self, delay: Duration) -> bool {
+        let wake = Instant::now() + delay;
+        loop {
+            if self.deadline.borrow().is_some_and(|at| wake > at) {
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => return true,
+                changed = self.deadline.changed() => {
+                    if changed.is_err() {
+                        // No deadline can come any more.
+                        tokio::time::sleep_until(wake.into()).await;
+                        return true;
                     }
-                    let wake = Instant::now() + delay;
-                    if deadline.is_some_and(|at| wake > at) {
-                        return Outcome::GaveUp;
-                    }
-                    // Sleep, but wake early if shutdown sets a deadline that
-                    // comes before the retry.
-                    loop {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(wake.into()) => break,
-                            changed = self.deadline.changed() => {
-                                let gave_up = match *self.deadline.borrow() {
-                                    Some(at) => wake > at,
-                                    None => false,
-                                };
-                                if gave_up {
-                                    return Outcome::GaveUp;
-                                }
-                                if changed.is_err() {
-                                    // No more changes can come; just sleep.
-                                    tokio::time::sleep_until(wake.into()).await;
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    self.metrics.retried();
                 }
             }
         }
@@ -347,15 +418,31 @@ impl Lane {
             .take(3)
             .collect();
         tracing::warn!(
-            lane = self.index, status, %code, %detail, ?channels,
-            "edge refused {} event(s); not retrying", batch.len()
+            lane = self.index, status, %code, %detail, ?channels, events = batch.len(),
+            "edge refused events; not retrying"
         );
         let reason = format!("edge {status} {code}: {detail}");
+        self.give_up(batch, code, &reason);
+    }
+
+    fn settle_exhausted(&self, single: Vec<Envelope>, attempts: u32, reason: &str) {
+        let event = &single[0].event;
+        tracing::warn!(
+            lane = self.index, channel = %event.channel, event = %event.event, attempts, %reason,
+            "the edge keeps failing this event while it serves others; giving up on it"
+        );
+        let reason = format!("{RETRIES_EXHAUSTED}: {attempts} attempts, the last: {reason}");
+        self.give_up(single, RETRIES_EXHAUSTED, &reason);
+    }
+
+    /// Counts events that will never be delivered; Streams entries go to the
+    /// dead-letter stream with `reason`.
+    fn give_up(&self, batch: Vec<Envelope>, label: &str, reason: &str) {
         let mut dead = Vec::new();
         for envelope in batch {
-            self.metrics.rejected(envelope.source(), code, 1);
+            self.metrics.rejected(envelope.source(), label, 1);
             if let Ticket::Stream(ticket) = envelope.ticket {
-                dead.push((ticket, reason.clone()));
+                dead.push((ticket, reason.to_owned()));
             }
         }
         if !dead.is_empty() {
@@ -390,6 +477,19 @@ impl Lane {
             let _ = tx.send(verdict);
         }
     }
+}
+
+/// Splits a batch into runs of consecutive items with the same key (the
+/// tenant a request is sent as), keeping their order.
+pub fn runs<T, K: PartialEq>(items: Vec<T>, key: impl Fn(&T) -> K) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        match out.last_mut() {
+            Some(run) if key(&run[0]) == key(&item) => run.push(item),
+            _ => out.push(vec![item]),
+        }
+    }
+    out
 }
 
 /// Resolves once a shutdown deadline is set and has passed; never before.
@@ -444,78 +544,5 @@ pub fn unix_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_full_queue_makes_full_batches_without_waiting() {
-        let (tx, mut rx) = mpsc::channel(1000);
-        for i in 0..250 {
-            tx.send(i).await.unwrap();
-        }
-        let start = tokio::time::Instant::now();
-        let a = next_batch(&mut rx, 100, Duration::from_millis(5))
-            .await
-            .unwrap();
-        let b = next_batch(&mut rx, 100, Duration::from_millis(5))
-            .await
-            .unwrap();
-        assert_eq!(a, (0..100).collect::<Vec<_>>());
-        assert_eq!(b, (100..200).collect::<Vec<_>>());
-        assert_eq!(start.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_quiet_queue_waits_at_most_the_linger() {
-        let (tx, mut rx) = mpsc::channel(10);
-        tx.send(1).await.unwrap();
-        let sender = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            tx.send(2).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            tx.send(3).await.unwrap();
-        });
-        let start = tokio::time::Instant::now();
-        let batch = next_batch(&mut rx, 100, Duration::from_millis(5))
-            .await
-            .unwrap();
-        assert_eq!(batch, [1, 2]);
-        assert_eq!(start.elapsed(), Duration::from_millis(5));
-        assert_eq!(next_batch(&mut rx, 100, Duration::ZERO).await.unwrap(), [3]);
-        sender.await.unwrap();
-        assert!(next_batch(&mut rx, 100, Duration::ZERO).await.is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_closed_queue_ends_the_batch_at_once() {
-        let (tx, mut rx) = mpsc::channel(10);
-        tx.send(1).await.unwrap();
-        drop(tx);
-        let start = tokio::time::Instant::now();
-        assert_eq!(
-            next_batch(&mut rx, 100, Duration::from_secs(1))
-                .await
-                .unwrap(),
-            [1]
-        );
-        assert_eq!(start.elapsed(), Duration::ZERO);
-        assert!(next_batch(&mut rx, 100, Duration::from_secs(1))
-            .await
-            .is_none());
-    }
-
-    #[test]
-    fn a_channel_always_takes_the_same_lane_and_lanes_are_used() {
-        let channels: Vec<String> = (0..400)
-            .map(|i| format!("scan-progress:0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19:{i}"))
-            .collect();
-        let mut used = [0usize; 4];
-        for c in &channels {
-            let lane = lane_of(c, 4);
-            assert_eq!(lane, lane_of(c, 4));
-            used[lane] += 1;
-        }
-        assert!(used.iter().all(|&n| n > 50), "{used:?}");
-        assert_eq!(lane_of("x", 1), 0);
-    }
-}
+#[path = "batcher_tests.rs"]
+mod tests;

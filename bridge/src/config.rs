@@ -2,13 +2,18 @@
 //!
 //! Every option has a flag and an environment variable, so the bridge runs
 //! the same from a shell, a container or a process supervisor. The names the
-//! contract fixes (`VALKEY_URL`, `EDGE_URL`, `PUBLISH_TOKEN`, `JWT_SECRET`)
-//! are used as they are; the bridge's own settings are `BRIDGE_*`. The
-//! defaults are the local stack's, so `scripts/dev` starts the bridge with
-//! nothing but `JWT_SECRET` and `EDGE_URL`.
+//! contract fixes (`VALKEY_URL`, `EDGE_URL`, `PUBLISH_API_KEY`,
+//! `PUBLISH_TOKEN`, `JWT_SECRET`, `TENANT_CLAIM`) are used as they are; the
+//! bridge's own settings are `BRIDGE_*`. The defaults are the local stack's,
+//! so `scripts/dev` starts the bridge with nothing but `JWT_SECRET` and
+//! `EDGE_URL`.
 
-use clap::{ArgGroup, Parser};
-use std::net::SocketAddr;
+use crate::credential::{Credential, Minter};
+use crate::tenancy::{parse_route, Route, SourceName, TenantMap};
+use crate::valkey::TlsFiles;
+use clap::{ArgGroup, Parser, Subcommand};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Forwards events from Valkey to edgestream's `POST /v1/publish`.
@@ -20,34 +25,69 @@ use std::time::Duration;
 /// with a consumer group (`--stream`), which gives at-least-once delivery
 /// across bridge restarts and, with the entry id as idempotency key, exactly
 /// once at the edge. Events are sent in batches of up to 100, retried with
-/// backoff on network errors and 5xx, in order per channel.
+/// backoff, in order per channel.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "edgestream-bridge", version, about, long_about)]
-#[command(group(ArgGroup::new("credential").required(true).args(["publish_token", "jwt_secret"])))]
+#[command(subcommand_negates_reqs = true)]
+#[command(group(ArgGroup::new("credential").required(true).args([
+    "publish_api_key", "publish_api_key_file", "publish_token", "publish_token_file", "jwt_secret",
+])))]
 pub struct Config {
-    /// Valkey (or Redis) to read from: redis://[user:password@]host:port[/db].
-    #[arg(long, env = "VALKEY_URL", default_value = "redis://127.0.0.1:6379")]
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Valkey (or Redis) to read from:
+    /// redis[s]://[user:password@]host:port[/db]. rediss:// is TLS; the user
+    /// and password are an ACL user's. Pub/Sub ignores the database number.
+    #[arg(
+        long,
+        env = "VALKEY_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub valkey_url: String,
 
+    /// PEM file of the CA(s) that sign Valkey's TLS certificate, instead of
+    /// the system roots.
+    #[arg(long, env = "VALKEY_CA_FILE")]
+    pub valkey_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate (chain) for a Valkey that requires one.
+    #[arg(long, env = "VALKEY_CLIENT_CERT", requires = "valkey_client_key")]
+    pub valkey_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --valkey-client-cert.
+    #[arg(long, env = "VALKEY_CLIENT_KEY", requires = "valkey_client_cert")]
+    pub valkey_client_key: Option<PathBuf>,
+
     /// Base URL of the edgestream Worker; events go to <EDGE_URL>/v1/publish.
+    /// https:// except for a relay on this machine (127.0.0.1, ::1, localhost).
     #[arg(long, env = "EDGE_URL", default_value = "http://127.0.0.1:8787")]
     pub edge_url: String,
 
-    /// A publisher JWT (scope `events:publish`) sent as is. Use it when the
-    /// bridge must not hold the signing secret; it must outlive the process.
-    /// Prefer the variable: a flag shows in the process list.
+    /// An API key with the events:publish scope, sent as
+    /// `Authorization: Api-Key <key>`. The preferred credential. Prefer the
+    /// variable or the file: a flag shows in the process list.
+    #[arg(long, env = "PUBLISH_API_KEY", hide_env_values = true)]
+    pub publish_api_key: Option<String>,
+
+    /// A file holding the API key (a mounted secret, systemd's LoadCredential).
+    #[arg(long, env = "PUBLISH_API_KEY_FILE")]
+    pub publish_api_key_file: Option<PathBuf>,
+
+    /// A publisher JWT (scope `events:publish`) sent as a Bearer token. It
+    /// must outlive the process.
     #[arg(long, env = "PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
 
-    /// The Worker's HS256 secret: the bridge mints its own short-lived
-    /// platform publisher tokens (no tenant claim) and renews them before
-    /// they expire. Prefer the variable: a flag shows in the process list.
-    #[arg(
-        long,
-        env = "JWT_SECRET",
-        hide_env_values = true,
-        conflicts_with = "publish_token"
-    )]
+    /// A file holding the publisher JWT.
+    #[arg(long, env = "PUBLISH_TOKEN_FILE")]
+    pub publish_token_file: Option<PathBuf>,
+
+    /// For local use only: the Worker's HS256 secret, from which the bridge
+    /// mints its own short-lived publisher tokens. Whoever holds it can mint
+    /// any token, so never give it to a deployed bridge.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
     /// `iss` claim of minted tokens (set it when the Worker has JWT_ISSUER).
@@ -58,10 +98,21 @@ pub struct Config {
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
+    /// The claim minted tokens carry their tenant in (the Worker's TENANT_CLAIM).
+    #[arg(long, env = "TENANT_CLAIM", default_value = "tenant_id")]
+    pub tenant_claim: String,
+
     /// Lifetime of a minted token, in seconds; a new one is minted when less
     /// than a fifth of it is left.
     #[arg(long, env = "BRIDGE_TOKEN_TTL_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(30..=86400))]
     pub token_ttl_seconds: u64,
+
+    /// Makes the bridge tenant-scoped: `pubsub:<channel>=<tenant>` or
+    /// `stream:<key>=<tenant>` (repeat the flag; comma-separated in the
+    /// variable). Every source then needs one; an event whose channel names
+    /// another tenant is refused, and minted tokens carry the tenant.
+    #[arg(long = "tenant", env = "BRIDGE_TENANTS", value_delimiter = ',', value_parser = parse_route)]
+    pub tenants: Vec<Route>,
 
     /// Pub/Sub channel to subscribe to (repeat the flag for several;
     /// comma-separated in the variable).
@@ -92,9 +143,9 @@ pub struct Config {
     #[arg(long, env = "BRIDGE_CONSUMER")]
     pub consumer: Option<String>,
 
-    /// Where Streams entries that can never be delivered (malformed, or
-    /// refused by the edge with a 4xx) are copied, with the reason, before they
-    /// are acknowledged. Default: "<stream>:dead-letter".
+    /// Where Streams entries that can never be delivered (malformed, refused
+    /// by the edge with a 4xx, or out of retries) are copied, with the
+    /// reason, before they are acknowledged. Default: "<stream>:dead-letter".
     #[arg(long, env = "BRIDGE_DEAD_LETTER_STREAM")]
     pub dead_letter_stream: Option<String>,
 
@@ -133,8 +184,9 @@ pub struct Config {
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = 65_536)]
     pub max_event_bytes: usize,
 
-    /// First retry delay after a network error or 5xx, in milliseconds; it
-    /// doubles per attempt, with jitter, up to --retry-max-ms.
+    /// First retry delay, in milliseconds; it doubles per attempt, with
+    /// jitter, up to --retry-max-ms. A Retry-After from the edge is waited
+    /// for at least.
     #[arg(long, env = "BRIDGE_RETRY_INITIAL_MS", default_value_t = 100)]
     pub retry_initial_ms: u64,
 
@@ -142,6 +194,14 @@ pub struct Config {
     /// Valkey reconnection attempts).
     #[arg(long, env = "BRIDGE_RETRY_MAX_MS", default_value_t = 5_000)]
     pub retry_max_ms: u64,
+
+    /// Failed attempts of one event, alone in its request, before it is
+    /// given up (dead-lettered for Streams). Only failures of an edge that is
+    /// up count: a 5xx answer, or no answer while its health check passes.
+    /// An edge that is unreachable or answers 429/503 is waited for without
+    /// limit.
+    #[arg(long, env = "BRIDGE_RETRY_BUDGET", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub retry_budget: u32,
 
     /// Timeout of one publish request, in milliseconds.
     #[arg(long, env = "BRIDGE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
@@ -153,18 +213,27 @@ pub struct Config {
     #[arg(long, env = "BRIDGE_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub shutdown_timeout_seconds: u64,
 
-    /// Serve Prometheus metrics at http://<addr>/metrics (e.g.
-    /// 127.0.0.1:9464). Off when not given.
+    /// Serve Prometheus metrics at http://<addr>/metrics and a health check
+    /// at /healthz (e.g. 127.0.0.1:9464). Off when not given.
     #[arg(long, env = "BRIDGE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// Log level: error, warn, info, debug or trace.
+    /// Log level: error, warn, info, debug or trace. Logs are JSON lines on
+    /// stderr.
     #[arg(long, env = "BRIDGE_LOG_LEVEL", default_value = "info")]
     pub log_level: tracing::Level,
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Exits 0 when the bridge running on this host answers its health check
+    /// (GET /healthz on BRIDGE_METRICS_ADDR), 1 otherwise. For container
+    /// health checks, in an image that has no shell or curl.
+    Probe,
+}
+
 impl Config {
-    /// Checks what clap cannot: the URLs and that at least one source is on.
+    /// Checks what clap cannot: the URLs, the sources and the tenant map.
     pub fn validate(&self) -> Result<(), String> {
         if self.no_pubsub && self.stream.is_none() {
             return Err("--no-pubsub without --stream leaves nothing to read".into());
@@ -172,30 +241,91 @@ impl Config {
         if !self.no_pubsub && self.pubsub_channels.iter().all(|c| c.is_empty()) {
             return Err("--pubsub-channel must name a channel".into());
         }
-        let scheme = self.edge_url.split("://").next().unwrap_or_default();
-        if !matches!(scheme, "http" | "https") || !self.edge_url.contains("://") {
-            return Err(format!(
-                "EDGE_URL must be an http:// or https:// URL, not {:?}",
-                self.edge_url
-            ));
-        }
-        if self.publish_token.as_deref().is_some_and(str::is_empty)
-            || self.jwt_secret.as_deref().is_some_and(str::is_empty)
-        {
-            return Err("PUBLISH_TOKEN or JWT_SECRET is set but empty".into());
-        }
-        if let Err(err) = redis::Client::open(self.valkey_url.as_str()) {
-            return Err(format!("VALKEY_URL is not usable: {err}"));
-        }
+        check_edge_url(&self.edge_url)?;
         if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
             return Err("--retry-initial-ms must be at least 1 and at most --retry-max-ms".into());
         }
-        Ok(())
+        if self.tenant_claim.is_empty() {
+            return Err("TENANT_CLAIM is empty".into());
+        }
+        self.tenant_map().map(|_| ())
     }
 
-    /// `<EDGE_URL>/v1/publish`, whether or not EDGE_URL ends with a slash.
-    pub fn publish_url(&self) -> String {
-        format!("{}/v1/publish", self.edge_url.trim_end_matches('/'))
+    /// The sources this configuration reads.
+    pub fn sources(&self) -> Vec<SourceName> {
+        let mut sources = Vec::new();
+        if !self.no_pubsub {
+            sources.extend(self.subscribed().into_iter().map(SourceName::PubSub));
+        }
+        sources.extend(self.stream.iter().cloned().map(SourceName::Stream));
+        sources
+    }
+
+    /// The Pub/Sub channels to subscribe to.
+    pub fn subscribed(&self) -> Vec<String> {
+        self.pubsub_channels
+            .iter()
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    pub fn tenant_map(&self) -> Result<TenantMap, String> {
+        TenantMap::new(&self.tenants, &self.sources())
+    }
+
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.valkey_ca_file.clone(),
+            client_cert: self.valkey_client_cert.clone(),
+            client_key: self.valkey_client_key.clone(),
+        }
+    }
+
+    /// The publisher credential, with files read now so a missing one stops
+    /// the start.
+    pub fn credential(&self) -> Result<Credential, String> {
+        let given = |value: &Option<String>, file: &Option<PathBuf>, name: &str| {
+            let text = match (value, file) {
+                (Some(value), _) => value.clone(),
+                (None, Some(path)) => read_secret(path, name)?,
+                (None, None) => return Ok(None),
+            };
+            let text = text.trim().to_owned();
+            if text.is_empty() {
+                return Err(format!("{name} is set but empty"));
+            }
+            Ok(Some(text))
+        };
+        if let Some(key) = given(
+            &self.publish_api_key,
+            &self.publish_api_key_file,
+            "PUBLISH_API_KEY",
+        )? {
+            edgestream_core::api_key::check_shape(&key)
+                .map_err(|_| "PUBLISH_API_KEY is not an API key (printable ASCII, no spaces, at most 256 bytes)".to_string())?;
+            return Ok(Credential::ApiKey(key));
+        }
+        if let Some(token) = given(
+            &self.publish_token,
+            &self.publish_token_file,
+            "PUBLISH_TOKEN",
+        )? {
+            if token.split('.').count() != 3 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err("PUBLISH_TOKEN is not a JWT".into());
+            }
+            return Ok(Credential::Token(token));
+        }
+        match given(&self.jwt_secret, &None, "JWT_SECRET")? {
+            Some(secret) => Ok(Credential::Minted(Minter::new(
+                secret.as_bytes(),
+                self.token_ttl_seconds,
+                self.jwt_issuer.clone(),
+                self.jwt_audience.clone(),
+                self.tenant_claim.clone(),
+            ))),
+            None => Err("no credential: set PUBLISH_API_KEY (or PUBLISH_TOKEN)".into()),
+        }
     }
 
     pub fn consumer_name(&self) -> String {
@@ -225,73 +355,57 @@ impl Config {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_seconds)
     }
+
+    /// Where `probe` finds the running bridge: the metrics address, with a
+    /// wildcard bind reached over loopback.
+    pub fn probe_addr(&self) -> Option<SocketAddr> {
+        let mut addr = self.metrics_addr?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        Some(addr)
+    }
+}
+
+fn read_secret(path: &Path, name: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("{name}_FILE: cannot read {}: {e}", path.display()))
+}
+
+/// https:// anywhere; http:// only to this machine, since the credential
+/// travels in every request.
+pub fn check_edge_url(url: &str) -> Result<(), String> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("EDGE_URL is not a URL ({e}): {url:?}"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("EDGE_URL must not carry a user or password".into());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("EDGE_URL must not have a query or fragment".into());
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
+        "http" => Err(format!(
+            "EDGE_URL {url:?} is plain http:// to another host: the credential would travel in clear. \
+             Use https://, or http:// only to 127.0.0.1, ::1 or localhost"
+        )),
+        other => Err(format!("EDGE_URL must be https:// (or http:// on loopback), not {other}://")),
+    }
+}
+
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
-        Config::try_parse_from(std::iter::once("edgestream-bridge").chain(args.iter().copied()))
-    }
-
-    #[test]
-    fn clap_definition_is_consistent() {
-        Config::command().debug_assert();
-    }
-
-    #[test]
-    fn defaults_are_the_local_stack() {
-        let config = parse(&["--jwt-secret", "s"]).unwrap();
-        assert_eq!(config.valkey_url, "redis://127.0.0.1:6379");
-        assert_eq!(config.publish_url(), "http://127.0.0.1:8787/v1/publish");
-        assert_eq!(config.pubsub_channels, ["events_channel"]);
-        assert_eq!(config.batch_max, 100);
-        assert!(config.stream.is_none() && !config.no_pubsub);
-        assert!(config.validate().is_ok());
-    }
-
-    #[test]
-    fn a_credential_is_required_and_only_one() {
-        if std::env::var_os("JWT_SECRET").is_none() && std::env::var_os("PUBLISH_TOKEN").is_none() {
-            assert!(parse(&[]).is_err());
-        }
-        assert!(parse(&["--publish-token", "t", "--jwt-secret", "s"]).is_err());
-        assert!(parse(&["--publish-token", "t"]).is_ok());
-    }
-
-    #[test]
-    fn checks_beyond_clap() {
-        let config = parse(&["--jwt-secret", "s", "--no-pubsub"]).unwrap();
-        assert!(config.validate().is_err());
-        let config = parse(&["--jwt-secret", "s", "--no-pubsub", "--stream", "events"]).unwrap();
-        assert!(config.validate().is_ok());
-        assert_eq!(
-            config.dead_letter_key().as_deref(),
-            Some("events:dead-letter")
-        );
-        let config = parse(&["--jwt-secret", "s", "--edge-url", "127.0.0.1:8787"]).unwrap();
-        assert!(config.validate().is_err());
-        let config =
-            parse(&["--jwt-secret", "s", "--valkey-url", "http://127.0.0.1:6379"]).unwrap();
-        assert!(config.validate().is_err());
-        let config = parse(&["--jwt-secret", "s", "--edge-url", "https://edge.example/"]).unwrap();
-        assert_eq!(config.publish_url(), "https://edge.example/v1/publish");
-        assert!(parse(&["--jwt-secret", "s", "--batch-max", "101"]).is_err());
-    }
-
-    #[test]
-    fn several_pubsub_channels() {
-        let config = parse(&[
-            "--jwt-secret",
-            "s",
-            "--pubsub-channel",
-            "a",
-            "--pubsub-channel",
-            "b,c",
-        ])
-        .unwrap();
-        assert_eq!(config.pubsub_channels, ["a", "b", "c"]);
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

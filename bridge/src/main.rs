@@ -11,10 +11,14 @@
 //! ```
 //!
 //! Sources decode and validate (with the Worker's own rules, from
-//! `edgestream-core`), lanes batch and retry ([`batcher`]), the forwarder
-//! speaks HTTP ([`forward`]). Shutdown on SIGTERM or SIGINT: sources stop
-//! reading, lanes finish what is queued and in flight (bounded by
-//! `--shutdown-timeout-seconds`), acknowledgements are written, then the
+//! `edgestream-core`) and check each event's tenant against the source's
+//! ([`tenancy`]); lanes batch and retry ([`batcher`]); the forwarder speaks
+//! HTTP with the bridge's credential ([`forward`], [`credential`]);
+//! [`valkey`] builds the client (TLS, ACL users) and explains its errors.
+//! A configuration that cannot work (options, credential, a certificate or
+//! password Valkey refuses) exits 2 at start. Shutdown on SIGTERM or SIGINT:
+//! sources stop reading, lanes finish what is queued and in flight (bounded
+//! by `--shutdown-timeout-seconds`), acknowledgements are written, then the
 //! process exits 0. A second signal exits at once.
 
 mod backoff;
@@ -25,35 +29,56 @@ mod forward;
 mod metrics;
 mod source_pubsub;
 mod source_streams;
+mod tenancy;
+mod valkey;
 
 use backoff::Backoff;
 use batcher::LaneSettings;
 use clap::Parser;
-use config::Config;
-use credential::Credential;
+use config::{Command, Config};
 use forward::Forwarder;
 use metrics::Metrics;
 use source_pubsub::{KeyMaker, PubSubSource};
 use source_streams::{Acker, StreamSettings, StreamSource};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
-fn main() -> std::process::ExitCode {
+/// Exit status of a configuration the bridge refuses to run with.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Probe) = config.command {
+        return match config.probe_addr() {
+            Some(addr) if metrics::probe(addr) => ExitCode::SUCCESS,
+            Some(addr) => {
+                eprintln!("edgestream-bridge probe: no healthy bridge at http://{addr}/healthz");
+                ExitCode::FAILURE
+            }
+            None => {
+                eprintln!("edgestream-bridge probe: BRIDGE_METRICS_ADDR is not set");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
         .with_max_level(config.log_level)
         .with_target(false)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
         .init();
     if let Err(err) = config.validate() {
-        tracing::error!("{err}");
-        return std::process::ExitCode::from(2);
+        tracing::error!(error = %err, "configuration refused");
+        return ExitCode::from(EXIT_CONFIG);
     }
-    // TLS for https:// edges, with ring as the crypto provider (no C++ or
-    // cmake toolchain needed to build it).
+    // TLS for https:// edges and rediss:// Valkey, with ring as the crypto
+    // provider (no C++ or cmake toolchain needed to build it).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -62,35 +87,56 @@ fn main() -> std::process::ExitCode {
     {
         Ok(rt) => rt,
         Err(err) => {
-            tracing::error!("cannot start the async runtime: {err}");
-            return std::process::ExitCode::FAILURE;
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(config)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err}");
-            std::process::ExitCode::FAILURE
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Stop::Config(err)) => {
+            tracing::error!(error = %err, "configuration refused");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Stop::Failed(err)) => {
+            tracing::error!(error = %err, "cannot run");
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run(config: Config) -> Result<(), String> {
-    let client = redis::Client::open(config.valkey_url.as_str())
-        .map_err(|e| format!("VALKEY_URL is not usable: {e}"))?;
-    let credential = Credential::from_config(&config);
-    let minted = credential.is_minted();
-    let forwarder = Arc::new(Forwarder::new(
-        config.publish_url(),
-        credential,
-        Duration::from_millis(config.request_timeout_ms),
-    )?);
+enum Stop {
+    /// Fix the configuration: retrying as it is cannot work.
+    Config(String),
+    Failed(String),
+}
+
+async fn run(config: Config) -> Result<(), Stop> {
+    let client = valkey::client(&config.valkey_url, &config.tls_files()).map_err(Stop::Config)?;
+    let credential = config.credential().map_err(Stop::Config)?;
+    let tenants = Arc::new(config.tenant_map().map_err(Stop::Config)?);
+    let edge_is_local =
+        reqwest::Url::parse(&config.edge_url).is_ok_and(|u| config::is_loopback(&u));
+    if credential.is_minted() && !edge_is_local {
+        tracing::warn!(
+            "JWT_SECRET is the relay's signing key and can mint any token; give a deployed bridge PUBLISH_API_KEY instead"
+        );
+    }
+    let credential_kind = credential.kind();
+    let forwarder = Arc::new(
+        Forwarder::new(
+            &config.edge_url,
+            credential,
+            Duration::from_millis(config.request_timeout_ms),
+        )
+        .map_err(Stop::Failed)?,
+    );
+    valkey::probe(&client).await.map_err(Stop::Config)?;
     let metrics = Metrics::new();
     if let Some(addr) = config.metrics_addr {
         let bound = metrics::serve(addr, metrics.clone())
             .await
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-        tracing::info!("metrics on http://{bound}/metrics");
+            .map_err(|e| Stop::Failed(format!("cannot serve metrics on {addr}: {e}")))?;
+        tracing::info!(addr = %bound, "metrics on /metrics, health check on /healthz");
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -113,6 +159,7 @@ async fn run(config: Config) -> Result<(), String> {
             linger: config.linger(),
             retry_initial,
             retry_max,
+            retry_budget: config.retry_budget,
         },
         forwarder,
         metrics.clone(),
@@ -123,19 +170,18 @@ async fn run(config: Config) -> Result<(), String> {
     let mut sources = Vec::new();
     let mut acker = None;
     if !config.no_pubsub {
+        if valkey::database(&client) != 0 {
+            tracing::info!("Pub/Sub ignores the database number of VALKEY_URL: channels are shared by every database");
+        }
         let source = PubSubSource {
             client: client.clone(),
-            channels: config
-                .pubsub_channels
-                .iter()
-                .filter(|c| !c.is_empty())
-                .cloned()
-                .collect(),
+            channels: config.subscribed(),
             dispatcher: dispatcher.clone(),
             metrics: metrics.clone(),
             max_event_bytes: config.max_event_bytes,
             backoff: Backoff::new(retry_initial, retry_max),
             keys: KeyMaker::new(),
+            tenants: tenants.clone(),
         };
         sources.push(tokio::spawn(source.run(stop_rx.clone())));
     }
@@ -152,6 +198,7 @@ async fn run(config: Config) -> Result<(), String> {
             max_event_bytes: config.max_event_bytes,
             retry_initial,
             retry_max,
+            tenants: tenants.clone(),
         });
         let in_flight = Arc::new(Mutex::new(Default::default()));
         let source = StreamSource {
@@ -175,21 +222,26 @@ async fn run(config: Config) -> Result<(), String> {
     // Lanes end when the last dispatcher is gone, i.e. when the sources end.
     drop(dispatcher);
     tracing::info!(
-        edge = %config.publish_url(),
-        valkey = %redacted(&config.valkey_url),
-        credential = if minted { "minted from JWT_SECRET" } else { "PUBLISH_TOKEN" },
+        edge = %config.edge_url,
+        valkey = %valkey::redacted(&config.valkey_url),
+        credential = credential_kind,
+        tenants = ?tenants.tenants(),
         lanes = config.lanes,
         "edgestream-bridge started"
     );
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Stop::Failed(e.to_string()))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Stop::Failed(e.to_string()))?;
     let which = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",
         _ = sigint.recv() => "SIGINT",
     };
     let timeout = config.shutdown_timeout();
-    tracing::info!("{which}: finishing queued and in-flight batches (at most {timeout:?})");
+    tracing::info!(
+        signal = which,
+        timeout_s = timeout.as_secs(),
+        "finishing queued and in-flight batches"
+    );
     tokio::spawn(async move {
         tokio::select! {
             _ = sigterm.recv() => {}
@@ -214,35 +266,4 @@ async fn run(config: Config) -> Result<(), String> {
     }
     tracing::info!("stopped: {}", metrics.summary());
     Ok(())
-}
-
-/// The URL without its password, for the log.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_stay_out_of_the_log() {
-        assert_eq!(
-            super::redacted("redis://u:secret@h:6379/0"),
-            "redis://u:***@h:6379/0"
-        );
-        assert_eq!(
-            super::redacted("redis://:secret@h:6379"),
-            "redis://:***@h:6379"
-        );
-        assert_eq!(
-            super::redacted("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-    }
 }

@@ -1,14 +1,16 @@
 //! Prometheus counters, served as text on an optional local port.
 //!
 //! The bridge is a pipe: what matters is what went in (received), what came
-//! out (forwarded), what was tried again (retried), what could never be sent
-//! (rejected, dead-lettered, dropped) and how far behind it runs (lag,
-//! queued). With those an operator can tell "the edge is down" (retried
-//! climbs, forwarded stalls) from "an origin sends garbage" (rejected climbs).
+//! out (forwarded), what was tried again (retried, throttled), what could
+//! never be sent (rejected, dead-lettered, dropped) and how far behind it
+//! runs (lag, queued). With those an operator can tell "the edge is down"
+//! (retried climbs, forwarded stalls) from "the edge sheds load" (throttled
+//! climbs) from "an origin sends garbage" (rejected climbs).
 //!
 //! The endpoint is a few lines over a TCP listener rather than a web
-//! framework: it answers one GET for a scraper on a private address, and
-//! the bridge already has enough moving parts.
+//! framework: it answers a scraper's GET /metrics and a liveness probe's
+//! GET /healthz on a private address, and the bridge already has enough
+//! moving parts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,6 +49,8 @@ pub struct Metrics {
     pubsub: PerSource,
     streams: PerSource,
     retried: AtomicU64,
+    throttled: AtomicU64,
+    claimed: AtomicU64,
     requests_accepted: AtomicU64,
     requests_failed: AtomicU64,
     requests_rejected: AtomicU64,
@@ -101,6 +105,16 @@ impl Metrics {
 
     pub fn retried(&self) {
         self.retried.fetch_add(1, Relaxed);
+    }
+
+    /// The edge answered 429 or 503.
+    pub fn throttled(&self) {
+        self.throttled.fetch_add(1, Relaxed);
+    }
+
+    /// Streams entries taken over from another consumer.
+    pub fn claimed(&self, n: u64) {
+        self.claimed.fetch_add(n, Relaxed);
     }
 
     pub fn request(&self, outcome: RequestOutcome) {
@@ -190,14 +204,26 @@ impl Metrics {
         family(
             "edgestream_bridge_rejected_total",
             "counter",
-            "Messages that can never be delivered (malformed, or refused by the edge with a 4xx), skipped.",
+            "Messages that can never be delivered (malformed, another tenant's, refused by the edge with a 4xx, or out of retries), skipped.",
             rejected,
         );
         family(
             "edgestream_bridge_retried_total",
             "counter",
-            "Publish requests sent again after a network error, a timeout, a 429 or a 5xx.",
+            "Publish requests sent again after a network error, a timeout, a 429, a 503 or another 5xx.",
             vec![(String::new(), self.retried.load(Relaxed) as f64)],
+        );
+        family(
+            "edgestream_bridge_throttled_total",
+            "counter",
+            "Publish requests the edge answered 429 or 503 (waited for at least Retry-After).",
+            vec![(String::new(), self.throttled.load(Relaxed) as f64)],
+        );
+        family(
+            "edgestream_bridge_claimed_total",
+            "counter",
+            "Streams entries claimed (XAUTOCLAIM) from a consumer that left them pending.",
+            vec![(String::new(), self.claimed.load(Relaxed) as f64)],
         );
         family(
             "edgestream_bridge_publish_requests_total",
@@ -267,7 +293,7 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Serves `GET /metrics` until the process ends.
+/// Serves `GET /metrics` and `GET /healthz` until the process ends.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -303,6 +329,7 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
                 let path = path.split(|&b| b == b'?').next().unwrap_or_default();
                 let (status, body) = match (method, path) {
                     (b"GET", b"/metrics") => ("200 OK", metrics.render()),
+                    (b"GET", b"/healthz") => ("200 OK", "ok\n".to_owned()),
                     (b"GET", _) => ("404 Not Found", "not found: try /metrics\n".to_owned()),
                     _ => ("405 Method Not Allowed", "GET only\n".to_owned()),
                 };
@@ -319,65 +346,32 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
     Ok(bound)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_every_family_with_labels() {
-        let m = Metrics::new();
-        m.received(Source::PubSub);
-        m.received(Source::PubSub);
-        m.forwarded(Source::Streams, 3, 1);
-        m.rejected(Source::PubSub, "invalid_channel", 2);
-        m.rejected(Source::PubSub, "we\"ird", 1);
-        m.dropped("queue_full", 4);
-        m.retried();
-        m.queued(5);
-        m.queued(-2);
-        m.lag(std::time::Duration::from_millis(1500));
-        assert_eq!(
-            m.summary(),
-            "received=2 forwarded=3 duplicates=1 rejected=3 dropped=4 retried=1"
-        );
-        let text = m.render();
-        for line in [
-            "edgestream_bridge_received_total{source=\"pubsub\"} 2",
-            "edgestream_bridge_received_total{source=\"streams\"} 0",
-            "edgestream_bridge_forwarded_total{source=\"streams\"} 3",
-            "edgestream_bridge_duplicates_total{source=\"streams\"} 1",
-            "edgestream_bridge_rejected_total{source=\"pubsub\",reason=\"invalid_channel\"} 2",
-            "edgestream_bridge_rejected_total{source=\"pubsub\",reason=\"we\\\"ird\"} 1",
-            "edgestream_bridge_dropped_total{reason=\"queue_full\"} 4",
-            "edgestream_bridge_retried_total 1",
-            "edgestream_bridge_queued_events 3",
-            "edgestream_bridge_lag_seconds 1.5",
-            "# TYPE edgestream_bridge_retried_total counter",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
+/// The client side of `/healthz`, for `edgestream-bridge probe`: true when
+/// a bridge serves it at `addr` within a few seconds. Blocking and without
+/// the async runtime, since it is all the process does.
+pub fn probe(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(3);
+    let Ok(mut socket) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = socket.set_read_timeout(Some(timeout));
+    let _ = socket.set_write_timeout(Some(timeout));
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if socket.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 16];
+    let mut read = 0;
+    while read < head.len() {
+        match socket.read(&mut head[read..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
         }
     }
-
-    #[tokio::test]
-    async fn serves_metrics_over_http() {
-        let m = Metrics::new();
-        m.received(Source::Streams);
-        let addr = serve("127.0.0.1:0".parse().unwrap(), m).await.unwrap();
-        let get = |path: &'static str| async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut text = String::new();
-            s.read_to_string(&mut text).await.unwrap();
-            text
-        };
-        let ok = get("/metrics").await;
-        assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
-        assert!(ok.contains("edgestream_bridge_received_total{source=\"streams\"} 1"));
-        assert!(get("/").await.starts_with("HTTP/1.1 404"));
-    }
+    head[..read].starts_with(b"HTTP/1.1 200 ")
 }
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

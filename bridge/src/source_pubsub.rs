@@ -11,10 +11,16 @@
 //! event gets an idempotency key before its first attempt, so the bridge's
 //! own retries never duplicate it. Use the Streams source when the origin
 //! needs more.
+//!
+//! Pub/Sub channels are global to the server: the database number of
+//! `VALKEY_URL` does not separate them. Separate origins by channel name, by
+//! ACL channel patterns (`&pattern`), or by a Valkey of their own.
 
 use crate::backoff::Backoff;
 use crate::batcher::{unix_ms, Dispatcher, Envelope, Ticket};
 use crate::metrics::{Metrics, Source};
+use crate::tenancy::{Refusal, SourceName, TenantMap};
+use crate::valkey::{self, CONNECT_TIMEOUT};
 use edgestream_core::origin::{decode_message, validate};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +30,6 @@ use tokio::sync::watch;
 
 const PING_EVERY: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PubSubSource {
     pub client: redis::Client,
@@ -34,6 +39,7 @@ pub struct PubSubSource {
     pub max_event_bytes: usize,
     pub backoff: Backoff,
     pub keys: KeyMaker,
+    pub tenants: Arc<TenantMap>,
 }
 
 /// Idempotency keys for events that come without one: unique to this run of
@@ -79,7 +85,11 @@ impl PubSubSource {
                     connected_before = true;
                     self.metrics.reconnected(Source::PubSub);
                     let delay = self.backoff.next_delay();
-                    tracing::warn!("Pub/Sub connection lost ({err}); reconnecting in {delay:?}");
+                    tracing::warn!(
+                        error = %err,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "Pub/Sub connection lost; reconnecting"
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = stop.changed() => break,
@@ -99,13 +109,19 @@ impl PubSubSource {
         let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub())
             .await
             .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| valkey::explain(&e).to_string())?;
         let (mut sink, mut messages) = pubsub.split();
         for channel in &self.channels {
-            sink.subscribe(channel).await.map_err(|e| e.to_string())?;
+            sink.subscribe(channel)
+                .await
+                .map_err(|e| format!("SUBSCRIBE {channel}: {}", valkey::explain(&e)))?;
         }
         self.backoff.reset();
-        tracing::info!(channels = ?self.channels, "{} Pub/Sub", if reconnect { "resubscribed to" } else { "subscribed to" });
+        tracing::info!(
+            channels = ?self.channels,
+            "{} Pub/Sub",
+            if reconnect { "resubscribed to" } else { "subscribed to" }
+        );
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
@@ -118,7 +134,7 @@ impl PubSubSource {
                 _ = ping.tick() => {
                     match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return Err(format!("ping failed: {e}")),
+                        Ok(Err(e)) => return Err(format!("ping failed: {}", valkey::explain(&e))),
                         Err(_) => return Err("ping timed out".into()),
                     }
                 }
@@ -127,8 +143,9 @@ impl PubSubSource {
         }
     }
 
-    /// One message: decode, validate, queue. A bad message is logged,
-    /// counted and skipped; nothing here can stop the source.
+    /// One message: decode, validate, check its tenant, queue. A bad
+    /// message is logged (without its data), counted and skipped; nothing
+    /// here can stop the source.
     fn handle(&self, channel: &str, payload: &[u8]) {
         self.metrics.received(Source::PubSub);
         let (mut event, form) = match decode_message(payload) {
@@ -137,8 +154,9 @@ impl PubSubSource {
                 self.metrics.rejected(Source::PubSub, err.reason(), 1);
                 tracing::warn!(
                     pubsub_channel = channel,
-                    "skipped a message: {err}; payload starts {:?}",
-                    preview(payload)
+                    reason = err.reason(),
+                    bytes = payload.len(),
+                    "skipped a message: {err}"
                 );
                 return;
             }
@@ -147,10 +165,22 @@ impl PubSubSource {
             self.metrics.rejected(Source::PubSub, problem.code, 1);
             tracing::warn!(
                 pubsub_channel = channel, channel = %truncate(&event.channel), event = %truncate(&event.event),
-                "skipped a message: {}: {}", problem.code, problem.detail
+                reason = problem.code, detail = %problem.detail, "skipped a message"
             );
             return;
         }
+        let source = SourceName::PubSub(channel.to_owned());
+        let tenant = match self.tenants.admit(&source, &event.channel) {
+            Ok(tenant) => tenant,
+            Err(refusal) => {
+                self.metrics.rejected(Source::PubSub, Refusal::REASON, 1);
+                tracing::warn!(
+                    pubsub_channel = channel, channel = %event.channel, event = %truncate(&event.event),
+                    reason = Refusal::REASON, "refused a message for another tenant: {refusal}"
+                );
+                return;
+            }
+        };
         if event.idempotency_key.is_none() {
             event.idempotency_key = Some(self.keys.next());
         }
@@ -159,16 +189,13 @@ impl PubSubSource {
             event,
             ticket: Ticket::PubSub,
             born_ms: unix_ms(),
+            tenant,
         };
         if let Err(envelope) = self.dispatcher.try_send(envelope) {
             self.metrics.dropped("queue_full", 1);
-            tracing::warn!(channel = %envelope.event.channel, "queue full (the edge is slow or down): dropped a Pub/Sub event");
+            tracing::warn!(channel = %envelope.event.channel, reason = "queue_full", "queue full (the edge is slow or down): dropped a Pub/Sub event");
         }
     }
-}
-
-fn preview(payload: &[u8]) -> String {
-    String::from_utf8_lossy(&payload[..payload.len().min(120)]).into_owned()
 }
 
 fn truncate(s: &str) -> &str {

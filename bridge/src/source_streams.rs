@@ -14,9 +14,10 @@
 //! - The entry id (prefixed with the stream name) is the idempotency key, so
 //!   when a resent entry had in fact reached the edge before the crash, the
 //!   edge answers `duplicate: true` and delivers nothing twice.
-//! - An entry that can never be delivered (malformed, or a 4xx) is copied to
-//!   the dead-letter stream with the reason, then acknowledged, in one
-//!   MULTI/EXEC: it is never lost and never blocks the entries behind it.
+//! - An entry that can never be delivered (malformed, another tenant's, a
+//!   4xx, or out of retries) is copied to the dead-letter stream with the
+//!   reason, then acknowledged, in one MULTI/EXEC: it is never lost and never
+//!   blocks the entries behind it.
 //!
 //! The reader uses its own connection because XREADGROUP BLOCK holds a
 //! connection for the whole wait; acknowledgements go over another.
@@ -24,9 +25,11 @@
 use crate::backoff::Backoff;
 use crate::batcher::{Deadline, Dispatcher, Envelope, StreamTicket, Ticket, Verdict};
 use crate::metrics::{Metrics, Source};
+use crate::tenancy::{Refusal, SourceName, TenantMap};
+use crate::valkey;
 use edgestream_core::origin::{decode_stream_entry, validate};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Value};
+use redis::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,7 +38,6 @@ use tokio::sync::{mpsc, watch};
 /// How long one XREADGROUP waits for new entries; also how often the reader
 /// looks at the claim timer.
 const BLOCK_MS: u64 = 1_000;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a command may take; above BLOCK_MS so a blocking read is not cut.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(BLOCK_MS / 1000 + 5);
 /// The dead-letter stream keeps about this many entries.
@@ -51,6 +53,7 @@ pub struct StreamSettings {
     pub max_event_bytes: usize,
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    pub tenants: Arc<TenantMap>,
 }
 
 /// Entries read and not yet settled in Valkey. The reader skips them when it
@@ -78,13 +81,9 @@ pub struct StreamSource {
 }
 
 pub async fn connect(client: &redis::Client) -> Result<MultiplexedConnection, String> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
+    valkey::connect(client, RESPONSE_TIMEOUT)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| valkey::explain(&e).to_string())
 }
 
 impl StreamSource {
@@ -105,7 +104,12 @@ impl StreamSource {
             connected_before = true;
             self.metrics.reconnected(Source::Streams);
             let delay = backoff.next_delay();
-            tracing::warn!(stream = %s.stream, "Streams connection lost ({err}); reconnecting in {delay:?}");
+            tracing::warn!(
+                stream = %s.stream,
+                error = %err,
+                retry_in_ms = delay.as_millis() as u64,
+                "Streams connection lost; reconnecting"
+            );
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.changed() => break,
@@ -171,7 +175,7 @@ impl StreamSource {
                 ensure_group(conn, s).await?;
                 Ok(Vec::new())
             }
-            Err(err) => Err(err.to_string()),
+            Err(err) => Err(format!("XREADGROUP: {}", valkey::explain(&err))),
         }
     }
 
@@ -192,7 +196,7 @@ impl StreamSource {
                 .arg(s.read_count)
                 .query_async(conn)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("XAUTOCLAIM: {}", valkey::explain(&e)))?;
             let (next, entries) = parse_autoclaim_reply(reply)?;
             claimed += self.queue(entries).await;
             if next == "0-0" {
@@ -201,6 +205,7 @@ impl StreamSource {
             cursor = next;
         }
         if claimed > 0 {
+            self.metrics.claimed(claimed as u64);
             tracing::info!(stream = %s.stream, claimed, "claimed entries another consumer left pending");
         }
         Ok(())
@@ -227,7 +232,7 @@ impl StreamSource {
                 }
                 Err((ticket, reason, label)) => {
                     self.metrics.rejected(Source::Streams, label, 1);
-                    tracing::warn!(stream = %self.settings.stream, id = %ticket.id, "skipped an entry: {reason}");
+                    tracing::warn!(stream = %self.settings.stream, id = %ticket.id, reason = label, detail = %reason, "skipped an entry");
                     let _ = self
                         .verdicts
                         .send(Verdict::Rejected(vec![(ticket, reason)]));
@@ -265,6 +270,13 @@ impl StreamSource {
                 problem.code,
             ));
         }
+        let tenant = match s
+            .tenants
+            .admit(&SourceName::Stream(s.stream.clone()), &event.channel)
+        {
+            Ok(tenant) => tenant,
+            Err(refusal) => return Err((ticket, refusal.to_string(), Refusal::REASON)),
+        };
         if event.idempotency_key.is_none() {
             event.idempotency_key = Some(entry_key(&s.stream, &ticket.id));
         }
@@ -278,6 +290,7 @@ impl StreamSource {
             event,
             ticket: Ticket::Stream(ticket),
             born_ms,
+            tenant,
         })
     }
 }
@@ -312,7 +325,7 @@ async fn ensure_group(conn: &mut MultiplexedConnection, s: &StreamSettings) -> R
             Ok(())
         }
         Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
-        Err(err) => Err(err.to_string()),
+        Err(err) => Err(format!("XGROUP CREATE: {}", valkey::explain(&err))),
     }
 }
 
@@ -376,10 +389,10 @@ impl Acker {
                         let delay = backoff.next_delay();
                         let at = *self.deadline.borrow();
                         if at.is_some_and(|at| Instant::now() + delay > at) {
-                            tracing::warn!(stream = %s.stream, "shutdown: {} entries stay pending ({err})", acks.len() + dead.len());
+                            tracing::warn!(stream = %s.stream, error = %err, pending = acks.len() + dead.len(), "shutdown: entries stay pending");
                             return;
                         }
-                        tracing::warn!(stream = %s.stream, "cannot acknowledge yet ({err}); retrying in {delay:?}");
+                        tracing::warn!(stream = %s.stream, error = %err, retry_in_ms = delay.as_millis() as u64, "cannot acknowledge yet; retrying");
                         tokio::time::sleep(delay).await;
                     }
                 }
@@ -427,7 +440,7 @@ impl Acker {
         }
         pipe.query_async::<()>(conn)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| valkey::explain(&e).to_string())
     }
 
     fn forget(&self, ids: &[String]) {
@@ -534,77 +547,5 @@ fn text(value: Value) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    fn entry(id: &str, fields: &[(&str, &str)]) -> Value {
-        Value::Array(vec![
-            bulk(id),
-            Value::Array(
-                fields
-                    .iter()
-                    .flat_map(|(k, v)| [bulk(k), bulk(v)])
-                    .collect(),
-            ),
-        ])
-    }
-
-    #[test]
-    fn read_reply() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("events"),
-            Value::Array(vec![
-                entry("1-0", &[("channel", "c"), ("event", "e"), ("data", "1")]),
-                Value::Array(vec![bulk("2-0"), Value::Nil]),
-            ]),
-        ])]);
-        let entries = parse_read_reply(reply).unwrap();
-        assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].id, "1-0");
-        assert_eq!(
-            entries[0].fields.as_ref().unwrap()[1],
-            (b"event".to_vec(), b"e".to_vec())
-        );
-        assert_eq!(
-            entries[1],
-            RawEntry {
-                id: "2-0".into(),
-                fields: None
-            }
-        );
-        assert!(parse_read_reply(Value::Nil).unwrap().is_empty());
-        let resp3 = Value::Map(vec![(
-            bulk("events"),
-            Value::Array(vec![entry("3-0", &[("message", "{}")])]),
-        )]);
-        assert_eq!(parse_read_reply(resp3).unwrap()[0].id, "3-0");
-        assert!(parse_read_reply(Value::Int(1)).is_err());
-    }
-
-    #[test]
-    fn autoclaim_reply() {
-        let reply = Value::Array(vec![
-            bulk("0-0"),
-            Value::Array(vec![entry("5-1", &[("message", "x")])]),
-            Value::Array(vec![bulk("4-0")]),
-        ]);
-        let (cursor, entries) = parse_autoclaim_reply(reply).unwrap();
-        assert_eq!(cursor, "0-0");
-        assert_eq!(entries[0].id, "5-1");
-        assert!(parse_autoclaim_reply(Value::Nil).is_err());
-    }
-
-    #[test]
-    fn entry_keys_are_stable_and_valid() {
-        assert_eq!(
-            entry_key("events", "1712345678901-0"),
-            "events:1712345678901-0"
-        );
-        assert_eq!(entry_key("has space", "1-0"), "1-0");
-        assert_eq!(entry_key(&"s".repeat(200), "1-0"), "1-0");
-    }
-}
+#[path = "source_streams_tests.rs"]
+mod tests;

@@ -1,8 +1,10 @@
 // A real Valkey server for tests (the valkey-server that scripts/bootstrap
-// installs), and a minimal RESP client to drive it: PUBLISH, XADD, XRANGE,
-// PUBSUB NUMSUB. Written here rather than taken from npm so the tests need no
-// package beyond the lock file's.
-import { spawn } from 'node:child_process';
+// installs), a minimal RESP client to drive it (PUBLISH, XADD, XRANGE,
+// PUBSUB NUMSUB, ACL SETUSER), and a TLS front for it as managed services
+// have (Debian's stunnel with a throw-away CA made by openssl; both installed
+// by scripts/install-stunnel). Written here rather than taken from npm so the
+// tests need no package beyond the lock file's.
+import { spawn, execFileSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -186,4 +188,85 @@ function parse(buf, at) {
     default:
       throw new Error(`unexpected RESP type ${JSON.stringify(type)}`);
   }
+}
+
+/**
+ * Creates a throw-away CA and, signed by it, a server certificate for
+ * 127.0.0.1 and localhost and a client certificate, with openssl, in `dir`.
+ * Returns the file paths: {ca, serverCert, serverKey, clientCert, clientKey}.
+ */
+export function makeCertificates(dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  const f = (name) => path.join(dir, name);
+  const openssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=edgestream test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  const leaf = (name, subject, extensions) => {
+    fs.writeFileSync(f(`${name}.ext`), `${extensions}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n`);
+    openssl('req', '-new', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', subject);
+    openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial',
+      '-out', f(`${name}.pem`), '-days', '2', '-extfile', f(`${name}.ext`));
+  };
+  leaf('server', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth');
+  leaf('client', '/CN=edgestream-bridge', 'extendedKeyUsage=clientAuth');
+  return {
+    ca: f('ca.pem'),
+    serverCert: f('server.pem'),
+    serverKey: f('server.key'),
+    clientCert: f('client.pem'),
+    clientKey: f('client.key'),
+  };
+}
+
+/** Debian's stunnel, which scripts/install-stunnel installs. */
+export function stunnelBinary() {
+  for (const bin of ['/usr/bin/stunnel4', '/usr/bin/stunnel']) if (fs.existsSync(bin)) return bin;
+  throw new Error('stunnel is missing: run bash scripts/install-stunnel (as root: apt-get install -y stunnel4 openssl)');
+}
+
+/**
+ * Starts stunnel in front of `valkey` as a TLS server, as managed Valkey
+ * services terminate TLS: one port that takes any client, and one that
+ * requires a client certificate signed by the CA. Returns {port, mtlsPort, stop}.
+ */
+export async function startTlsFront({ dir, valkey, certs }) {
+  const [port, mtlsPort] = [await freePort(), await freePort()];
+  const conf = path.join(dir, 'stunnel.conf');
+  const service = (name, accept, extra = '') => `[${name}]\naccept = 127.0.0.1:${accept}\nconnect = 127.0.0.1:${valkey.port}\n` +
+    `cert = ${certs.serverCert}\nkey = ${certs.serverKey}\n${extra}`;
+  fs.writeFileSync(conf, [
+    'foreground = yes', 'pid =', 'debug = warning', '',
+    service('tls', port),
+    service('mtls', mtlsPort, `CAfile = ${certs.ca}\nverifyChain = yes\nrequireCert = yes\n`),
+  ].join('\n'));
+  let log = '';
+  const proc = spawn(stunnelBinary(), [conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout.on('data', (d) => { log = (log + d).slice(-20_000); });
+  proc.stderr.on('data', (d) => { log = (log + d).slice(-20_000); });
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  const deadline = Date.now() + 10_000;
+  for (const p of [port, mtlsPort]) {
+    for (;;) {
+      const open = await new Promise((resolve) => {
+        const s = net.createConnection({ port: p, host: '127.0.0.1' });
+        s.once('connect', () => { s.destroy(); resolve(true); });
+        s.once('error', () => resolve(false));
+      });
+      if (open) break;
+      if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`stunnel did not start:\n${log}`);
+      await sleep(50);
+    }
+  }
+  return {
+    port,
+    mtlsPort,
+    log: () => log,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        await exited;
+      }
+    },
+  };
 }
