@@ -96,7 +96,8 @@ fn bill(w: &Workload, i: &Inputs, p: &Prices, do_holds_sse: bool) -> Bill {
     let events = w.channels * w.events_per_channel_per_hour * w.hours_per_month;
     let deliveries = events * (w.streams / w.channels);
     let worker_requests = opens + events;
-    let worker_cpu_ms = (deliveries * i.cpu_us_per_delivery + opens * i.cpu_us_per_stream_open) / 1000.0;
+    let worker_cpu_ms =
+        (deliveries * i.cpu_us_per_delivery + opens * i.cpu_us_per_stream_open) / 1000.0;
     // Each stream attaches to its channel object (one request), each publish
     // is one request; alarms (at most one a day per channel) are negligible.
     let do_requests = opens + events + w.channels * w.hours_per_month / 24.0;
@@ -109,11 +110,27 @@ fn bill(w: &Workload, i: &Inputs, p: &Prices, do_holds_sse: bool) -> Bill {
     };
     let rows_written = events * i.rows_written_per_event;
     let usd_workers = p.base_per_month
-        + over(worker_requests, p.worker_requests_included, p.worker_per_million_requests)
-        + over(worker_cpu_ms, p.worker_cpu_ms_included, p.worker_per_million_cpu_ms);
-    let usd_do_requests = over(do_requests, p.do_requests_included, p.do_per_million_requests);
+        + over(
+            worker_requests,
+            p.worker_requests_included,
+            p.worker_per_million_requests,
+        )
+        + over(
+            worker_cpu_ms,
+            p.worker_cpu_ms_included,
+            p.worker_per_million_cpu_ms,
+        );
+    let usd_do_requests = over(
+        do_requests,
+        p.do_requests_included,
+        p.do_per_million_requests,
+    );
     let usd_do_duration = over(do_gb_s, p.do_gb_s_included, p.do_per_million_gb_s);
-    let usd_rows = over(rows_written, p.rows_written_included, p.per_million_rows_written);
+    let usd_rows = over(
+        rows_written,
+        p.rows_written_included,
+        p.per_million_rows_written,
+    );
     Bill {
         worker_requests,
         worker_cpu_ms,
@@ -165,7 +182,8 @@ pub fn estimate(runs: &[Value]) -> Value {
         };
         let edge = bill(&w, &inputs, &PRICES, false);
         let holder = bill(&w, &inputs, &PRICES, true);
-        cases.push(serde_json::json!({ "workload": w, "edgestream": edge, "do_holds_sse": holder }));
+        cases
+            .push(serde_json::json!({ "workload": w, "edgestream": edge, "do_holds_sse": holder }));
     }
     serde_json::json!({ "prices": PRICES, "inputs": inputs, "cases": cases })
 }

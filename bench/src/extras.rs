@@ -37,7 +37,13 @@ pub async fn measure(ctx: &Ctx, peers: &[PeerKind], results: &Results) -> Value 
 }
 
 fn gzip_len(bytes: &[u8]) -> Option<usize> {
-    let mut child = Command::new("gzip").arg("-9").arg("-c").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().ok()?;
+    let mut child = Command::new("gzip")
+        .arg("-9")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
     let mut stdin = child.stdin.take()?;
     let data = bytes.to_vec();
     let writer = std::thread::spawn(move || {
@@ -54,7 +60,8 @@ fn size(ctx: &Ctx) -> Value {
         let path = ctx.root.join(name);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let mut entry = json!({ "file": name, "bytes": bytes.len(), "gzip_bytes": gzip_len(&bytes) });
+                let mut entry =
+                    json!({ "file": name, "bytes": bytes.len(), "gzip_bytes": gzip_len(&bytes) });
                 if name.ends_with(".wasm") {
                     if let Some(code) = without_custom_sections(&bytes) {
                         entry["code_bytes"] = json!(code.len());
@@ -179,7 +186,8 @@ pub fn markdown(extras: &Value) -> String {
             md,
             "### Bundle size\n\n| file | bytes | gzip -9 | without custom sections (names) | that, gzip -9 |\n|---|---:|---:|---:|---:|"
         );
-        let kib = |v: Option<u64>| v.map_or("–".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0));
+        let kib =
+            |v: Option<u64>| v.map_or("–".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0));
         for file in files {
             let _ = writeln!(
                 md,
@@ -219,7 +227,11 @@ pub fn markdown(extras: &Value) -> String {
         if let Some(e) = h.pointer("/error").and_then(Value::as_str) {
             let _ = writeln!(md, "The probe failed: `{e}`\n");
         } else {
-            let c = |k: &str| h.pointer(&format!("/constructions/{k}")).and_then(Value::as_u64).unwrap_or(0);
+            let c = |k: &str| {
+                h.pointer(&format!("/constructions/{k}"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
             let r = |k: &str| f(h, &format!("/server_rss_mb/{k}"));
             let _ = writeln!(
                 md,
@@ -251,14 +263,25 @@ pub fn markdown(extras: &Value) -> String {
             "### Cost estimate: 10,000 mostly-idle streams for a month\n\nInputs: {}. Streams reconnect hourly (token lifetime). List prices (Workers Paid, Durable Objects compute and SQLite storage) as published when this was written.\n\n| workload | design | Worker requests | Worker CPU ms | DO requests | DO GB-s | rows written | monthly bill |\n|---|---|---:|---:|---:|---:|---:|---:|",
             cost.pointer("/inputs/source").and_then(Value::as_str).unwrap_or("")
         );
-        for case in cost.pointer("/cases").and_then(Value::as_array).into_iter().flatten() {
+        for case in cost
+            .pointer("/cases")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let w = format!(
                 "{} streams on {} channels, {} events/channel/hour",
                 f(case, "/workload/streams"),
                 f(case, "/workload/channels"),
                 f(case, "/workload/events_per_channel_per_hour")
             );
-            for (key, label) in [("edgestream", "edgestream (Worker holds SSE, objects hibernate)"), ("do_holds_sse", "object holds SSE itself")] {
+            for (key, label) in [
+                (
+                    "edgestream",
+                    "edgestream (Worker holds SSE, objects hibernate)",
+                ),
+                ("do_holds_sse", "object holds SSE itself"),
+            ] {
                 let b = |k: &str| f(case, &format!("/{key}/{k}"));
                 let _ = writeln!(
                     md,

@@ -50,7 +50,12 @@ pub async fn probe(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Valu
 
 async fn run(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Result<Value, String> {
     let log_name = "hibernation-probe";
-    let options = peers::edgestream::Options { bridge: false, probe: true, vars: Vec::new(), log_name: log_name.into() };
+    let options = peers::edgestream::Options {
+        bridge: false,
+        probe: true,
+        vars: Vec::new(),
+        log_name: log_name.into(),
+    };
     let mut target = peers::edgestream::start(ctx, &options).await?;
     let log = ctx.work.join(format!("{log_name}.log"));
     let ep = Arc::clone(&target.ep);
@@ -58,7 +63,9 @@ async fn run(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Result<Val
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = server_mb(&sampler);
 
-    let names: Vec<String> = (0..channels).map(|i| format!("bench:{}:hibernation-c{i}", ctx.tenant)).collect();
+    let names: Vec<String> = (0..channels)
+        .map(|i| format!("bench:{}:hibernation-c{i}", ctx.tenant))
+        .collect();
     let n = channels * subs;
     let shared = Shared::new(Instant::now());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -67,8 +74,20 @@ async fn run(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Result<Val
     for index in 0..n {
         let channel = (index % channels) as u32;
         let (path, headers) = ep.subscribe(&names[channel as usize]);
-        let spec = Spec { index, channel, path, headers, expected: 3 };
-        tasks.push(tokio::spawn(subscriber::run(spec, Arc::clone(&ep), Arc::clone(&shared), Arc::clone(&slots), stop_rx.clone())));
+        let spec = Spec {
+            index,
+            channel,
+            path,
+            headers,
+            expected: 3,
+        };
+        tasks.push(tokio::spawn(subscriber::run(
+            spec,
+            Arc::clone(&ep),
+            Arc::clone(&shared),
+            Arc::clone(&slots),
+            stop_rx.clone(),
+        )));
     }
     let wait = |what: &'static str, goal: usize, connected: bool| {
         let shared = Arc::clone(&shared);
@@ -83,8 +102,13 @@ async fn run(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Result<Val
                 if have >= goal {
                     return Ok(());
                 }
-                if shared.failed.load(Ordering::Relaxed) > 0 || start.elapsed() > Duration::from_secs(60) {
-                    return Err(format!("{what}: {have} of {goal}; errors: {:?}", shared.errors.lock().map(|e| e.clone())));
+                if shared.failed.load(Ordering::Relaxed) > 0
+                    || start.elapsed() > Duration::from_secs(60)
+                {
+                    return Err(format!(
+                        "{what}: {have} of {goal}; errors: {:?}",
+                        shared.errors.lock().map(|e| e.clone())
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -152,12 +176,21 @@ async fn run(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Result<Val
 }
 
 /// Publishes event `seq` to every channel.
-async fn publish(ep: &crate::peers::Endpoint, conn: &mut Conn, names: &[String], seq: u64) -> Result<(), String> {
+async fn publish(
+    ep: &crate::peers::Endpoint,
+    conn: &mut Conn,
+    names: &[String],
+    seq: u64,
+) -> Result<(), String> {
     let ts = payload::now_us();
     let events: Vec<Out<'_>> = names
         .iter()
         .enumerate()
-        .map(|(i, c)| Out { channel: c, event: payload::TICK, data: payload::tick(i as u32, seq, ts, "") })
+        .map(|(i, c)| Out {
+            channel: c,
+            event: payload::TICK,
+            data: payload::tick(i as u32, seq, ts, ""),
+        })
         .collect();
     for chunk in events.chunks(ep.max_batch(100)) {
         conn.send(ep, chunk, true).await?;

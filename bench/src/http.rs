@@ -96,7 +96,11 @@ pub async fn send(
 }
 
 /// One GET on a fresh connection: for health checks while a server starts.
-pub async fn get_once(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(StatusCode, Bytes), Error> {
+pub async fn get_once(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), Error> {
     tokio::time::timeout(timeout, async {
         let mut sender = connect(addr, timeout).await?;
         send(&mut sender, Method::GET, addr, path, &[], Bytes::new()).await

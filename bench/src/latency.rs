@@ -40,14 +40,19 @@ pub struct LatencySummary {
 impl Recorder {
     pub fn new(start: Instant) -> Self {
         Recorder {
-            hist: Mutex::new(Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")),
+            hist: Mutex::new(
+                Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds"),
+            ),
             deliveries: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             start,
         }
     }
 
     pub fn local(self: &Arc<Self>) -> Local {
-        Local { recorder: Arc::clone(self), latencies: Vec::with_capacity(LOCAL_CAPACITY) }
+        Local {
+            recorder: Arc::clone(self),
+            latencies: Vec::with_capacity(LOCAL_CAPACITY),
+        }
     }
 
     pub fn summary(&self) -> LatencySummary {
@@ -75,7 +80,11 @@ impl Recorder {
 
     /// Deliveries per `BUCKET_MS` since the start, trailing zeros removed.
     pub fn series(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self.deliveries.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        let mut v: Vec<u64> = self
+            .deliveries
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect();
         while v.last() == Some(&0) {
             v.pop();
         }
@@ -84,8 +93,10 @@ impl Recorder {
 }
 
 const LOCAL_CAPACITY: usize = 256;
-const CDF_POINTS: [f64; 17] =
-    [1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0];
+const CDF_POINTS: [f64; 17] = [
+    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99,
+    100.0,
+];
 
 /// A subscriber's buffer; flushed when full and when dropped.
 pub struct Local {

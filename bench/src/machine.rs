@@ -23,14 +23,25 @@ fn first_line(program: &str, args: &[&str]) -> String {
         .output()
         .ok()
         .map(|o| {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&text).lines().next().unwrap_or("").trim().to_owned()
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
         })
         .unwrap_or_else(|| "not found".to_owned())
 }
 
 fn dist_version(root: &Path, package: &str) -> String {
-    let Ok(lib) = std::fs::read_dir(root.join(".tools/venv/lib")) else { return "not found".into() };
+    let Ok(lib) = std::fs::read_dir(root.join(".tools/venv/lib")) else {
+        return "not found".into();
+    };
     for python in lib.flatten() {
         if let Ok(site) = std::fs::read_dir(python.path().join("site-packages")) {
             for entry in site.flatten() {
@@ -50,7 +61,10 @@ pub fn describe(root: &Path) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
         .unwrap_or_default();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_kb: f64 = meminfo
@@ -66,21 +80,50 @@ pub fn describe(root: &Path) -> Machine {
     let versions = vec![
         ("rustc".to_owned(), first_line("rustc", &["--version"])),
         ("node".to_owned(), first_line("node", &["--version"])),
-        ("workerd".to_owned(), first_line(&workerd.display().to_string(), &["--version"])),
+        (
+            "workerd".to_owned(),
+            first_line(&workerd.display().to_string(), &["--version"]),
+        ),
         ("nginx".to_owned(), first_line("/usr/sbin/nginx", &["-v"])),
-        ("libnginx-mod-nchan".to_owned(), first_line("dpkg-query", &["-W", "-f", "${Version}", "libnginx-mod-nchan"])),
-        ("valkey-server".to_owned(), first_line(&root.join(".tools/bin/valkey-server").display().to_string(), &["--version"])),
-        ("python".to_owned(), first_line(&root.join(".tools/venv/bin/python").display().to_string(), &["--version"])),
+        (
+            "libnginx-mod-nchan".to_owned(),
+            first_line(
+                "dpkg-query",
+                &["-W", "-f", "${Version}", "libnginx-mod-nchan"],
+            ),
+        ),
+        (
+            "valkey-server".to_owned(),
+            first_line(
+                &root.join(".tools/bin/valkey-server").display().to_string(),
+                &["--version"],
+            ),
+        ),
+        (
+            "python".to_owned(),
+            first_line(
+                &root.join(".tools/venv/bin/python").display().to_string(),
+                &["--version"],
+            ),
+        ),
         ("django".to_owned(), dist_version(root, "django")),
-        ("django-eventstream".to_owned(), dist_version(root, "django_eventstream")),
+        (
+            "django-eventstream".to_owned(),
+            dist_version(root, "django_eventstream"),
+        ),
         ("uvicorn".to_owned(), dist_version(root, "uvicorn")),
         ("redis (Python)".to_owned(), dist_version(root, "redis")),
     ];
     Machine {
         cpu,
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         memory_gib: mem_kb / 1024.0 / 1024.0,
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
         load_at_start: load,
         versions,
     }

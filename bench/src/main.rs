@@ -86,19 +86,30 @@ fn parse_args() -> Result<Args, String> {
                     .map(|p| PeerKind::parse(p.trim()).ok_or(format!("unknown peer {p:?}")))
                     .collect::<Result<_, _>>()?;
             }
-            "--scenarios" => args.scenarios = Some(value()?.split(',').map(|s| s.trim().to_owned()).collect()),
+            "--scenarios" => {
+                args.scenarios = Some(value()?.split(',').map(|s| s.trim().to_owned()).collect())
+            }
             "--set" => {
                 let v = value()?;
-                let (key, val) = v.split_once('=').ok_or(format!("--set {v}: expected SCENARIO.FIELD=VALUE"))?;
-                let (scenario, field) = key.split_once('.').ok_or(format!("--set {v}: expected SCENARIO.FIELD"))?;
-                args.sets.push((scenario.to_owned(), field.to_owned(), val.to_owned()));
+                let (key, val) = v
+                    .split_once('=')
+                    .ok_or(format!("--set {v}: expected SCENARIO.FIELD=VALUE"))?;
+                let (scenario, field) = key
+                    .split_once('.')
+                    .ok_or(format!("--set {v}: expected SCENARIO.FIELD"))?;
+                args.sets
+                    .push((scenario.to_owned(), field.to_owned(), val.to_owned()));
             }
             "--profile" => args.profile = Some(PathBuf::from(value()?)),
             "--out" => args.out = PathBuf::from(value()?),
             "--in" => args.input = Some(PathBuf::from(value()?)),
             "--docs" => args.docs = Some(PathBuf::from(value()?)),
-            "--client-threads" => args.client_threads = value()?.parse().map_err(|_| "bad --client-threads")?,
-            "--django-workers" => args.django_workers = value()?.parse().map_err(|_| "bad --django-workers")?,
+            "--client-threads" => {
+                args.client_threads = value()?.parse().map_err(|_| "bad --client-threads")?
+            }
+            "--django-workers" => {
+                args.django_workers = value()?.parse().map_err(|_| "bad --django-workers")?
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -162,8 +173,12 @@ fn main() {
 /// Thousands of streams need thousands of descriptors: take the hard limit.
 fn raise_fd_limit() {
     unsafe {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
@@ -186,10 +201,22 @@ fn random_uuid() -> String {
     b[12] = '4';
     b[16] = ['8', '9', 'a', 'b'][(b[16].to_digit(16).unwrap_or(0) % 4) as usize];
     let s: String = b.into_iter().collect();
-    format!("{}-{}-{}-{}-{}", &s[0..8], &s[8..12], &s[12..16], &s[16..20], &s[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[0..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..32]
+    )
 }
 
-pub async fn start_peer(ctx: &Ctx, kind: PeerKind, scenario: &Scenario, log_name: &str) -> Result<Target, String> {
+pub async fn start_peer(
+    ctx: &Ctx,
+    kind: PeerKind,
+    scenario: &Scenario,
+    log_name: &str,
+) -> Result<Target, String> {
     match kind {
         PeerKind::Edgestream => {
             let options = peers::edgestream::Options {
@@ -225,7 +252,11 @@ async fn run(args: &Args) -> i32 {
         django_workers: args.django_workers,
         profile_dir: args.profile.as_ref().map(|p| root.join(p)),
     };
-    let mut scenarios = if args.smoke { Scenario::smoke() } else { Scenario::defaults() };
+    let mut scenarios = if args.smoke {
+        Scenario::smoke()
+    } else {
+        Scenario::defaults()
+    };
     if let Some(wanted) = &args.scenarios {
         // `--scenarios none`: only the extras.
         for w in wanted.iter().filter(|w| w.as_str() != "none") {
@@ -274,7 +305,10 @@ async fn run(args: &Args) -> i32 {
                 }
             }
             if kind == PeerKind::Nchan && !peers::nchan::installed() {
-                let msg = format!("{}: skipped for nchan: not installed (bench/peers/install)", scenario.name);
+                let msg = format!(
+                    "{}: skipped for nchan: not installed (bench/peers/install)",
+                    scenario.name
+                );
                 eprintln!("bench: {msg}");
                 results.skipped.push(msg);
                 continue;
@@ -291,7 +325,14 @@ async fn run(args: &Args) -> i32 {
             );
             let result = match start_peer(&ctx, kind, scenario, &log_name).await {
                 Ok(mut target) => {
-                    let r = scenario::run(scenario, &mut target, &ctx.tenant, &random_hex(4), ctx.profile_dir.as_deref()).await;
+                    let r = scenario::run(
+                        scenario,
+                        &mut target,
+                        &ctx.tenant,
+                        &random_hex(4),
+                        ctx.profile_dir.as_deref(),
+                    )
+                    .await;
                     drop(target);
                     r
                 }
@@ -304,7 +345,9 @@ async fn run(args: &Args) -> i32 {
                     edgestream_failed = true;
                 }
             }
-            results.runs.push(serde_json::to_value(&result).unwrap_or_default());
+            results
+                .runs
+                .push(serde_json::to_value(&result).unwrap_or_default());
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }

@@ -63,7 +63,11 @@ pub fn parse(data: &[u8]) -> Parsed {
     let channel = channel as u32;
     if let Some(seq) = number_after(data, b"\"seq\":") {
         if let Some(ts_us) = number_after(data, b"\"ts\":") {
-            return Parsed::Tick { channel, seq, ts_us };
+            return Parsed::Tick {
+                channel,
+                seq,
+                ts_us,
+            };
         }
         return Parsed::Other;
     }
@@ -82,9 +86,9 @@ fn number_after(data: &[u8], key: &[u8]) -> Option<u64> {
     if len == 0 || len > 19 {
         return None;
     }
-    digits[..len]
-        .iter()
-        .try_fold(0u64, |n, b| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+    digits[..len].iter().try_fold(0u64, |n, b| {
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -95,15 +99,29 @@ mod tests {
     fn ticks_round_trip() {
         let p = tick(7, 42, 1_700_000_000_000_123, &padding(100));
         assert!(p.len() >= 95 && p.len() <= 105, "{}", p.len());
-        assert_eq!(parse(p.as_bytes()), Parsed::Tick { channel: 7, seq: 42, ts_us: 1_700_000_000_000_123 });
+        assert_eq!(
+            parse(p.as_bytes()),
+            Parsed::Tick {
+                channel: 7,
+                seq: 42,
+                ts_us: 1_700_000_000_000_123
+            }
+        );
     }
 
     #[test]
     fn warmups_and_reencoded_json() {
-        assert_eq!(parse(warmup(3, 9).as_bytes()), Parsed::Warmup { channel: 3 });
+        assert_eq!(
+            parse(warmup(3, 9).as_bytes()),
+            Parsed::Warmup { channel: 3 }
+        );
         assert_eq!(
             parse(br#"{"ch": 1, "seq": 2, "ts": 3, "pad": ""}"#),
-            Parsed::Tick { channel: 1, seq: 2, ts_us: 3 }
+            Parsed::Tick {
+                channel: 1,
+                seq: 2,
+                ts_us: 3
+            }
         );
         assert_eq!(parse(br#"{"channels":["a"]}"#), Parsed::Other);
         assert_eq!(parse(b""), Parsed::Other);

@@ -29,7 +29,10 @@ impl Proc {
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {name} ({:?}): {e}", command.get_program()))?;
-        Ok(Proc { name: name.to_owned(), child })
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -74,7 +77,12 @@ pub fn free_port() -> Result<u16, String> {
 }
 
 /// Polls `GET path` until it answers 200, the process dies, or `timeout`.
-pub async fn wait_healthy(proc: &mut Proc, addr: SocketAddr, path: &str, timeout: Duration) -> Result<Duration, String> {
+pub async fn wait_healthy(
+    proc: &mut Proc,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<Duration, String> {
     let started = Instant::now();
     loop {
         if let Ok((status, _)) = http::get_once(addr, path, Duration::from_secs(2)).await {
@@ -86,7 +94,10 @@ pub async fn wait_healthy(proc: &mut Proc, addr: SocketAddr, path: &str, timeout
             return Err(format!("{} exited while starting", proc.name));
         }
         if started.elapsed() > timeout {
-            return Err(format!("{} did not answer {path} within {timeout:?}", proc.name));
+            return Err(format!(
+                "{} did not answer {path} within {timeout:?}",
+                proc.name
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -103,7 +114,10 @@ pub async fn wait_port(proc: &mut Proc, addr: SocketAddr, timeout: Duration) -> 
             return Err(format!("{} exited while starting", proc.name));
         }
         if started.elapsed() > timeout {
-            return Err(format!("{} did not listen on {addr} within {timeout:?}", proc.name));
+            return Err(format!(
+                "{} did not listen on {addr} within {timeout:?}",
+                proc.name
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -80,7 +80,9 @@ impl Conn {
     pub async fn open(ep: &Endpoint) -> Result<Conn, String> {
         match ep.via {
             Via::Http => Ok(Conn::Http(
-                http::connect(ep.addr, Duration::from_secs(10)).await.map_err(|e| format!("publish connect: {e}"))?,
+                http::connect(ep.addr, Duration::from_secs(10))
+                    .await
+                    .map_err(|e| format!("publish connect: {e}"))?,
             )),
             Via::Valkey(addr) => Ok(Conn::Valkey(valkey::Publisher::connect(addr).await?)),
         }
@@ -89,24 +91,41 @@ impl Conn {
     /// Sends the events; returns the number of retries it took. `strict`:
     /// a Valkey message that reached no subscriber is an error (during
     /// warm-up it is expected while listeners attach).
-    pub async fn send(&mut self, ep: &Endpoint, events: &[Out<'_>], strict: bool) -> Result<u64, String> {
+    pub async fn send(
+        &mut self,
+        ep: &Endpoint,
+        events: &[Out<'_>],
+        strict: bool,
+    ) -> Result<u64, String> {
         let mut retries = 0;
         for req in ep.publish_requests(events) {
             match (req, &mut *self) {
-                (PublishReq::Http { path, headers, body }, Conn::Http(sender)) => {
+                (
+                    PublishReq::Http {
+                        path,
+                        headers,
+                        body,
+                    },
+                    Conn::Http(sender),
+                ) => {
                     // A kept-alive connection the server closed while it was
                     // idle is replaced; nothing was sent on it, so this is safe.
                     if sender.is_closed() || sender.ready().await.is_err() {
                         *sender = http::connect(ep.addr, Duration::from_secs(10))
                             .await
-                            .map_err(|e| format!("publish reconnect: {}", http::describe(e.as_ref())))?;
+                            .map_err(|e| {
+                                format!("publish reconnect: {}", http::describe(e.as_ref()))
+                            })?;
                     }
                     retries += send_http(sender, ep, &path, &headers, body).await?;
                 }
                 (PublishReq::Valkey(messages), Conn::Valkey(publisher)) => {
                     let least = publisher.publish_all(&messages).await?;
                     if least == 0 && strict {
-                        return Err("a Valkey PUBLISH reached no subscriber (is the listener attached?)".to_owned());
+                        return Err(
+                            "a Valkey PUBLISH reached no subscriber (is the listener attached?)"
+                                .to_owned(),
+                        );
                     }
                 }
                 _ => return Err("publish request does not match the connection".to_owned()),
@@ -124,9 +143,10 @@ async fn send_http(
     body: Bytes,
 ) -> Result<u64, String> {
     for attempt in 0..=MAX_RETRIES {
-        let (status, answer) = http::send(sender, Method::POST, ep.addr, path, headers, body.clone())
-            .await
-            .map_err(|e| format!("publish: {}", http::describe(e.as_ref())))?;
+        let (status, answer) =
+            http::send(sender, Method::POST, ep.addr, path, headers, body.clone())
+                .await
+                .map_err(|e| format!("publish: {}", http::describe(e.as_ref())))?;
         if status.is_success() {
             return Ok(u64::from(attempt));
         }
@@ -138,7 +158,9 @@ async fn send_http(
         }
         tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt + 1))).await;
     }
-    Err(format!("publish still rejected after {MAX_RETRIES} retries"))
+    Err(format!(
+        "publish still rejected after {MAX_RETRIES} retries"
+    ))
 }
 
 /// Publishes the plan's measured events.
@@ -192,12 +214,22 @@ pub async fn run(ep: Arc<Endpoint>, plan: Plan) -> Result<PubStats, String> {
 }
 
 /// Publishes one warm-up event to every channel.
-pub async fn warmup(ep: &Endpoint, conn: &mut Conn, channels: &[String], round: u64, batch: usize) -> Result<(), String> {
+pub async fn warmup(
+    ep: &Endpoint,
+    conn: &mut Conn,
+    channels: &[String],
+    round: u64,
+    batch: usize,
+) -> Result<(), String> {
     let batch = ep.max_batch(batch);
     let events: Vec<Out<'_>> = channels
         .iter()
         .enumerate()
-        .map(|(i, c)| Out { channel: c, event: payload::WARMUP, data: payload::warmup(i as u32, round) })
+        .map(|(i, c)| Out {
+            channel: c,
+            event: payload::WARMUP,
+            data: payload::warmup(i as u32, round),
+        })
         .collect();
     for chunk in events.chunks(batch) {
         conn.send(ep, chunk, false).await?;

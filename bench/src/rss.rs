@@ -60,7 +60,9 @@ impl Sampler {
                 round += 1;
                 let mut sums: BTreeMap<String, u64> = BTreeMap::new();
                 for (role, pid) in &tree {
-                    let Some(status) = read_status(*pid) else { continue };
+                    let Some(status) = read_status(*pid) else {
+                        continue;
+                    };
                     *sums.entry(role.clone()).or_default() += status.rss_kb;
                     hwm.insert(*pid, (role.clone(), status.hwm_kb));
                     let entry = usage.entry(role.clone()).or_default();
@@ -119,9 +121,18 @@ struct Status {
 
 fn read_status(pid: u32) -> Option<Status> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let mut status = Status { name: String::new(), rss_kb: 0, hwm_kb: 0 };
+    let mut status = Status {
+        name: String::new(),
+        rss_kb: 0,
+        hwm_kb: 0,
+    };
     for line in text.lines() {
-        let kb = || line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let kb = || {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
         if let Some(name) = line.strip_prefix("Name:") {
             status.name = name.trim().to_owned();
         } else if line.starts_with("VmRSS:") {
@@ -152,7 +163,12 @@ fn parent_of(pid: u32) -> Option<u32> {
 }
 
 fn comm(pid: u32) -> Option<String> {
-    Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_owned())
+    Some(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()?
+            .trim()
+            .to_owned(),
+    )
 }
 
 /// Every process under each root (the root included), labelled with its role.
@@ -160,7 +176,13 @@ pub fn expand(roots: &[(String, u32)]) -> Vec<(String, u32)> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
             if let Some(parent) = parent_of(pid) {
                 children.entry(parent).or_default().push(pid);
             }

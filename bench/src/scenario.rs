@@ -69,11 +69,31 @@ impl Scenario {
             stall_s: 15.0,
         };
         vec![
-            Scenario { name: "fanout".into(), ..base.clone() },
-            Scenario { name: "max-rate".into(), events_per_channel: 2000, rate: None, ..base.clone() },
+            Scenario {
+                name: "fanout".into(),
+                ..base.clone()
+            },
+            Scenario {
+                name: "max-rate".into(),
+                events_per_channel: 2000,
+                rate: None,
+                ..base.clone()
+            },
             // The same with one event per publish request, as nchan takes them.
-            Scenario { name: "max-rate-single".into(), events_per_channel: 300, rate: None, batch: 1, ..base.clone() },
-            Scenario { name: "burst".into(), subs_per_channel: 100, events_per_channel: 10_000, rate: None, ..base.clone() },
+            Scenario {
+                name: "max-rate-single".into(),
+                events_per_channel: 300,
+                rate: None,
+                batch: 1,
+                ..base.clone()
+            },
+            Scenario {
+                name: "burst".into(),
+                subs_per_channel: 100,
+                events_per_channel: 10_000,
+                rate: None,
+                ..base.clone()
+            },
             Scenario {
                 name: "breadth".into(),
                 channels: 1000,
@@ -110,13 +130,17 @@ impl Scenario {
             .into_iter()
             .map(|mut s| {
                 match s.name.as_str() {
-                    "fanout" => (s.subs_per_channel, s.events_per_channel, s.rate) = (20, 20, Some(100.0)),
+                    "fanout" => {
+                        (s.subs_per_channel, s.events_per_channel, s.rate) = (20, 20, Some(100.0))
+                    }
                     "max-rate" => (s.subs_per_channel, s.events_per_channel) = (20, 300),
                     "max-rate-single" => (s.subs_per_channel, s.events_per_channel) = (20, 50),
                     "burst" => (s.subs_per_channel, s.events_per_channel) = (10, 500),
                     "breadth" => (s.channels, s.events_per_channel, s.rate) = (20, 5, Some(200.0)),
                     "idle" => (s.channels, s.subs_per_channel, s.hold_s) = (5, 10, 1.0),
-                    "bridge" => (s.subs_per_channel, s.events_per_channel, s.rate) = (5, 20, Some(200.0)),
+                    "bridge" => {
+                        (s.subs_per_channel, s.events_per_channel, s.rate) = (5, 20, Some(200.0))
+                    }
                     _ => {}
                 }
                 s.stall_s = 10.0;
@@ -134,7 +158,13 @@ impl Scenario {
             "channels" => self.channels = value.parse().map_err(bad)?,
             "subs" => self.subs_per_channel = value.parse().map_err(bad)?,
             "events" => self.events_per_channel = value.parse().map_err(bad)?,
-            "rate" => self.rate = if value == "max" { None } else { Some(value.parse().map_err(badf)?) },
+            "rate" => {
+                self.rate = if value == "max" {
+                    None
+                } else {
+                    Some(value.parse().map_err(badf)?)
+                }
+            }
             "batch" => self.batch = value.parse().map_err(bad)?,
             "publishers" => self.publishers = value.parse().map_err(bad)?,
             "payload" => self.payload_bytes = value.parse().map_err(bad)?,
@@ -247,7 +277,12 @@ async fn wait_for(shared: &Shared, timeout: Duration, done: impl Fn() -> bool) -
 
 /// Server-side RSS (all roles but the node launcher), MiB.
 fn server_rss(sampler: &Sampler) -> f64 {
-    sampler.current().iter().filter(|(role, _)| role.as_str() != "launcher").map(|(_, mb)| mb).sum()
+    sampler
+        .current()
+        .iter()
+        .filter(|(role, _)| role.as_str() != "launcher")
+        .map(|(_, mb)| mb)
+        .sum()
 }
 
 pub async fn run(
@@ -259,8 +294,11 @@ pub async fn run(
 ) -> RunResult {
     let ep = Arc::clone(&target.ep);
     let n = scenario.subscribers();
-    let channels: Arc<Vec<String>> =
-        Arc::new((0..scenario.channels).map(|i| format!("bench:{tenant}:{run_id}-c{i}")).collect());
+    let channels: Arc<Vec<String>> = Arc::new(
+        (0..scenario.channels)
+            .map(|i| format!("bench:{tenant}:{run_id}-c{i}"))
+            .collect(),
+    );
     let load_start = load_1m();
     let sampler = Sampler::start(target.pids());
     let start = Instant::now();
@@ -270,7 +308,10 @@ pub async fn run(
     let mut idle = None;
     if scenario.is_idle() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        idle = Some(IdleStats { rss_before_mb: server_rss(&sampler), ..Default::default() });
+        idle = Some(IdleStats {
+            rss_before_mb: server_rss(&sampler),
+            ..Default::default()
+        });
     }
 
     // 1. Subscribers.
@@ -283,7 +324,13 @@ pub async fn run(
     for index in 0..n {
         let channel = (index % scenario.channels) as u32;
         let (path, headers) = ep.subscribe(&channels[channel as usize]);
-        let spec = Spec { index, channel, path, headers, expected: scenario.events_per_channel };
+        let spec = Spec {
+            index,
+            channel,
+            path,
+            headers,
+            expected: scenario.events_per_channel,
+        };
         tasks.push(tokio::spawn(subscriber::run(
             spec,
             Arc::clone(&ep),
@@ -324,12 +371,15 @@ pub async fn run(
                 let mut warmed = false;
                 for round in 1..=40 {
                     warmup_rounds = round;
-                    if let Err(e) = publisher::warmup(&ep, &mut conn, &channels, round, scenario.batch).await {
+                    if let Err(e) =
+                        publisher::warmup(&ep, &mut conn, &channels, round, scenario.batch).await
+                    {
                         failure = Some(format!("warm-up: {e}"));
                         break;
                     }
                     if wait_for(&shared, Duration::from_millis(1500), || {
-                        shared.warm.load(Ordering::Relaxed) >= n || shared.failed.load(Ordering::Relaxed) > 0
+                        shared.warm.load(Ordering::Relaxed) >= n
+                            || shared.failed.load(Ordering::Relaxed) > 0
                     })
                     .await
                     {
@@ -361,7 +411,9 @@ pub async fn run(
         let pad = Arc::new(payload::padding(scenario.payload_bytes));
         let mut handles = Vec::new();
         for p in 0..publishers {
-            let owned: Vec<u32> = (0..scenario.channels as u32).filter(|c| *c as usize % publishers == p).collect();
+            let owned: Vec<u32> = (0..scenario.channels as u32)
+                .filter(|c| *c as usize % publishers == p)
+                .collect();
             let share = owned.len() as f64 / scenario.channels as f64;
             let plan = Plan {
                 channels: Arc::clone(&channels),
@@ -387,7 +439,8 @@ pub async fn run(
         let mut last = shared.delivered.load(Ordering::Relaxed);
         let mut last_change = Instant::now();
         loop {
-            if shared.complete.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) >= n {
+            if shared.complete.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) >= n
+            {
                 break;
             }
             let now = shared.delivered.load(Ordering::Relaxed);
@@ -459,19 +512,30 @@ pub async fn run(
         subscribers: n,
         failed,
         total_s: connect_total,
-        per_s: if connect_total > 0.0 { connected as f64 / connect_total } else { 0.0 },
+        per_s: if connect_total > 0.0 {
+            connected as f64 / connect_total
+        } else {
+            0.0
+        },
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         max_ms: connect_ms.last().copied().unwrap_or(0.0),
     };
-    let first_send_us = publish.first_send.map(|t| (t - start).as_micros() as u64).unwrap_or(0);
+    let first_send_us = publish
+        .first_send
+        .map(|t| (t - start).as_micros() as u64)
+        .unwrap_or(0);
     let last_delivery_us = shared.last_delivery_us.load(Ordering::Relaxed);
     let duration_s = last_delivery_us.saturating_sub(first_send_us) as f64 / 1e6;
     let delivery = Delivery {
         outcome,
         subscribers_with_loss: with_loss,
         subscribers_incomplete: incomplete,
-        per_s: if duration_s > 0.0 { outcome.received as f64 / duration_s } else { 0.0 },
+        per_s: if duration_s > 0.0 {
+            outcome.received as f64 / duration_s
+        } else {
+            0.0
+        },
         duration_s,
         warmup_rounds,
     };
@@ -496,7 +560,11 @@ pub async fn run(
         failure,
         server_start_ms: target.started_in_ms,
         connect,
-        publish_per_s: if publish.duration_s > 0.0 { publish.events as f64 / publish.duration_s } else { 0.0 },
+        publish_per_s: if publish.duration_s > 0.0 {
+            publish.events as f64 / publish.duration_s
+        } else {
+            0.0
+        },
         publish,
         delivery,
         latency: shared.recorder.summary(),
@@ -505,8 +573,16 @@ pub async fn run(
         usage,
         server_cpu_s: server_cpu,
         client_cpu_s: client_cpu,
-        connect_cpu_us_per_stream: if connected > 0 { connect_cpu_s * 1e6 / connected as f64 } else { 0.0 },
-        server_cpu_us_per_delivery: if outcome.received > 0 { server_cpu * 1e6 / outcome.received as f64 } else { 0.0 },
+        connect_cpu_us_per_stream: if connected > 0 {
+            connect_cpu_s * 1e6 / connected as f64
+        } else {
+            0.0
+        },
+        server_cpu_us_per_delivery: if outcome.received > 0 {
+            server_cpu * 1e6 / outcome.received as f64
+        } else {
+            0.0
+        },
         idle,
         errors,
         error_count,

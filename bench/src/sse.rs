@@ -132,15 +132,28 @@ mod tests {
         let stream = b"retry: 1000\n\nevent: stream-open\ndata: {\"channels\":[]}\n\n: keep-alive\n\nid: a%3Ab:1\nevent: t\ndata: {\"x\":1}\n\n";
         let whole = parse_all(&[stream]);
         assert_eq!(whole.len(), 2);
-        assert_eq!(whole[1], ("t".into(), "{\"x\":1}".into(), Some("a%3Ab:1".into())));
+        assert_eq!(
+            whole[1],
+            ("t".into(), "{\"x\":1}".into(), Some("a%3Ab:1".into()))
+        );
         for split in 1..stream.len() {
-            assert_eq!(parse_all(&[&stream[..split], &stream[split..]]), whole, "split at {split}");
+            assert_eq!(
+                parse_all(&[&stream[..split], &stream[split..]]),
+                whole,
+                "split at {split}"
+            );
         }
     }
 
     #[test]
     fn empty_data_dispatches_and_crlf_is_a_line_end() {
         let got = parse_all(&[b"event: stream-open\r\ndata:\r\n\r\ndata: a\ndata: b\n\n"]);
-        assert_eq!(got, vec![("stream-open".into(), "".into(), None), ("".into(), "a\nb".into(), None)]);
+        assert_eq!(
+            got,
+            vec![
+                ("stream-open".into(), "".into(), None),
+                ("".into(), "a\nb".into(), None)
+            ]
+        );
     }
 }

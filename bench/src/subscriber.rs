@@ -88,7 +88,11 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> SubResult {
     let mut checker = Checker::new(spec.expected);
-    let mut result = SubResult { outcome: Outcome::default(), connect_ms: None, failed: false };
+    let mut result = SubResult {
+        outcome: Outcome::default(),
+        connect_ms: None,
+        failed: false,
+    };
     let fail = |shared: &Shared, what: String| {
         shared.failed.fetch_add(1, Ordering::Relaxed);
         shared.error(format!("subscriber {}: {what}", spec.index));
@@ -119,8 +123,19 @@ pub async fn run(
     };
     if response.status() != 200 {
         let status = response.status();
-        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        fail(&shared, format!("status {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)])));
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        fail(
+            &shared,
+            format!(
+                "status {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            ),
+        );
         result.failed = true;
         result.outcome = checker.outcome();
         return result;
@@ -160,7 +175,11 @@ pub async fn run(
                 return;
             }
             match payload::parse(event.data) {
-                Parsed::Tick { channel, seq, ts_us } => {
+                Parsed::Tick {
+                    channel,
+                    seq,
+                    ts_us,
+                } => {
                     if channel != spec.channel {
                         checker.foreign += 1;
                         return;

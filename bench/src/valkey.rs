@@ -43,7 +43,12 @@ impl Publisher {
         let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         let (read, write) = stream.into_split();
-        Ok(Publisher { reader: BufReader::new(read), writer: write, buf: Vec::new(), line: String::new() })
+        Ok(Publisher {
+            reader: BufReader::new(read),
+            writer: write,
+            buf: Vec::new(),
+            line: String::new(),
+        })
     }
 
     /// Publishes every message in one write and reads all replies. Returns
@@ -53,22 +58,34 @@ impl Publisher {
         self.buf.clear();
         for m in messages {
             self.buf.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
-            self.buf.extend_from_slice(format!("${}\r\n{EVENTS_CHANNEL}\r\n", EVENTS_CHANNEL.len()).as_bytes());
-            self.buf.extend_from_slice(format!("${}\r\n", m.len()).as_bytes());
+            self.buf.extend_from_slice(
+                format!("${}\r\n{EVENTS_CHANNEL}\r\n", EVENTS_CHANNEL.len()).as_bytes(),
+            );
+            self.buf
+                .extend_from_slice(format!("${}\r\n", m.len()).as_bytes());
             self.buf.extend_from_slice(m);
             self.buf.extend_from_slice(b"\r\n");
         }
-        self.writer.write_all(&self.buf).await.map_err(|e| e.to_string())?;
+        self.writer
+            .write_all(&self.buf)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut least = u64::MAX;
         for _ in messages {
             self.line.clear();
-            let n = self.reader.read_line(&mut self.line).await.map_err(|e| e.to_string())?;
+            let n = self
+                .reader
+                .read_line(&mut self.line)
+                .await
+                .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Err("valkey closed the connection".to_owned());
             }
             let reply = self.line.trim_end();
             match reply.strip_prefix(':') {
-                Some(count) => least = least.min(count.parse().map_err(|_| format!("bad reply {reply}"))?),
+                Some(count) => {
+                    least = least.min(count.parse().map_err(|_| format!("bad reply {reply}"))?)
+                }
                 None => return Err(format!("valkey answered {reply}")),
             }
         }

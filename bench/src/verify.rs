@@ -137,7 +137,10 @@ mod tests {
             c.record(seq);
         }
         let o = c.outcome();
-        assert_eq!((o.received, o.lost, o.duplicates, o.out_of_order, o.foreign), (3, 2, 1, 1, 1));
+        assert_eq!(
+            (o.received, o.lost, o.duplicates, o.out_of_order, o.foreign),
+            (3, 2, 1, 1, 1)
+        );
         assert!(!o.clean());
     }
 

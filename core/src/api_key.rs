@@ -56,7 +56,11 @@ impl ApiKeyRecord {
         Ok(Claims {
             subject: Some(format!("api-key:{}", self.name)),
             tenant: self.tenant.clone(),
-            scopes: self.scope.split_ascii_whitespace().map(str::to_owned).collect(),
+            scopes: self
+                .scope
+                .split_ascii_whitespace()
+                .map(str::to_owned)
+                .collect(),
             expires_at: self.expires_at.unwrap_or(u64::MAX),
             jti: None,
         })
@@ -78,7 +82,11 @@ mod tests {
     #[test]
     fn shapes_that_cannot_be_keys_are_refused() {
         for bad in ["", "has space", "tab\there", "é", &"k".repeat(257)] {
-            assert_eq!(check_shape(bad).unwrap_err().code, "invalid_token", "{bad:?}");
+            assert_eq!(
+                check_shape(bad).unwrap_err().code,
+                "invalid_token",
+                "{bad:?}"
+            );
         }
         assert!(check_shape("es_0123456789abcdef").is_ok());
     }
@@ -90,7 +98,10 @@ mod tests {
         )
         .unwrap();
         let claims = record.claims(1_000).unwrap();
-        assert_eq!(claims.tenant.as_deref(), Some("0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19"));
+        assert_eq!(
+            claims.tenant.as_deref(),
+            Some("0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19")
+        );
         assert!(claims.has_scope("events:publish"));
         assert_eq!(claims.subject.as_deref(), Some("api-key:billing"));
         assert_eq!(claims.expires_at, u64::MAX);
@@ -111,7 +122,12 @@ mod tests {
 
     #[test]
     fn an_empty_tenant_is_not_a_platform_key() {
-        let record = ApiKeyRecord { name: "x".into(), tenant: Some(String::new()), scope: String::new(), expires_at: None };
+        let record = ApiKeyRecord {
+            name: "x".into(),
+            tenant: Some(String::new()),
+            scope: String::new(),
+            expires_at: None,
+        };
         assert!(record.claims(0).is_err());
     }
 }

@@ -80,7 +80,10 @@ mod tests {
             let authority = Authority::of(&claims(Some(A), scope)).unwrap();
             assert_eq!(authority, Authority::Tenant(A.into()));
             assert!(authority.admit(&[channel(A)]).is_ok());
-            assert_eq!(authority.admit(&[channel(A), channel(B)]).unwrap_err().code, "channel_forbidden");
+            assert_eq!(
+                authority.admit(&[channel(A), channel(B)]).unwrap_err().code,
+                "channel_forbidden"
+            );
             assert_eq!(authority.tenant(), Ok(A));
         }
     }
@@ -91,8 +94,18 @@ mod tests {
         assert!(platform.admit(&[channel(A), channel(B)]).is_ok());
         assert_eq!(platform.admit(&[]).unwrap_err().code, "no_channels");
         assert_eq!(platform.tenant().unwrap_err().code, "tenant_missing");
-        for scope in ["events:publish", "", "events:admin", "events:platformx", "platform"] {
-            assert_eq!(Authority::of(&claims(None, scope)).unwrap_err().code, "tenant_missing", "{scope}");
+        for scope in [
+            "events:publish",
+            "",
+            "events:admin",
+            "events:platformx",
+            "platform",
+        ] {
+            assert_eq!(
+                Authority::of(&claims(None, scope)).unwrap_err().code,
+                "tenant_missing",
+                "{scope}"
+            );
         }
     }
 }

@@ -273,7 +273,9 @@ pub fn requested_channels<'a>(
 pub fn channel_in_path(encoded: &str) -> Result<ChannelName, Problem> {
     let decoded = crate::percent::decode_strict(encoded)
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| Problem::invalid_channel("the channel in the path is not percent-encoded UTF-8"))?;
+        .ok_or_else(|| {
+            Problem::invalid_channel("the channel in the path is not percent-encoded UTF-8")
+        })?;
     ChannelName::parse(&decoded)
         .map_err(|err| Problem::invalid_channel(format!("{err}: \"{}\"", echo(&decoded))))
 }
@@ -317,7 +319,11 @@ mod path_tests {
         assert_eq!(channel_in_path(encoded).unwrap().as_str(), name);
         assert_eq!(channel_in_path(name).unwrap().as_str(), name);
         for bad in ["scan%3", "scan%zz", "scan%+f", "%FF", "scan%3Aother", ""] {
-            assert_eq!(channel_in_path(bad).unwrap_err().code, "invalid_channel", "{bad}");
+            assert_eq!(
+                channel_in_path(bad).unwrap_err().code,
+                "invalid_channel",
+                "{bad}"
+            );
         }
     }
 }

@@ -189,7 +189,11 @@ mod tests {
             select_credential(Some("Bearer h"), &[], &["t1"]),
             Ok(Credential::Bearer("h"))
         );
-        for (tokens, tickets) in [(&[JWT][..], &["t1"][..]), (&[], &["t1", "t2"]), (&[], &[""])] {
+        for (tokens, tickets) in [
+            (&[JWT][..], &["t1"][..]),
+            (&[], &["t1", "t2"]),
+            (&[], &[""]),
+        ] {
             let err = select_credential(None, tokens, tickets).unwrap_err();
             assert_eq!((err.status, err.code), (401, "invalid_token"));
         }

@@ -51,17 +51,21 @@ impl FramesWriter {
     pub fn event(&mut self, seq: u64, event: &str, data: &str) {
         self.ids.set(0, seq);
         self.ids.encode_into(&mut self.id);
-        let full = self
-            .messages
-            .last()
-            .is_none_or(|m| !m.frames.is_empty() && m.frames.len() + data.len() + event.len() > MESSAGE_BYTES);
+        let full = self.messages.last().is_none_or(|m| {
+            !m.frames.is_empty() && m.frames.len() + data.len() + event.len() > MESSAGE_BYTES
+        });
         if full {
             self.messages.push(Pending::default());
         }
-        let message = self.messages.last_mut().expect("a message was just ensured");
+        let message = self
+            .messages
+            .last_mut()
+            .expect("a message was just ensured");
         sse::write_event(&mut message.frames, Some(&self.id), event, data);
         message.seqs.push(seq);
-        message.ends.push(u32::try_from(message.frames.len()).expect("a message stays far below 4 GiB"));
+        message
+            .ends
+            .push(u32::try_from(message.frames.len()).expect("a message stays far below 4 GiB"));
     }
 
     pub fn into_messages(self) -> Vec<Vec<u8>> {
@@ -70,7 +74,11 @@ impl FramesWriter {
             .map(|m| {
                 let n = m.seqs.len();
                 let mut out = Vec::with_capacity(4 + 12 * n + m.frames.len());
-                out.extend_from_slice(&u32::try_from(n).expect("few frames per message").to_le_bytes());
+                out.extend_from_slice(
+                    &u32::try_from(n)
+                        .expect("few frames per message")
+                        .to_le_bytes(),
+                );
                 for seq in &m.seqs {
                     out.extend_from_slice(&(*seq as f64).to_le_bytes());
                 }
@@ -91,14 +99,20 @@ mod tests {
     /// The reader `frame_tap.js` implements: the frames after `cursor`.
     fn frames_after(message: &[u8], cursor: u64) -> (Vec<u64>, &str) {
         let n = u32::from_le_bytes(message[..4].try_into().unwrap()) as usize;
-        let seq = |i: usize| f64::from_le_bytes(message[4 + 8 * i..12 + 8 * i].try_into().unwrap()) as u64;
+        let seq = |i: usize| {
+            f64::from_le_bytes(message[4 + 8 * i..12 + 8 * i].try_into().unwrap()) as u64
+        };
         let end = |i: usize| {
             let at = 4 + 8 * n + 4 * i;
             u32::from_le_bytes(message[at..at + 4].try_into().unwrap()) as usize
         };
         let frames = std::str::from_utf8(&message[4 + 12 * n..]).unwrap();
         let first_new = (0..n).find(|&i| seq(i) > cursor).unwrap_or(n);
-        let start = if first_new == 0 { 0 } else { end(first_new - 1) };
+        let start = if first_new == 0 {
+            0
+        } else {
+            end(first_new - 1)
+        };
         ((first_new..n).map(seq).collect(), &frames[start..])
     }
 
@@ -127,7 +141,10 @@ mod tests {
         let message = &writer.into_messages()[0];
         let (seqs, frames) = frames_after(message, 11);
         assert_eq!(seqs, vec![12, 13]);
-        assert_eq!(frames, "id: c%3At%3Ar:12\nevent: x\ndata: 12\n\nid: c%3At%3Ar:13\nevent: x\ndata: 13\n\n");
+        assert_eq!(
+            frames,
+            "id: c%3At%3Ar:12\nevent: x\ndata: 12\n\nid: c%3At%3Ar:13\nevent: x\ndata: 13\n\n"
+        );
         assert_eq!(frames_after(message, 13), (vec![], ""));
         assert_eq!(frames_after(message, 9).0, vec![10, 11, 12, 13]);
     }

@@ -118,7 +118,11 @@ pub struct Latest {
 impl CurrentState {
     /// An empty state that holds at most `max(MAX_STATE_BYTES, max_event_bytes)`.
     pub fn new(max_event_bytes: usize) -> Self {
-        CurrentState { types: Vec::new(), bytes: 0, max_bytes: MAX_STATE_BYTES.max(max_event_bytes) }
+        CurrentState {
+            types: Vec::new(),
+            bytes: 0,
+            max_bytes: MAX_STATE_BYTES.max(max_event_bytes),
+        }
     }
 
     /// Records that `seq` is now the latest event of its type. Returns the
@@ -128,7 +132,11 @@ impl CurrentState {
             let old = self.types.remove(at);
             self.bytes -= old.bytes;
         }
-        self.types.push(Latest { event: event.to_owned(), seq, bytes });
+        self.types.push(Latest {
+            event: event.to_owned(),
+            seq,
+            bytes,
+        });
         self.bytes += bytes;
         let mut forgotten = Vec::new();
         while self.types.len() > MAX_STATE_TYPES || self.bytes > self.max_bytes {
@@ -147,7 +155,9 @@ impl CurrentState {
 
     /// Forgets the types whose latest event is at or below `seq` (expired).
     pub fn forget_through(&mut self, seq: u64) -> Vec<Latest> {
-        let (gone, kept): (Vec<Latest>, Vec<Latest>) = std::mem::take(&mut self.types).into_iter().partition(|t| t.seq <= seq);
+        let (gone, kept): (Vec<Latest>, Vec<Latest>) = std::mem::take(&mut self.types)
+            .into_iter()
+            .partition(|t| t.seq <= seq);
         self.bytes = kept.iter().map(|t| t.bytes).sum();
         self.types = kept;
         gone
@@ -222,10 +232,14 @@ mod tests {
         assert_eq!(ring.overwrites(1001), Some(1));
         assert_eq!(ring.slot(1001), ring.slot(1));
         // Every event the ring holds has its own slot.
-        let held: std::collections::HashSet<u64> = (1501..=2500).map(|seq| ring.slot(seq)).collect();
+        let held: std::collections::HashSet<u64> =
+            (1501..=2500).map(|seq| ring.slot(seq)).collect();
         assert_eq!(held.len(), 1000);
         let one = Ring::new(1);
-        assert_eq!((one.oldest(5), one.overwrites(5), one.slot(5)), (Some(5), Some(4), 0));
+        assert_eq!(
+            (one.oldest(5), one.overwrites(5), one.slot(5)),
+            (Some(5), Some(4), 0)
+        );
     }
 
     #[test]
@@ -248,10 +262,20 @@ mod tests {
             assert!(state.publish(&format!("t{seq}"), seq, 1).is_empty());
         }
         let forgotten = state.publish("new", 1000, 1);
-        assert_eq!(forgotten.iter().map(|t| t.event.as_str()).collect::<Vec<_>>(), ["t1"]);
+        assert_eq!(
+            forgotten
+                .iter()
+                .map(|t| t.event.as_str())
+                .collect::<Vec<_>>(),
+            ["t1"]
+        );
         assert_eq!(state.len(), MAX_STATE_TYPES);
         let forgotten = state.publish("big", 1001, MAX_STATE_BYTES);
-        assert_eq!(forgotten.len(), MAX_STATE_TYPES, "every older type makes room");
+        assert_eq!(
+            forgotten.len(),
+            MAX_STATE_TYPES,
+            "every older type makes room"
+        );
         assert!(state.is_latest("big", 1001));
         // One event of the largest allowed size always fits.
         let mut state = CurrentState::new(2 * MAX_STATE_BYTES);

@@ -101,7 +101,10 @@ impl Merge {
             if seen.is_some_and(|seen| first > seen + 1) {
                 // Events before this message are missing: page them in first.
                 self.held_bytes += message.len();
-                self.catchups[index] = Some(Catchup { until: first - 1, held: vec![message.to_owned()] });
+                self.catchups[index] = Some(Catchup {
+                    until: first - 1,
+                    held: vec![message.to_owned()],
+                });
                 return Ok(());
             }
         }
@@ -113,7 +116,12 @@ impl Merge {
     pub fn gap(&mut self, index: usize, first: u64) {
         match &mut self.catchups[index] {
             Some(catchup) => catchup.until = catchup.until.max(first.saturating_sub(1)),
-            None => self.catchups[index] = Some(Catchup { until: first.saturating_sub(1), held: Vec::new() }),
+            None => {
+                self.catchups[index] = Some(Catchup {
+                    until: first.saturating_sub(1),
+                    held: Vec::new(),
+                })
+            }
         }
     }
 
@@ -170,7 +178,8 @@ impl Merge {
                     if seen.is_some_and(|seen| seq <= seen) && !state_after_reset {
                         continue;
                     }
-                    self.cursor.set(index, seen.map_or(seq, |seen| seq.max(seen)));
+                    self.cursor
+                        .set(index, seen.map_or(seq, |seen| seq.max(seen)));
                     self.cursor.encode_into(&mut self.id);
                     sse::write_event(out, Some(&self.id), event, data);
                 }

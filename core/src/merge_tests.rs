@@ -31,12 +31,21 @@ fn seqs(out: &str) -> Vec<u64> {
 fn a_fresh_stream_gets_the_state_then_live_events() {
     let mut merge = Merge::new(&[A], &[None]);
     let mut out = String::new();
-    merge.live(&mut out, 0, "2 scan.progress {\"pct\":2}\n3 scan.done null\nlive 3").unwrap();
+    merge
+        .live(
+            &mut out,
+            0,
+            "2 scan.progress {\"pct\":2}\n3 scan.done null\nlive 3",
+        )
+        .unwrap();
     assert!(merge.is_live(0));
     assert_eq!(merge.wants_page(), None);
     merge.live(&mut out, 0, "4 scan.progress 4").unwrap();
     assert_eq!(seqs(&out), [2, 3, 4]);
-    assert_eq!(frames(&out)[0].0, "scan%3A0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19%3Aa:2");
+    assert_eq!(
+        frames(&out)[0].0,
+        "scan%3A0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19%3Aa:2"
+    );
 }
 
 #[test]
@@ -105,13 +114,21 @@ fn a_reset_names_the_channel_and_sends_the_state_at_or_below_the_head() {
     merge.live(&mut out, 0, "live 500").unwrap();
     merge.live(&mut out, 1, "live 9").unwrap();
     assert_eq!(merge.wants_page(), Some((0, 1)));
-    assert!(merge.page(&mut out, 0, "reset 500\n480 a.x 1\n500 a.y 2").unwrap());
+    assert!(merge
+        .page(&mut out, 0, "reset 500\n480 a.x 1\n500 a.y 2")
+        .unwrap());
     let written = frames(&out);
     assert_eq!(written[0].1, "stream-reset");
     assert_eq!(written[0].2, format!("{{\"channels\":[\"{A}\"]}}"));
     assert_eq!(written.len(), 3);
     // Ids name both channels; the reset channel's position is its head.
-    assert!(written[2].0.ends_with(":500,scan%3A0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19%3Ab:9"), "{}", written[2].0);
+    assert!(
+        written[2]
+            .0
+            .ends_with(":500,scan%3A0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19%3Ab:9"),
+        "{}",
+        written[2].0
+    );
 }
 
 #[test]
@@ -155,6 +172,9 @@ fn a_failed_page_is_asked_for_again() {
 fn a_bad_record_is_reported_and_the_rest_still_delivered() {
     let mut merge = Merge::new(&[A], &[Some(0)]);
     let mut out = String::new();
-    assert_eq!(merge.live(&mut out, 0, "1 a 1\nnonsense\n2 a 2"), Err(BadRecord));
+    assert_eq!(
+        merge.live(&mut out, 0, "1 a 1\nnonsense\n2 a 2"),
+        Err(BadRecord)
+    );
     assert_eq!(seqs(&out), [1, 2]);
 }

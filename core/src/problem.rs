@@ -388,7 +388,10 @@ mod tests {
         assert_eq!(Problem::quota_exceeded("x", 7).retry_after, Some(7));
         assert_eq!(Problem::overloaded("x").retry_after, None);
         assert_eq!(Problem::overloaded("x").retry_after(3).retry_after, Some(3));
-        assert!(!Problem::overloaded("x").retry_after(3).to_json().contains("retry"));
+        assert!(!Problem::overloaded("x")
+            .retry_after(3)
+            .to_json()
+            .contains("retry"));
     }
 
     #[test]

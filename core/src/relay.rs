@@ -53,7 +53,10 @@ pub struct RelayWriter {
 impl RelayWriter {
     pub fn event(&mut self, seq: u64, event: &str, data: &str) {
         debug_assert!(!event.contains([' ', '\n']) && !data.contains('\n'));
-        let _ = write!(self.line(event.len() + data.len() + 24), "{seq} {event} {data}");
+        let _ = write!(
+            self.line(event.len() + data.len() + 24),
+            "{seq} {event} {data}"
+        );
     }
 
     pub fn reset(&mut self, head: u64) {
@@ -85,9 +88,13 @@ impl RelayWriter {
             .last()
             .is_none_or(|m| m.len() + size > MESSAGE_BYTES && !m.is_empty());
         if full {
-            self.messages.push(String::with_capacity(size.min(MESSAGE_BYTES)));
+            self.messages
+                .push(String::with_capacity(size.min(MESSAGE_BYTES)));
         }
-        let message = self.messages.last_mut().expect("a message was just ensured");
+        let message = self
+            .messages
+            .last_mut()
+            .expect("a message was just ensured");
         if !message.is_empty() {
             message.push('\n');
         }
@@ -99,7 +106,10 @@ impl RelayWriter {
 /// yielded as `Err` with its text so the caller can log it; records after it
 /// are still read.
 pub fn records(message: &str) -> impl Iterator<Item = Result<RelayRecord<'_>, &str>> {
-    message.split('\n').filter(|line| !line.is_empty()).map(parse_record)
+    message
+        .split('\n')
+        .filter(|line| !line.is_empty())
+        .map(parse_record)
 }
 
 fn parse_record(line: &str) -> Result<RelayRecord<'_>, &str> {
@@ -150,9 +160,17 @@ mod tests {
         assert_eq!(
             parsed,
             vec![
-                Ok(RelayRecord::Event { seq: 1, event: "scan.progress", data: r#"{"pct":1,"note":"a b\nc"}"# }),
+                Ok(RelayRecord::Event {
+                    seq: 1,
+                    event: "scan.progress",
+                    data: r#"{"pct":1,"note":"a b\nc"}"#
+                }),
                 Ok(RelayRecord::Reset { head: 7 }),
-                Ok(RelayRecord::Event { seq: 8, event: "scan.completed", data: "null" }),
+                Ok(RelayRecord::Event {
+                    seq: 8,
+                    event: "scan.completed",
+                    data: "null"
+                }),
                 Ok(RelayRecord::Live { head: 8 }),
             ]
         );
@@ -165,7 +183,11 @@ mod tests {
         let message = one_message(writer);
         assert_eq!(
             records(&message).next(),
-            Some(Ok(RelayRecord::Event { seq: 3, event: "x.y", data: r#""a  b c""# }))
+            Some(Ok(RelayRecord::Event {
+                seq: 3,
+                event: "x.y",
+                data: r#""a  b c""#
+            }))
         );
     }
 
@@ -214,7 +236,14 @@ mod tests {
         for (got, want) in parsed.iter().zip(expected_errors) {
             assert_eq!(*got, Err(want));
         }
-        assert_eq!(parsed[6], Ok(RelayRecord::Event { seq: 5, event: "a.b", data: "1" }));
+        assert_eq!(
+            parsed[6],
+            Ok(RelayRecord::Event {
+                seq: 5,
+                event: "a.b",
+                data: "1"
+            })
+        );
     }
 
     #[test]

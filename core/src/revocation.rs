@@ -78,11 +78,15 @@ pub fn parse_kick(body: &[u8], now_unix: u64) -> Result<Kick, Problem> {
         ))
     })?;
     if !is_canonical_uuid(&request.tenant) {
-        return Err(Problem::invalid_body("tenant must be a lowercase hyphenated UUID"));
+        return Err(Problem::invalid_body(
+            "tenant must be a lowercase hyphenated UUID",
+        ));
     }
     let identifier = |value: String, name: &str| {
         if value.is_empty() || value.len() > MAX_IDENTIFIER_BYTES {
-            return Err(Problem::invalid_body(format!("{name} must be 1-{MAX_IDENTIFIER_BYTES} bytes")));
+            return Err(Problem::invalid_body(format!(
+                "{name} must be 1-{MAX_IDENTIFIER_BYTES} bytes"
+            )));
         }
         Ok(value)
     };
@@ -90,7 +94,9 @@ pub fn parse_kick(body: &[u8], now_unix: u64) -> Result<Kick, Problem> {
         (None, None) => Target::Tenant,
         (Some(user), None) => Target::User(identifier(user, "user")?),
         (None, Some(jti)) => Target::Token(identifier(jti, "jti")?),
-        (Some(_), Some(_)) => return Err(Problem::invalid_body("name one of user and jti, not both")),
+        (Some(_), Some(_)) => {
+            return Err(Problem::invalid_body("name one of user and jti, not both"))
+        }
     };
     let ttl = request.ttl_seconds.unwrap_or(DEFAULT_REVOCATION_SECONDS);
     if ttl == 0 || ttl > MAX_REVOCATION_SECONDS {
@@ -98,7 +104,11 @@ pub fn parse_kick(body: &[u8], now_unix: u64) -> Result<Kick, Problem> {
             "ttl_seconds must be 1-{MAX_REVOCATION_SECONDS}"
         )));
     }
-    Ok(Kick { tenant: request.tenant, target, until: now_unix + ttl })
+    Ok(Kick {
+        tenant: request.tenant,
+        target,
+        until: now_unix + ttl,
+    })
 }
 
 /// A revoked socket tag, and until when (milliseconds since the epoch).
@@ -123,7 +133,11 @@ pub struct TooManyRevocations;
 impl RevocationSet {
     /// Adds a revocation; one already held for the tag lasts until the later
     /// of the two ends.
-    pub fn insert(&mut self, revocation: Revocation, now_ms: u64) -> Result<(), TooManyRevocations> {
+    pub fn insert(
+        &mut self,
+        revocation: Revocation,
+        now_ms: u64,
+    ) -> Result<(), TooManyRevocations> {
         if let Some(until) = self.until_ms.get_mut(&revocation.tag) {
             *until = (*until).max(revocation.until_ms);
             return Ok(());
@@ -140,7 +154,11 @@ impl RevocationSet {
 
     /// Whether any of `tags` is revoked at `now_ms`.
     pub fn revokes<S: AsRef<str>>(&self, tags: &[S], now_ms: u64) -> bool {
-        tags.iter().any(|tag| self.until_ms.get(tag.as_ref()).is_some_and(|&until| until > now_ms))
+        tags.iter().any(|tag| {
+            self.until_ms
+                .get(tag.as_ref())
+                .is_some_and(|&until| until > now_ms)
+        })
     }
 
     /// Forgets revocations that have ended.
@@ -153,7 +171,10 @@ impl RevocationSet {
         self.until_ms
             .iter()
             .filter(|(_, &until)| until > now_ms)
-            .map(|(tag, &until_ms)| Revocation { tag: tag.clone(), until_ms })
+            .map(|(tag, &until_ms)| Revocation {
+                tag: tag.clone(),
+                until_ms,
+            })
             .collect()
     }
 
@@ -169,7 +190,11 @@ impl RevocationSet {
 /// The tags of a stream opened by `subject` with token `jti`: what its
 /// sockets carry and what a revocation of either names.
 pub fn stream_tags(subject: Option<&str>, jti: Option<&str>) -> Vec<String> {
-    subject.map(user_tag).into_iter().chain(jti.map(token_tag)).collect()
+    subject
+        .map(user_tag)
+        .into_iter()
+        .chain(jti.map(token_tag))
+        .collect()
 }
 
 /// The tag of a user's sockets and revocation.
@@ -199,10 +224,17 @@ mod tests {
         let kick = parse_kick(format!(r#"{{"tenant":"{TENANT}"}}"#).as_bytes(), 100).unwrap();
         assert_eq!(kick.target, Target::Tenant);
         assert_eq!(kick.until, 100 + DEFAULT_REVOCATION_SECONDS);
-        let kick =
-            parse_kick(format!(r#"{{"tenant":"{TENANT}","user":"42","ttl_seconds":60}}"#).as_bytes(), 100).unwrap();
+        let kick = parse_kick(
+            format!(r#"{{"tenant":"{TENANT}","user":"42","ttl_seconds":60}}"#).as_bytes(),
+            100,
+        )
+        .unwrap();
         assert_eq!((kick.target, kick.until), (Target::User("42".into()), 160));
-        let kick = parse_kick(format!(r#"{{"tenant":"{TENANT}","jti":"abc"}}"#).as_bytes(), 0).unwrap();
+        let kick = parse_kick(
+            format!(r#"{{"tenant":"{TENANT}","jti":"abc"}}"#).as_bytes(),
+            0,
+        )
+        .unwrap();
         assert_eq!(kick.target, Target::Token("abc".into()));
     }
 
@@ -218,7 +250,11 @@ mod tests {
             format!(r#"{{"tenant":"{TENANT}","ttl_seconds":99999999}}"#),
             format!(r#"{{"tenant":"{TENANT}","everyone":true}}"#),
         ] {
-            assert_eq!(parse_kick(body.as_bytes(), 0).unwrap_err().code, "invalid_body", "{body}");
+            assert_eq!(
+                parse_kick(body.as_bytes(), 0).unwrap_err().code,
+                "invalid_body",
+                "{body}"
+            );
         }
     }
 
@@ -226,15 +262,42 @@ mod tests {
     fn a_revocation_set_refuses_revoked_tags_until_they_end() {
         let mut set = RevocationSet::default();
         let user = user_tag("42");
-        set.insert(Revocation { tag: user.clone(), until_ms: 100 }, 0).unwrap();
+        set.insert(
+            Revocation {
+                tag: user.clone(),
+                until_ms: 100,
+            },
+            0,
+        )
+        .unwrap();
         assert!(set.revokes(&[token_tag("x"), user.clone()], 99));
         assert!(!set.revokes(&[user.clone()], 100));
         assert!(!set.revokes::<String>(&[], 0));
         // A second revocation of the same tag extends, never shortens.
-        set.insert(Revocation { tag: user.clone(), until_ms: 50 }, 0).unwrap();
-        set.insert(Revocation { tag: user.clone(), until_ms: 200 }, 0).unwrap();
+        set.insert(
+            Revocation {
+                tag: user.clone(),
+                until_ms: 50,
+            },
+            0,
+        )
+        .unwrap();
+        set.insert(
+            Revocation {
+                tag: user.clone(),
+                until_ms: 200,
+            },
+            0,
+        )
+        .unwrap();
         assert!(set.revokes(&[user.clone()], 150));
-        assert_eq!(set.in_force(150), vec![Revocation { tag: user.clone(), until_ms: 200 }]);
+        assert_eq!(
+            set.in_force(150),
+            vec![Revocation {
+                tag: user.clone(),
+                until_ms: 200
+            }]
+        );
         assert!(set.in_force(200).is_empty());
         set.expire(200);
         assert!(set.is_empty());
@@ -244,12 +307,35 @@ mod tests {
     fn a_full_revocation_set_refuses_rather_than_forgets() {
         let mut set = RevocationSet::default();
         for i in 0..MAX_REVOCATIONS {
-            set.insert(Revocation { tag: format!("u:{i}"), until_ms: 10 + i as u64 % 2 }, 0).unwrap();
+            set.insert(
+                Revocation {
+                    tag: format!("u:{i}"),
+                    until_ms: 10 + i as u64 % 2,
+                },
+                0,
+            )
+            .unwrap();
         }
-        assert_eq!(set.insert(Revocation { tag: "u:new".into(), until_ms: 99 }, 0), Err(TooManyRevocations));
+        assert_eq!(
+            set.insert(
+                Revocation {
+                    tag: "u:new".into(),
+                    until_ms: 99
+                },
+                0
+            ),
+            Err(TooManyRevocations)
+        );
         assert!(set.revokes(&["u:0"], 5), "nothing was dropped to make room");
         // Once some have ended there is room again.
-        set.insert(Revocation { tag: "u:new".into(), until_ms: 99 }, 10).unwrap();
+        set.insert(
+            Revocation {
+                tag: "u:new".into(),
+                until_ms: 99,
+            },
+            10,
+        )
+        .unwrap();
         assert!(set.revokes(&["u:new"], 50));
         assert!(!set.revokes(&["u:0"], 10));
     }
@@ -263,7 +349,10 @@ mod tests {
         assert!(!user_tag("a:b").contains("a:b"));
         assert_eq!(Target::User("42".into()).tag(), Some(user_tag("42")));
         assert_eq!(Target::Tenant.tag(), None);
-        assert_eq!(stream_tags(Some("42"), Some("j")), vec![user_tag("42"), token_tag("j")]);
+        assert_eq!(
+            stream_tags(Some("42"), Some("j")),
+            vec![user_tag("42"), token_tag("j")]
+        );
         assert_eq!(stream_tags(None, Some("j")), vec![token_tag("j")]);
         assert!(stream_tags(None, None).is_empty());
     }

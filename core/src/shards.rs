@@ -31,7 +31,13 @@ struct Load {
 impl Placement {
     /// `limit` streams per object; settings keep it at 2 or more.
     pub fn new(limit: u64, active: impl IntoIterator<Item = u32>) -> Self {
-        Placement { limit, shards: active.into_iter().map(|shard| (shard, Load::default())).collect() }
+        Placement {
+            limit,
+            shards: active
+                .into_iter()
+                .map(|shard| (shard, Load::default()))
+                .collect(),
+        }
     }
 
     /// Places a stream, given how many the channel's object holds itself.
@@ -40,8 +46,16 @@ impl Placement {
             return Place::Here;
         }
         let limit = self.limit;
-        let open = self.shards.iter().find(|(_, load)| load.streams + load.placed < limit).map(|(&shard, _)| shard);
-        let shard = open.unwrap_or_else(|| (0..).find(|shard| !self.shards.contains_key(shard)).expect("fewer than 2^32 shards"));
+        let open = self
+            .shards
+            .iter()
+            .find(|(_, load)| load.streams + load.placed < limit)
+            .map(|(&shard, _)| shard);
+        let shard = open.unwrap_or_else(|| {
+            (0..)
+                .find(|shard| !self.shards.contains_key(shard))
+                .expect("fewer than 2^32 shards")
+        });
         self.shards.entry(shard).or_default().placed += 1;
         Place::Shard(shard)
     }
@@ -60,7 +74,11 @@ impl Placement {
 
     /// Shards with no streams and none placed since they said so.
     pub fn idle(&self) -> Vec<u32> {
-        self.shards.iter().filter(|(_, load)| load.streams == 0 && load.placed == 0).map(|(&shard, _)| shard).collect()
+        self.shards
+            .iter()
+            .filter(|(_, load)| load.streams == 0 && load.placed == 0)
+            .map(|(&shard, _)| shard)
+            .collect()
     }
 
     pub fn retire(&mut self, shard: u32) {
@@ -89,7 +107,18 @@ mod tests {
         assert_eq!(placement.place(2), Place::Here);
         let placed: Vec<Place> = (0..7).map(|_| placement.place(3)).collect();
         use Place::Shard;
-        assert_eq!(placed, [Shard(0), Shard(0), Shard(0), Shard(1), Shard(1), Shard(1), Shard(2)]);
+        assert_eq!(
+            placed,
+            [
+                Shard(0),
+                Shard(0),
+                Shard(0),
+                Shard(1),
+                Shard(1),
+                Shard(1),
+                Shard(2)
+            ]
+        );
         assert_eq!(placement.active().collect::<Vec<_>>(), [0, 1, 2]);
     }
 
@@ -99,14 +128,25 @@ mod tests {
         placement.report(0, 2);
         placement.report(1, 0);
         assert_eq!(placement.idle(), [1]);
-        assert_eq!(placement.place(5), Place::Shard(1), "the first shard with room");
-        assert!(placement.idle().is_empty(), "a shard a stream was just sent to is not idle");
+        assert_eq!(
+            placement.place(5),
+            Place::Shard(1),
+            "the first shard with room"
+        );
+        assert!(
+            placement.idle().is_empty(),
+            "a shard a stream was just sent to is not idle"
+        );
         placement.report(0, 0);
         placement.report(1, 1);
         assert_eq!(placement.idle(), [0]);
         assert_eq!(placement.shard_streams(), 1);
         placement.retire(0);
         assert_eq!(placement.place(5), Place::Shard(1));
-        assert_eq!(placement.place(5), Place::Shard(0), "a retired index is used again");
+        assert_eq!(
+            placement.place(5),
+            Place::Shard(0),
+            "a retired index is used again"
+        );
     }
 }

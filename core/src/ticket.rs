@@ -28,7 +28,10 @@ struct TicketRequest {
 pub fn parse_ticket_request(body: &[u8], max_channels: usize) -> Result<Vec<ChannelName>, Problem> {
     let request: TicketRequest = serde_json::from_slice(body)
         .map_err(|e| Problem::invalid_body(format!("expected {{\"channels\": [...]}}: {e}")))?;
-    crate::channel::requested_channels(request.channels.iter().map(|c| ("channel", c.as_str())), max_channels)
+    crate::channel::requested_channels(
+        request.channels.iter().map(|c| ("channel", c.as_str())),
+        max_channels,
+    )
 }
 
 /// A ticket id as issued: exactly `2 * TICKET_BYTES` lowercase hex digits.
@@ -97,7 +100,10 @@ impl TicketGrant {
                 .map(|c| ChannelName::parse(c).map_err(Problem::from))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
-            if let Some(extra) = requested.iter().find(|c| !self.channels.iter().any(|g| g == c.as_str())) {
+            if let Some(extra) = requested
+                .iter()
+                .find(|c| !self.channels.iter().any(|g| g == c.as_str()))
+            {
                 return Err(Problem::channel_forbidden(format!(
                     "the ticket does not grant channel \"{extra}\""
                 )));
@@ -137,38 +143,67 @@ mod tests {
 
     #[test]
     fn a_grant_redeems_for_its_channels_and_keeps_the_credential_expiry() {
-        let grant = TicketGrant::new(&claims(), &[channel("a"), channel("b")], 1_000, None).unwrap();
+        let grant =
+            TicketGrant::new(&claims(), &[channel("a"), channel("b")], 1_000, None).unwrap();
         assert_eq!(grant.redeem_before, 1_000 + TICKET_TTL_SECONDS);
         let (who, channels) = grant.clone().redeem(vec![], 1_010).unwrap();
         assert_eq!(channels, vec![channel("a"), channel("b")]);
         assert_eq!(who.tenant.as_deref(), Some(TENANT));
         assert_eq!(who.expires_at, 5_000);
-        assert!(who.scopes.is_empty(), "a ticket never carries publish rights");
+        assert!(
+            who.scopes.is_empty(),
+            "a ticket never carries publish rights"
+        );
         let (_, subset) = grant.redeem(vec![channel("b")], 1_010).unwrap();
         assert_eq!(subset, vec![channel("b")]);
     }
 
     #[test]
     fn a_grant_refuses_other_channels_and_expires() {
-        let grant = TicketGrant::new(&claims(), &[channel("a")], 1_000, Some("f00d".into())).unwrap();
-        let stored: TicketGrant = serde_json::from_str(&serde_json::to_string(&grant).unwrap()).unwrap();
-        assert_eq!(stored.api_key.as_deref(), Some("f00d"), "the key's fingerprint travels with the grant");
-        let err = grant.clone().redeem(vec![channel("a"), channel("z")], 1_001).unwrap_err();
+        let grant =
+            TicketGrant::new(&claims(), &[channel("a")], 1_000, Some("f00d".into())).unwrap();
+        let stored: TicketGrant =
+            serde_json::from_str(&serde_json::to_string(&grant).unwrap()).unwrap();
+        assert_eq!(
+            stored.api_key.as_deref(),
+            Some("f00d"),
+            "the key's fingerprint travels with the grant"
+        );
+        let err = grant
+            .clone()
+            .redeem(vec![channel("a"), channel("z")], 1_001)
+            .unwrap_err();
         assert_eq!((err.status, err.code), (403, "channel_forbidden"));
-        let err = grant.redeem(vec![], 1_000 + TICKET_TTL_SECONDS).unwrap_err();
+        let err = grant
+            .redeem(vec![], 1_000 + TICKET_TTL_SECONDS)
+            .unwrap_err();
         assert_eq!((err.status, err.code), (401, "invalid_token"));
     }
 
     #[test]
     fn a_platform_credential_gets_no_ticket() {
-        let platform = Claims { tenant: None, ..claims() };
-        assert_eq!(TicketGrant::new(&platform, &[channel("a")], 0, None).unwrap_err().code, "tenant_missing");
+        let platform = Claims {
+            tenant: None,
+            ..claims()
+        };
+        assert_eq!(
+            TicketGrant::new(&platform, &[channel("a")], 0, None)
+                .unwrap_err()
+                .code,
+            "tenant_missing"
+        );
     }
 
     #[test]
     fn ticket_shape() {
         assert!(check_ticket_shape(&"ab".repeat(TICKET_BYTES)).is_ok());
-        for bad in ["", "AB".repeat(TICKET_BYTES).as_str(), &"a".repeat(63), &"g".repeat(64), "../../etc"] {
+        for bad in [
+            "",
+            "AB".repeat(TICKET_BYTES).as_str(),
+            &"a".repeat(63),
+            &"g".repeat(64),
+            "../../etc",
+        ] {
             assert!(check_ticket_shape(bad).is_err(), "{bad}");
         }
     }
@@ -176,9 +211,25 @@ mod tests {
     #[test]
     fn ticket_requests() {
         let body = format!(r#"{{"channels":["scan-progress:{TENANT}:a"]}}"#);
-        assert_eq!(parse_ticket_request(body.as_bytes(), 5).unwrap(), vec![channel("a")]);
-        assert_eq!(parse_ticket_request(br#"{"channels":[]}"#, 5).unwrap_err().code, "no_channels");
-        assert_eq!(parse_ticket_request(b"{}", 5).unwrap_err().code, "invalid_body");
-        assert_eq!(parse_ticket_request(br#"{"channels":["x"]}"#, 5).unwrap_err().code, "invalid_channel");
+        assert_eq!(
+            parse_ticket_request(body.as_bytes(), 5).unwrap(),
+            vec![channel("a")]
+        );
+        assert_eq!(
+            parse_ticket_request(br#"{"channels":[]}"#, 5)
+                .unwrap_err()
+                .code,
+            "no_channels"
+        );
+        assert_eq!(
+            parse_ticket_request(b"{}", 5).unwrap_err().code,
+            "invalid_body"
+        );
+        assert_eq!(
+            parse_ticket_request(br#"{"channels":["x"]}"#, 5)
+                .unwrap_err()
+                .code,
+            "invalid_channel"
+        );
     }
 }

@@ -21,7 +21,10 @@ pub async fn kick(req: Request, env: &Env, config: &Config) -> Result<Response, 
     }
     let body = read_body(&req, SMALL_BODY_BYTES, Problem::body_too_large).await?;
     let kick = parse_kick(&body, now)?;
-    let order = KickOrder { tag: kick.target.tag(), until_ms: kick.until * 1000 };
+    let order = KickOrder {
+        tag: kick.target.tag(),
+        until_ms: kick.until * 1000,
+    };
     let report = TenantClient::new(env, &kick.tenant)?.kick(&order).await?;
     json(200, &report)
 }

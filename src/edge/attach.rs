@@ -8,13 +8,25 @@ use worker::{Env, WebSocket};
 
 use super::channel_client::{Attached, ChannelClient};
 
-pub async fn attach(env: &Env, channel: &ChannelName, subscribe: &Subscribe) -> Result<WebSocket, Problem> {
-    match ChannelClient::channel(env, channel.as_str())?.subscribe(subscribe).await? {
+pub async fn attach(
+    env: &Env,
+    channel: &ChannelName,
+    subscribe: &Subscribe,
+) -> Result<WebSocket, Problem> {
+    match ChannelClient::channel(env, channel.as_str())?
+        .subscribe(subscribe)
+        .await?
+    {
         Attached::Socket(socket) => Ok(socket),
-        Attached::Shard(shard) => match ChannelClient::shard(env, channel.as_str(), shard)?.subscribe(subscribe).await? {
+        Attached::Shard(shard) => match ChannelClient::shard(env, channel.as_str(), shard)?
+            .subscribe(subscribe)
+            .await?
+        {
             Attached::Socket(socket) => Ok(socket),
             // A shard never sends a stream on.
-            Attached::Shard(_) => Err(Problem::overloaded("the channel's shard did not take the stream")),
+            Attached::Shard(_) => Err(Problem::overloaded(
+                "the channel's shard did not take the stream",
+            )),
         },
     }
 }

@@ -26,7 +26,10 @@ pub enum Sources {
 pub enum Identity {
     /// A verified JWT or API key (with the key's fingerprint, so a stream
     /// opened with it can check that the key still exists).
-    Claims { claims: Claims, api_key: Option<String> },
+    Claims {
+        claims: Claims,
+        api_key: Option<String>,
+    },
     /// A stream ticket, well-formed but not yet redeemed: redeeming it is
     /// what checks it, and it can happen only once.
     Ticket(String),
@@ -56,7 +59,9 @@ pub async fn authenticate(
     let credential = match select_credential(header.as_deref(), &tokens, &tickets) {
         Err(problem) if problem.code == "missing_credentials" && sources == Sources::HeaderOnly => {
             return Err(if url.query_pairs().any(|(k, _)| k == "access_token") {
-                Problem::invalid_token("this endpoint takes the token in the Authorization header only")
+                Problem::invalid_token(
+                    "this endpoint takes the token in the Authorization header only",
+                )
             } else {
                 problem
             });
@@ -66,14 +71,22 @@ pub async fn authenticate(
     match credential {
         Credential::Bearer(jwt) | Credential::QueryToken(jwt) => {
             let claims = config.verify(jwt, now_unix).await?;
-            Ok(Identity::Claims { claims, api_key: None })
+            Ok(Identity::Claims {
+                claims,
+                api_key: None,
+            })
         }
         Credential::ApiKey(key) => {
             api_key::check_shape(key)?;
             let fingerprint = api_key::fingerprint(key);
             let record = api_key_record(env, &fingerprint).await?;
-            let claims = record.ok_or_else(|| Problem::invalid_token("the API key is not known"))?.claims(now_unix)?;
-            Ok(Identity::Claims { claims, api_key: Some(fingerprint) })
+            let claims = record
+                .ok_or_else(|| Problem::invalid_token("the API key is not known"))?
+                .claims(now_unix)?;
+            Ok(Identity::Claims {
+                claims,
+                api_key: Some(fingerprint),
+            })
         }
         Credential::Ticket(ticket) => {
             check_ticket_shape(ticket)?;
@@ -86,9 +99,15 @@ pub async fn authenticate(
 /// that binding the relay takes no API keys at all.
 async fn api_key_record(env: &Env, fingerprint: &str) -> Result<Option<ApiKeyRecord>, Problem> {
     let Ok(store) = env.kv("API_KEYS") else {
-        return Err(Problem::invalid_token("API keys are not enabled on this relay"));
+        return Err(Problem::invalid_token(
+            "API keys are not enabled on this relay",
+        ));
     };
-    store.get(fingerprint).json().await.map_err(|e| internal(e.into()))
+    store
+        .get(fingerprint)
+        .json()
+        .await
+        .map_err(|e| internal(e.into()))
 }
 
 /// Whether the key with this fingerprint still exists and has not expired

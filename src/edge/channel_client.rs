@@ -4,9 +4,12 @@
 
 use edgestream_core::message::PublishEvent;
 use edgestream_core::problem::Problem;
-use edgestream_core::protocol::channel::shard::{retire_call, shard_name, stats_call, Push, ShardLoad};
+use edgestream_core::protocol::channel::shard::{
+    retire_call, shard_name, stats_call, Push, ShardLoad,
+};
 use edgestream_core::protocol::channel::{
-    publish, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick, Kicked, Published, Subscribe, ToShard,
+    publish, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick, Kicked, Published,
+    Subscribe, ToShard,
 };
 use edgestream_core::protocol::Call;
 use worker::{Env, ObjectNamespace, Response, Stub, WebSocket};
@@ -38,7 +41,9 @@ impl ChannelClient {
     }
 
     pub fn named(namespace: &ObjectNamespace, name: &str) -> Result<Self, Problem> {
-        Ok(ChannelClient { stub: objects::stub(namespace, name)? })
+        Ok(ChannelClient {
+            stub: objects::stub(namespace, name)?,
+        })
     }
 
     pub async fn subscribe(&self, subscribe: &Subscribe) -> Result<Attached, Problem> {
@@ -58,7 +63,12 @@ impl ChannelClient {
         text(self.ok(&History { after }.call()).await?).await
     }
 
-    pub async fn publish(&self, channel: &str, tags: &[String], events: &[&PublishEvent]) -> Result<Published, Problem> {
+    pub async fn publish(
+        &self,
+        channel: &str,
+        tags: &[String],
+        events: &[&PublishEvent],
+    ) -> Result<Published, Problem> {
         self.json(&publish::call(channel, tags, events)).await
     }
 

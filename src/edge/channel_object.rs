@@ -29,7 +29,8 @@ use edgestream_core::config::Settings;
 use edgestream_core::history::{self, Attach, CurrentState};
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{
-    ChannelRequest, ChannelStats, Joined, Kick, Kicked, Outcome, Publish, Published, Subscribe, ToShard,
+    ChannelRequest, ChannelStats, Joined, Kick, Kicked, Outcome, Publish, Published, Subscribe,
+    ToShard,
 };
 use edgestream_core::protocol::ProtocolError;
 use edgestream_core::relay::RelayWriter;
@@ -38,8 +39,8 @@ use edgestream_core::shards::{Place, Placement};
 use futures_channel::oneshot;
 use futures_util::StreamExt;
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
-    WebSocketPair,
+    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
 };
 
 use super::channel_client::{ChannelClient, REVOKED};
@@ -138,12 +139,22 @@ impl DurableObject for ChannelObject {
         Response::ok("")
     }
 
-    async fn websocket_message(&self, _ws: WebSocket, _msg: WebSocketIncomingMessage) -> Result<()> {
+    async fn websocket_message(
+        &self,
+        _ws: WebSocket,
+        _msg: WebSocketIncomingMessage,
+    ) -> Result<()> {
         // Streams only listen; nothing they send means anything.
         Ok(())
     }
 
-    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
         close_handshake(&ws, code);
         Ok(())
     }
@@ -156,7 +167,9 @@ impl DurableObject for ChannelObject {
 
 /// Completes the closing handshake so the runtime releases the socket.
 pub fn close_handshake(ws: &WebSocket, code: usize) {
-    let code = u16::try_from(code).ok().filter(|c| *c == 1000 || (3000..5000).contains(c));
+    let code = u16::try_from(code)
+        .ok()
+        .filter(|c| *c == 1000 || (3000..5000).contains(c));
     let _ = ws.close(code.or(Some(1000)), Some("closed"));
 }
 
@@ -167,20 +180,31 @@ pub fn bad_request(error: &ProtocolError) -> Result<Response> {
 
 impl Channel {
     fn open(state: State, env: Env) -> std::result::Result<Self, String> {
-        let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map_err(|e| e.to_string())?;
+        let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+            .map_err(|e| e.to_string())?;
         let name = state.id().name().ok_or("the object has no name")?;
         let name = ChannelName::parse(&name).map_err(|e| format!("not a channel: {e}"))?;
-        let store = Store::open(state.storage().sql(), settings.history_size as u64).map_err(|e| e.to_string())?;
+        let store = Store::open(state.storage().sql(), settings.history_size as u64)
+            .map_err(|e| e.to_string())?;
         let head = store.head().map_err(|e| e.to_string())?;
-        let newest_ms = store.published_ms(head).map_err(|e| e.to_string())?.unwrap_or(0);
+        let newest_ms = store
+            .published_ms(head)
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0);
         let mut revocations = RevocationSet::default();
         let now = now_ms();
         for revocation in store.revocations().map_err(|e| e.to_string())? {
             // Held rows fit: they were inserted through the same bound.
             let _ = revocations.insert(revocation, now);
         }
-        let registered_ms = store.meta("registered_ms").map_err(|e| e.to_string())?.unwrap_or(0);
-        let shards: Vec<u32> = store.meta("shards").map_err(|e| e.to_string())?.unwrap_or_default();
+        let registered_ms = store
+            .meta("registered_ms")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0);
+        let shards: Vec<u32> = store
+            .meta("shards")
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
         let memory = Memory {
             head,
             newest_ms,
@@ -191,7 +215,11 @@ impl Channel {
             placement: Placement::new(settings.shard_subscribers, shards),
             alarm_set: false,
         };
-        let registration = if now < registered_ms + REGISTRATION_MS { Registration::Done } else { Registration::Needed };
+        let registration = if now < registered_ms + REGISTRATION_MS {
+            Registration::Done
+        } else {
+            Registration::Needed
+        };
         Ok(Channel {
             state,
             env,
@@ -213,7 +241,12 @@ impl Channel {
             ChannelRequest::Kick(kick) => self.kick(&kick).await,
             ChannelRequest::Admit(admit) => {
                 self.register().await?;
-                if self.memory.borrow().revocations.revokes(&admit.tags, now_ms()) {
+                if self
+                    .memory
+                    .borrow()
+                    .revocations
+                    .revokes(&admit.tags, now_ms())
+                {
                     return Ok(Response::empty()?.with_status(REVOKED));
                 }
                 Ok(Response::empty()?.with_status(204))
@@ -245,7 +278,11 @@ impl Channel {
         self.state.accept_websocket_with_tags(&pair.server, &tags);
         let head = memory.head;
         let mut writer = RelayWriter::default();
-        match history::attach(subscribe.after, head, self.store.oldest(head, self.cutoff(now))?) {
+        match history::attach(
+            subscribe.after,
+            head,
+            self.store.oldest(head, self.cutoff(now))?,
+        ) {
             Attach::Replay { .. } => {}
             Attach::CurrentState => self.write_state(&mut memory, &mut writer, now)?,
             Attach::Reset => {
@@ -269,7 +306,11 @@ impl Channel {
         let mut memory = self.memory.borrow_mut();
         let head = memory.head;
         let mut writer = RelayWriter::default();
-        match history::attach(Some(after), head, self.store.oldest(head, self.cutoff(now))?) {
+        match history::attach(
+            Some(after),
+            head,
+            self.store.oldest(head, self.cutoff(now))?,
+        ) {
             Attach::Replay { after } => self.store.page(after, head, &mut writer)?,
             Attach::CurrentState | Attach::Reset => {
                 writer.reset(head);
@@ -322,20 +363,27 @@ impl Channel {
         for event in &batch.events {
             if let Some(key) = event.idempotency_key {
                 if let Some(&seq) = memory.keys.as_ref().and_then(|keys| keys.get(key)) {
-                    results.push(Outcome { id: seq, duplicate: true });
+                    results.push(Outcome {
+                        id: seq,
+                        duplicate: true,
+                    });
                     continue;
                 }
             }
             head += 1;
             if let Some(old) = self.store.overwritten(head)? {
-                if self.loaded_state(&mut memory, now)?.is_latest(&old.event, old.seq) {
+                if self
+                    .loaded_state(&mut memory, now)?
+                    .is_latest(&old.event, old.seq)
+                {
                     self.store.keep_as_state(old.seq)?;
                 }
                 if let (Some(keys), Some(key)) = (memory.keys.as_mut(), &old.key) {
                     keys.remove(key);
                 }
             }
-            self.store.write_event(head, event.event, event.data, event.idempotency_key, now)?;
+            self.store
+                .write_event(head, event.event, event.data, event.idempotency_key, now)?;
             if let Some(state) = memory.state.as_mut() {
                 for forgotten in state.publish(event.event, head, event.data.len()) {
                     self.store.forget_state(&forgotten.event)?;
@@ -344,8 +392,15 @@ impl Channel {
             if let (Some(keys), Some(key)) = (memory.keys.as_mut(), event.idempotency_key) {
                 keys.insert(key.to_owned(), head);
             }
-            outbox.events.push(Pending { seq: head, event: event.event.to_owned(), data: event.data.to_owned() });
-            results.push(Outcome { id: head, duplicate: false });
+            outbox.events.push(Pending {
+                seq: head,
+                event: event.event.to_owned(),
+                data: event.data.to_owned(),
+            });
+            results.push(Outcome {
+                id: head,
+                duplicate: false,
+            });
         }
         if head != memory.head {
             memory.head = head;
@@ -364,7 +419,10 @@ impl Channel {
             });
         }
         self.ensure_alarm().await?;
-        Response::ok(serde_json::to_string(&Published { results }).map_err(|e| worker::Error::RustError(e.to_string()))?)
+        Response::ok(
+            serde_json::to_string(&Published { results })
+                .map_err(|e| worker::Error::RustError(e.to_string()))?,
+        )
     }
 
     /// Sends what was published since the last flush to every socket and
@@ -426,7 +484,10 @@ impl Channel {
             };
             match pushed {
                 Ok(load) => {
-                    self.memory.borrow_mut().placement.report(shard, load.streams);
+                    self.memory
+                        .borrow_mut()
+                        .placement
+                        .report(shard, load.streams);
                     if load.streams == 0 {
                         self.retire(shard).await;
                     }
@@ -456,7 +517,11 @@ impl Channel {
                     log::error("shard list not saved", &e.to_string());
                 }
             }
-            Ok(load) => self.memory.borrow_mut().placement.report(shard, load.streams),
+            Ok(load) => self
+                .memory
+                .borrow_mut()
+                .placement
+                .report(shard, load.streams),
             Err(problem) => log::error("shard retire failed", &problem.detail),
         }
     }
@@ -486,7 +551,10 @@ impl Channel {
         let now = now_ms();
         if let Some(revocation) = kick.revocation() {
             let mut memory = self.memory.borrow_mut();
-            if !memory.revocations.revokes(&[&revocation.tag], revocation.until_ms.saturating_sub(1)) {
+            if !memory
+                .revocations
+                .revokes(&[&revocation.tag], revocation.until_ms.saturating_sub(1))
+            {
                 // Held already for at least as long otherwise; the tenant's
                 // object bounds how many it sends.
                 let _ = memory.revocations.insert(revocation.clone(), now);
@@ -514,7 +582,12 @@ impl Channel {
                 Ok(k) => closed += k.closed,
                 // The tenant's object retries a kick a channel did not
                 // complete; a failed shard fails the channel's answer.
-                Err(problem) => return Err(worker::Error::RustError(format!("shard kick failed: {}", problem.detail))),
+                Err(problem) => {
+                    return Err(worker::Error::RustError(format!(
+                        "shard kick failed: {}",
+                        problem.detail
+                    )))
+                }
             }
         }
         Response::ok(Kicked { closed }.to_json())
@@ -582,7 +655,11 @@ impl Channel {
         let done = registered.is_ok();
         let waiters = match std::mem::replace(
             &mut *self.registration.borrow_mut(),
-            if done { Registration::Done } else { Registration::Needed },
+            if done {
+                Registration::Done
+            } else {
+                Registration::Needed
+            },
         ) {
             Registration::InFlight(waiters) => waiters,
             _ => Vec::new(),
@@ -595,11 +672,17 @@ impl Channel {
 
     async fn register_now(&self) -> Result<()> {
         let client = TenantClient::new(&self.env, self.name.tenant()).map_err(problem_error)?;
-        let answer = client.register(self.name.as_str()).await.map_err(problem_error)?;
+        let answer = client
+            .register(self.name.as_str())
+            .await
+            .map_err(problem_error)?;
         let now = now_ms();
         let mut memory = self.memory.borrow_mut();
         for revocation in answer.revocations {
-            if !memory.revocations.revokes(&[&revocation.tag], revocation.until_ms.saturating_sub(1)) {
+            if !memory
+                .revocations
+                .revokes(&[&revocation.tag], revocation.until_ms.saturating_sub(1))
+            {
                 let _ = memory.revocations.insert(revocation.clone(), now);
                 self.store.revoke(&revocation)?;
             }
@@ -644,7 +727,9 @@ impl Channel {
         let storage = self.state.storage();
         if storage.get_alarm().await?.is_none() {
             let at = newest_ms + self.settings.history_ttl_seconds * 1000 + 1000;
-            storage.set_alarm(at.saturating_sub(now_ms()).max(1000) as i64).await?;
+            storage
+                .set_alarm(at.saturating_sub(now_ms()).max(1000) as i64)
+                .await?;
         }
         Ok(())
     }

@@ -36,10 +36,6 @@ CREATE TABLE IF NOT EXISTS revocations (tag TEXT PRIMARY KEY, until_ms INTEGER N
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
-/// Rows read per query when paging history: a page stops at a relay
-/// message's size anyway.
-const PAGE_ROWS: u64 = 256;
-
 pub struct Store {
     sql: SqlStorage,
     ring: Ring,
@@ -68,7 +64,11 @@ impl Store {
     /// re-slotting the ring when `HISTORY_SIZE` changed.
     pub fn open(sql: SqlStorage, history_size: u64) -> Result<Self> {
         sql.exec(SCHEMA, None)?;
-        let mut store = Store { sql, ring: Ring::new(history_size), rows_written: Cell::new(0) };
+        let mut store = Store {
+            sql,
+            ring: Ring::new(history_size),
+            rows_written: Cell::new(0),
+        };
         store.migrate_tables()?;
         match store.meta::<u64>("ring_size")? {
             Some(size) if size == history_size => {}
@@ -101,7 +101,10 @@ impl Store {
         struct Ms {
             ms: u64,
         }
-        let rows: Vec<Ms> = self.query("SELECT ms FROM ring WHERE slot = ? AND seq = ?", vec![self.slot(seq), int(seq)])?;
+        let rows: Vec<Ms> = self.query(
+            "SELECT ms FROM ring WHERE slot = ? AND seq = ?",
+            vec![self.slot(seq), int(seq)],
+        )?;
         Ok(rows.first().map(|r| r.ms))
     }
 
@@ -112,7 +115,8 @@ impl Store {
         let Some(mut low) = self.ring.oldest(head) else {
             return Ok(None);
         };
-        let alive = |seq| -> Result<bool> { Ok(self.published_ms(seq)?.is_some_and(|ms| ms >= cutoff_ms)) };
+        let alive =
+            |seq| -> Result<bool> { Ok(self.published_ms(seq)?.is_some_and(|ms| ms >= cutoff_ms)) };
         if alive(low)? {
             return Ok(Some(low));
         }
@@ -137,7 +141,10 @@ impl Store {
         let Some(old) = self.ring.overwrites(seq) else {
             return Ok(None);
         };
-        let rows = self.query("SELECT seq, event, key FROM ring WHERE slot = ? AND seq = ?", vec![self.slot(old), int(old)])?;
+        let rows = self.query(
+            "SELECT seq, event, key FROM ring WHERE slot = ? AND seq = ?",
+            vec![self.slot(old), int(old)],
+        )?;
         Ok(rows.into_iter().next())
     }
 
@@ -151,12 +158,26 @@ impl Store {
     }
 
     /// Stores an event in its slot, replacing what the slot held: one row.
-    pub fn write_event(&self, seq: u64, event: &str, data: &str, key: Option<&str>, ms: u64) -> Result<()> {
+    pub fn write_event(
+        &self,
+        seq: u64,
+        event: &str,
+        data: &str,
+        key: Option<&str>,
+        ms: u64,
+    ) -> Result<()> {
         self.write(
             "INSERT INTO ring (slot, seq, event, data, key, ms) VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (slot) DO UPDATE SET seq = excluded.seq, event = excluded.event,
                data = excluded.data, key = excluded.key, ms = excluded.ms",
-            vec![self.slot(seq), int(seq), text(event), text(data), key.map_or(SqlStorageValue::Null, text), int(ms)],
+            vec![
+                self.slot(seq),
+                int(seq),
+                text(event),
+                text(data),
+                key.map_or(SqlStorageValue::Null, text),
+                int(ms),
+            ],
         )
     }
 
@@ -182,7 +203,10 @@ impl Store {
              GROUP BY event ORDER BY seq",
             vec![int(cutoff_ms)],
         )?;
-        Ok(rows.into_iter().map(|l| (l.event, l.seq, l.bytes)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|l| (l.event, l.seq, l.bytes))
+            .collect())
     }
 
     /// The current state's events, in sequence order.
@@ -191,9 +215,15 @@ impl Store {
         let oldest = self.ring.oldest(head).unwrap_or(u64::MAX);
         for latest in state.latest() {
             let found: Vec<EventRow> = if latest.seq >= oldest {
-                self.query("SELECT seq, event, data FROM ring WHERE slot = ? AND seq = ?", vec![self.slot(latest.seq), int(latest.seq)])?
+                self.query(
+                    "SELECT seq, event, data FROM ring WHERE slot = ? AND seq = ?",
+                    vec![self.slot(latest.seq), int(latest.seq)],
+                )?
             } else {
-                self.query("SELECT seq, event, data FROM state WHERE event = ? AND seq = ?", vec![text(&latest.event), int(latest.seq)])?
+                self.query(
+                    "SELECT seq, event, data FROM state WHERE event = ? AND seq = ?",
+                    vec![text(&latest.event), int(latest.seq)],
+                )?
             };
             rows.extend(found);
         }
@@ -207,7 +237,10 @@ impl Store {
             key: String,
             seq: u64,
         }
-        let rows: Vec<Key> = self.query("SELECT key, seq FROM ring WHERE key IS NOT NULL AND ms >= ?", vec![int(cutoff_ms)])?;
+        let rows: Vec<Key> = self.query(
+            "SELECT key, seq FROM ring WHERE key IS NOT NULL AND ms >= ?",
+            vec![int(cutoff_ms)],
+        )?;
         Ok(rows.into_iter().map(|k| (k.key, k.seq)).collect())
     }
 
@@ -217,14 +250,17 @@ impl Store {
     pub fn page(&self, after: u64, head: u64, writer: &mut RelayWriter) -> Result<()> {
         let mut next = after + 1;
         while next <= head && writer.len() < MESSAGE_BYTES {
-            // Slots run in sequence order until the ring wraps.
+            // Slots run in sequence order until the ring wraps. Rows are read
+            // one at a time, so a page of large events reads no more of them
+            // than it holds.
             let first = self.ring.slot(next);
-            let count = (head - next + 1).min(self.ring.size() - first).min(PAGE_ROWS);
-            let rows: Vec<EventRow> = self.query(
+            let count = (head - next + 1).min(self.ring.size() - first);
+            let rows = self.sql.exec(
                 "SELECT seq, event, data FROM ring WHERE slot >= ? AND slot < ? ORDER BY slot",
                 vec![int(first), int(first + count)],
             )?;
-            for row in rows {
+            for row in rows.next::<EventRow>() {
+                let row = row?;
                 if row.seq != next {
                     // Only an event that expired between the caller's check
                     // and now: the stream sees the gap and pages again.
@@ -261,7 +297,10 @@ impl Store {
     }
 
     pub fn expire_revocations(&self, now_ms: u64) -> Result<()> {
-        self.write("DELETE FROM revocations WHERE until_ms <= ?", vec![int(now_ms)])
+        self.write(
+            "DELETE FROM revocations WHERE until_ms <= ?",
+            vec![int(now_ms)],
+        )
     }
 
     pub fn meta<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
@@ -269,26 +308,38 @@ impl Store {
         struct Value {
             value: String,
         }
-        let rows: Vec<Value> = self.query("SELECT value FROM meta WHERE name = ?", vec![text(name)])?;
-        Ok(rows.first().and_then(|v| serde_json::from_str(&v.value).ok()))
+        let rows: Vec<Value> =
+            self.query("SELECT value FROM meta WHERE name = ?", vec![text(name)])?;
+        Ok(rows
+            .first()
+            .and_then(|v| serde_json::from_str(&v.value).ok()))
     }
 
     pub fn set_meta<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        let value = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        self.write("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", vec![text(name), text(&value)])
+        let value =
+            serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.write(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+            vec![text(name), text(&value)],
+        )
     }
 
     fn slot(&self, seq: u64) -> SqlStorageValue {
         int(self.ring.slot(seq))
     }
 
-    fn query<T: DeserializeOwned>(&self, sql: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<T>> {
+    fn query<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>> {
         self.sql.exec(sql, bindings)?.to_array()
     }
 
     fn write(&self, sql: &str, bindings: Vec<SqlStorageValue>) -> Result<()> {
         let cursor: SqlCursor = self.sql.exec(sql, bindings)?;
-        self.rows_written.set(self.rows_written.get() + cursor.rows_written() as u64);
+        self.rows_written
+            .set(self.rows_written.get() + cursor.rows_written() as u64);
         Ok(())
     }
 
@@ -297,7 +348,10 @@ impl Store {
     fn resize(&mut self) -> Result<()> {
         let head = self.head()?;
         let keep_from = self.ring.oldest(head).unwrap_or(1);
-        self.write("CREATE TEMP TABLE moved AS SELECT seq, event, data, key, ms FROM ring WHERE seq >= ?", vec![int(keep_from)])?;
+        self.write(
+            "CREATE TEMP TABLE moved AS SELECT seq, event, data, key, ms FROM ring WHERE seq >= ?",
+            vec![int(keep_from)],
+        )?;
         self.set_meta("head", &head)?;
         self.write("DELETE FROM ring", vec![])?;
         self.write(
@@ -316,8 +370,10 @@ impl Store {
         struct Count {
             n: u64,
         }
-        let old: Vec<Count> =
-            self.query("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'events'", vec![])?;
+        let old: Vec<Count> = self.query(
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+            vec![],
+        )?;
         if old.first().is_none_or(|c| c.n == 0) {
             return Ok(());
         }

@@ -16,7 +16,12 @@ use super::http::{internal, json};
 
 pub const PREFIX: &str = "/v1/channels/";
 
-pub async fn stats(req: Request, env: &Env, config: &Config, path: &str) -> Result<Response, Problem> {
+pub async fn stats(
+    req: Request,
+    env: &Env,
+    config: &Config,
+    path: &str,
+) -> Result<Response, Problem> {
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
     let (claims, _) = auth::authenticate(&req, &url, env, config, Sources::HeaderOnly, now)
@@ -25,7 +30,9 @@ pub async fn stats(req: Request, env: &Env, config: &Config, path: &str) -> Resu
     let authority = Authority::of(&claims)?;
     let channel = channel_in_path(path.strip_prefix(PREFIX).unwrap_or_default())?;
     authority.admit(std::slice::from_ref(&channel))?;
-    let stats = ChannelClient::channel(env, channel.as_str())?.stats().await?;
+    let stats = ChannelClient::channel(env, channel.as_str())?
+        .stats()
+        .await?;
     json(
         200,
         &serde_json::json!({

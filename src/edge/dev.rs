@@ -31,7 +31,10 @@ pub fn is_dev_path(path: &str) -> bool {
 
 /// Whether development routes are served for this request.
 pub fn enabled(req: &Request, env: &Env) -> bool {
-    let dev_mode = env.var("DEV_MODE").map(|v| v.to_string()).unwrap_or_default();
+    let dev_mode = env
+        .var("DEV_MODE")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     dev_mode.trim() == "1" && req.url().is_ok_and(|url| is_loopback(&url))
 }
 
@@ -42,7 +45,8 @@ fn is_loopback(url: &Url) -> bool {
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return v6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
     }
-    host.eq_ignore_ascii_case("localhost") || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 pub async fn handle(
@@ -96,8 +100,16 @@ struct TokenRequest {
 /// JSON only: a cross-site page can send a form or `text/plain` body without
 /// asking, but not `application/json`.
 async fn token(req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
-    let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
-    if !content_type.to_ascii_lowercase().starts_with("application/json") {
+    let content_type = req
+        .headers()
+        .get("Content-Type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
         return Err(Problem::unsupported_media_type());
     }
     let body = read_body(&req, SMALL_BODY_BYTES, Problem::body_too_large).await?;
@@ -131,5 +143,8 @@ async fn token(req: Request, env: &Env, config: &Config) -> Result<Response, Pro
         claims["scope"] = serde_json::Value::from("events:publish");
     }
     let token = sign_hs256(&claims, secret.as_bytes());
-    json(200, &serde_json::json!({"token": token, "expires_at": expires_at}))
+    json(
+        200,
+        &serde_json::json!({"token": token, "expires_at": expires_at}),
+    )
 }

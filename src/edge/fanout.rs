@@ -44,7 +44,10 @@ pub fn send_events(state: &State, channel: &str, events: &[Pending]) {
         for e in events {
             writer.event(e.seq, &e.event, &e.data);
         }
-        send_all(&relay_sockets, writer.into_messages().iter().map(|m| JsValue::from_str(m)));
+        send_all(
+            &relay_sockets,
+            writer.into_messages().iter().map(|m| JsValue::from_str(m)),
+        );
     }
     if !frames_sockets.is_empty() {
         let mut writer = FramesWriter::new(channel);
@@ -79,13 +82,22 @@ pub fn send_relay(state: &State, channel: &str, relay_text: &str) -> Option<u64>
             Err(_) => log::error("bad relay record in a push", "skipped"),
         }
     }
-    send_all(&relay_sockets, relay_writer.into_messages().iter().map(|m| JsValue::from_str(m)));
+    send_all(
+        &relay_sockets,
+        relay_writer
+            .into_messages()
+            .iter()
+            .map(|m| JsValue::from_str(m)),
+    );
     send_all(&frames_sockets, frames(frames_writer));
     last
 }
 
 fn frames(writer: FramesWriter) -> impl Iterator<Item = JsValue> {
-    writer.into_messages().into_iter().map(|m| Uint8Array::from(&m[..]).into())
+    writer
+        .into_messages()
+        .into_iter()
+        .map(|m| Uint8Array::from(&m[..]).into())
 }
 
 #[wasm_bindgen]

@@ -40,16 +40,30 @@ impl Tap {
         max_pending_bytes: usize,
         mut signal: impl FnMut(TapSignal) + 'static,
     ) -> Self {
-        let on_control = OnControl::new(move |text: Option<String>, code: i32, first: f64, cursor: f64| {
-            signal(match (text, code) {
-                (Some(text), _) => TapSignal::Relay(text),
-                (None, LAGGING) => TapSignal::Lagging,
-                (None, GAP) => TapSignal::Gap { first: first as u64, cursor: cursor as u64 },
-                (None, code) => TapSignal::Closed(u16::try_from(code).ok().filter(|c| *c != 0)),
-            })
-        });
-        let tap = FrameTap::new(socket, writer, high_water_mark as f64, max_pending_bytes as f64, &on_control);
-        Self { tap, _on_control: on_control }
+        let on_control = OnControl::new(
+            move |text: Option<String>, code: i32, first: f64, cursor: f64| {
+                signal(match (text, code) {
+                    (Some(text), _) => TapSignal::Relay(text),
+                    (None, LAGGING) => TapSignal::Lagging,
+                    (None, GAP) => TapSignal::Gap {
+                        first: first as u64,
+                        cursor: cursor as u64,
+                    },
+                    (None, code) => TapSignal::Closed(u16::try_from(code).ok().filter(|c| *c != 0)),
+                })
+            },
+        );
+        let tap = FrameTap::new(
+            socket,
+            writer,
+            high_water_mark as f64,
+            max_pending_bytes as f64,
+            &on_control,
+        );
+        Self {
+            tap,
+            _on_control: on_control,
+        }
     }
 
     /// Everything up to `cursor` has been written: live frames go straight

@@ -17,7 +17,9 @@ pub const SMALL_BODY_BYTES: usize = 16 * 1024;
 pub fn internal(error: worker::Error) -> Problem {
     let kind = match &error {
         worker::Error::JsError(_) | worker::Error::Internal(_) => "javascript",
-        worker::Error::SerdeJsonError(_) | worker::Error::SerdeWasmBindgenError(_) => "serialisation",
+        worker::Error::SerdeJsonError(_) | worker::Error::SerdeWasmBindgenError(_) => {
+            "serialisation"
+        }
         _ => "runtime",
     };
     super::log::error("runtime error", kind);
@@ -28,9 +30,16 @@ pub fn internal(error: worker::Error) -> Problem {
 /// `limit` bytes have arrived, whatever `Content-Length` says (a chunked or
 /// HTTP/2 body declares none). A declared length over the limit is refused
 /// before anything is read.
-pub async fn read_body(req: &Request, limit: usize, too_large: fn(usize) -> Problem) -> Result<Vec<u8>, Problem> {
+pub async fn read_body(
+    req: &Request,
+    limit: usize,
+    too_large: fn(usize) -> Problem,
+) -> Result<Vec<u8>, Problem> {
     let declared = req.headers().get("Content-Length").ok().flatten();
-    if declared.and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n > limit) {
+    if declared
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| n > limit)
+    {
         return Err(too_large(limit));
     }
     let Some(stream) = req.inner().body() else {
@@ -39,7 +48,9 @@ pub async fn read_body(req: &Request, limit: usize, too_large: fn(usize) -> Prob
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut body = Vec::new();
     loop {
-        let read = JsFuture::from(reader.read()).await.map_err(|_| Problem::invalid_body("the body could not be read"))?;
+        let read = JsFuture::from(reader.read())
+            .await
+            .map_err(|_| Problem::invalid_body("the body could not be read"))?;
         let read: web_sys::ReadableStreamReadResult = read.unchecked_into();
         if read.get_done().unwrap_or(true) {
             return Ok(body);
@@ -81,7 +92,9 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, Problem> {
 /// that refused work a random 1-5 seconds, so that clients refused together
 /// do not all come back in the same second.
 fn retry_after(problem: &Problem) -> Option<u64> {
-    problem.retry_after.or_else(|| (problem.code == "overloaded").then(|| 1 + (js_sys::Math::random() * 5.0) as u64))
+    problem.retry_after.or_else(|| {
+        (problem.code == "overloaded").then(|| 1 + (js_sys::Math::random() * 5.0) as u64)
+    })
 }
 
 /// Answers a CORS preflight. The origin check happens in [`with_cors`], which
@@ -118,7 +131,10 @@ pub fn with_cors(
     // cookie readable cross-site.
     let _ = headers.set("Access-Control-Allow-Origin", origin);
     if *method != Method::Options {
-        let _ = headers.set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After");
+        let _ = headers.set(
+            "Access-Control-Expose-Headers",
+            "WWW-Authenticate, Retry-After",
+        );
     }
     response
 }

@@ -50,7 +50,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if response.status_code() >= 400 {
         drain_body(&raw).await;
     }
-    let allowed_origins = config.as_ref().map_or(&[][..], |c| &c.settings.allowed_origins[..]);
+    let allowed_origins = config
+        .as_ref()
+        .map_or(&[][..], |c| &c.settings.allowed_origins[..]);
     if response.status_code() == 405 {
         if let Some(allow) = allowed_methods(&path) {
             let _ = response.headers_mut().set("Allow", allow);
@@ -81,7 +83,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 async fn drain_body(raw: &web_sys::Request) {
     const MAX_DRAINED_BYTES: usize = 1 << 20;
     let declared = raw.headers().get("Content-Length").ok().flatten();
-    let small = declared.and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n <= MAX_DRAINED_BYTES);
+    let small = declared
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| n <= MAX_DRAINED_BYTES);
     if small && !raw.body_used() {
         if let Ok(read) = raw.array_buffer() {
             let _ = wasm_bindgen_futures::JsFuture::from(read).await;
@@ -105,7 +109,9 @@ async fn route(
         (Method::Post, "/v1/publish") => publish::handle(req, env, config).await,
         (Method::Post, "/v1/tickets") => tickets::issue(req, env, config).await,
         (Method::Post, "/v1/admin/kick") => admin::kick(req, env, config).await,
-        (Method::Get, _) if path.starts_with(channels::PREFIX) => channels::stats(req, env, config, path).await,
+        (Method::Get, _) if path.starts_with(channels::PREFIX) => {
+            channels::stats(req, env, config, path).await
+        }
         (Method::Options, "/v1/stream" | "/v1/publish" | "/v1/tickets") => Ok(http::preflight()),
         (Method::Options, _) if path.starts_with(channels::PREFIX) => Ok(http::preflight()),
         _ if allowed_methods(path).is_some() => Err(Problem::method_not_allowed()),

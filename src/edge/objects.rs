@@ -6,7 +6,9 @@
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::{Call, Incoming, Method as CallMethod};
 use wasm_bindgen_futures::JsFuture;
-use worker::{Headers, Method, ObjectNamespace, Request, RequestInit, Response, ResponseBody, Stub};
+use worker::{
+    Headers, Method, ObjectNamespace, Request, RequestInit, Response, ResponseBody, Stub,
+};
 
 use super::http::internal;
 
@@ -63,7 +65,11 @@ impl Arrived {
             Method::Post => CallMethod::Post,
             _ => CallMethod::Get,
         };
-        let body = if method == CallMethod::Post { req.bytes().await? } else { Vec::new() };
+        let body = if method == CallMethod::Post {
+            req.bytes().await?
+        } else {
+            Vec::new()
+        };
         Ok(Arrived {
             method,
             path: url.path().to_owned(),
@@ -73,7 +79,12 @@ impl Arrived {
     }
 
     pub fn incoming(&self) -> Incoming<'_> {
-        Incoming { method: self.method, path: &self.path, query: &self.query, body: &self.body }
+        Incoming {
+            method: self.method,
+            path: &self.path,
+            query: &self.query,
+            body: &self.body,
+        }
     }
 }
 
@@ -84,11 +95,17 @@ impl Arrived {
 pub async fn text(response: Response) -> Result<String, Problem> {
     match response.body() {
         ResponseBody::Stream(stream) => {
-            let native = web_sys::Response::new_with_opt_readable_stream(Some(stream)).map_err(js_internal)?;
-            let text = JsFuture::from(native.text().map_err(js_internal)?).await.map_err(js_internal)?;
-            text.as_string().ok_or_else(|| Problem::internal("an object's answer is not text"))
+            let native = web_sys::Response::new_with_opt_readable_stream(Some(stream))
+                .map_err(js_internal)?;
+            let text = JsFuture::from(native.text().map_err(js_internal)?)
+                .await
+                .map_err(js_internal)?;
+            text.as_string()
+                .ok_or_else(|| Problem::internal("an object's answer is not text"))
         }
-        ResponseBody::Body(bytes) => String::from_utf8(bytes.clone()).map_err(|e| Problem::internal(e.to_string())),
+        ResponseBody::Body(bytes) => {
+            String::from_utf8(bytes.clone()).map_err(|e| Problem::internal(e.to_string()))
+        }
         ResponseBody::Empty => Ok(String::new()),
     }
 }

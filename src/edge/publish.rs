@@ -10,7 +10,9 @@
 
 use edgestream_core::authority::{Authority, PUBLISH_SCOPE};
 use edgestream_core::channel::ChannelName;
-use edgestream_core::message::{parse_publish_body, PublishEvent, PublishResponse, PublishResult, MAX_BATCH_EVENTS};
+use edgestream_core::message::{
+    parse_publish_body, PublishEvent, PublishResponse, PublishResult, MAX_BATCH_EVENTS,
+};
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::Published;
 use edgestream_core::revocation::stream_tags;
@@ -30,14 +32,27 @@ pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::
     let now = worker::Date::now().as_millis() / 1000;
     let claims = auth::require_scope(&req, &url, env, config, PUBLISH_SCOPE, now).await?;
     let authority = Authority::of(&claims)?;
-    let content_type = req.headers().get("Content-Type").ok().flatten().unwrap_or_default();
-    if !content_type.to_ascii_lowercase().starts_with("application/json") {
+    let content_type = req
+        .headers()
+        .get("Content-Type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
         return Err(Problem::unsupported_media_type());
     }
     // JSON framing around each event is small next to MAX_EVENT_BYTES, so
     // twice the data budget of a full batch is ample.
     let max_event_bytes = config.settings.max_event_bytes;
-    let body = read_body(&req, MAX_BATCH_EVENTS * max_event_bytes * 2, Problem::body_too_large).await?;
+    let body = read_body(
+        &req,
+        MAX_BATCH_EVENTS * max_event_bytes * 2,
+        Problem::body_too_large,
+    )
+    .await?;
     let events = parse_publish_body(&body, max_event_bytes)?;
     let channels: Vec<ChannelName> = events.iter().map(|e| e.channel.clone()).collect();
     authority.admit(&channels)?;
@@ -49,7 +64,9 @@ pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::
             let (events, tags) = (&events, &tags);
             async move {
                 let batch: Vec<&PublishEvent> = indices.iter().map(|&i| &events[i]).collect();
-                let answer = ChannelClient::channel(env, channel.as_str())?.publish(channel.as_str(), tags, &batch).await?;
+                let answer = ChannelClient::channel(env, channel.as_str())?
+                    .publish(channel.as_str(), tags, &batch)
+                    .await?;
                 Ok::<_, Problem>((indices, answer))
             }
         })
@@ -60,7 +77,9 @@ pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::
     let mut results: Vec<Option<PublishResult>> = vec![None; events.len()];
     for (indices, answer) in published {
         if answer.results.len() != indices.len() {
-            return Err(Problem::internal("a channel answered a different number of events"));
+            return Err(Problem::internal(
+                "a channel answered a different number of events",
+            ));
         }
         for (i, result) in indices.into_iter().zip(answer.results) {
             results[i] = Some(PublishResult {
@@ -80,7 +99,10 @@ pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::
 fn group_by_channel(events: &[PublishEvent]) -> Vec<(&ChannelName, Vec<usize>)> {
     let mut groups: Vec<(&ChannelName, Vec<usize>)> = Vec::new();
     for (i, event) in events.iter().enumerate() {
-        match groups.iter_mut().find(|(channel, _)| **channel == event.channel) {
+        match groups
+            .iter_mut()
+            .find(|(channel, _)| **channel == event.channel)
+        {
             Some((_, indices)) => indices.push(i),
             None => groups.push((&event.channel, vec![i])),
         }

@@ -59,12 +59,31 @@ const MAX_FAILURES: u32 = 5;
 const API_KEY_RECHECK: Duration = Duration::from_secs(60);
 
 enum Input {
-    Relay { index: usize, generation: u32, text: String },
-    Detached { index: usize, generation: u32, code: Option<u16> },
-    Gap { generation: u32, first: u64, cursor: u64 },
+    Relay {
+        index: usize,
+        generation: u32,
+        text: String,
+    },
+    Detached {
+        index: usize,
+        generation: u32,
+        code: Option<u16>,
+    },
+    Gap {
+        generation: u32,
+        first: u64,
+        cursor: u64,
+    },
     Lagging,
-    Attached { index: usize, generation: u32, socket: Result<WebSocket, Problem> },
-    Page { index: usize, page: Result<String, Problem> },
+    Attached {
+        index: usize,
+        generation: u32,
+        socket: Result<WebSocket, Problem>,
+    },
+    Page {
+        index: usize,
+        page: Result<String, Problem>,
+    },
     KeepAlive,
     Expired,
     Disconnected,
@@ -79,7 +98,10 @@ enum End {
     /// The client went away: nothing more can be sent.
     ClientGone,
     /// The relay ends the stream and says why in a `stream-error` frame.
-    Failed { code: &'static str, message: &'static str },
+    Failed {
+        code: &'static str,
+        message: &'static str,
+    },
 }
 
 const LAGGING: End = End::Failed {
@@ -135,7 +157,9 @@ struct Link {
 enum Listener {
     Tap(Tap),
     /// Held so that its callbacks live as long as the socket.
-    Relay { _socket: RelaySocket },
+    Relay {
+        _socket: RelaySocket,
+    },
 }
 
 pub struct Pump {
@@ -156,9 +180,21 @@ impl Pump {
         let links = stream
             .channels
             .iter()
-            .map(|_| Link { socket: None, generation: 0, failures: 0, listener: None })
+            .map(|_| Link {
+                socket: None,
+                generation: 0,
+                failures: 0,
+                listener: None,
+            })
             .collect();
-        Self { stream, links, retired: Vec::new(), inputs, received: Some(received), tap_live: false }
+        Self {
+            stream,
+            links,
+            retired: Vec::new(),
+            inputs,
+            received: Some(received),
+            tap_live: false,
+        }
     }
 
     fn delivery(&self) -> Delivery {
@@ -184,18 +220,31 @@ impl Pump {
         // would otherwise tick together, and a thousand keep-alive writes in
         // one burst hold up every event published during it.
         let keepalive = self.stream.keepalive;
-        sources.push(Box::pin(ticks(keepalive.mul_f64(0.5 + js_sys::Math::random() / 2.0), keepalive, || Input::KeepAlive)));
+        sources.push(Box::pin(ticks(
+            keepalive.mul_f64(0.5 + js_sys::Math::random() / 2.0),
+            keepalive,
+            || Input::KeepAlive,
+        )));
         sources.push(Box::pin(token_expiry(self.stream.expires_at).into_stream()));
         let (disconnected, on_abort) = abort_listener(&self.stream.signal);
-        sources.push(Box::pin(disconnected.into_stream().map(|_| Input::Disconnected)));
+        sources.push(Box::pin(
+            disconnected.into_stream().map(|_| Input::Disconnected),
+        ));
         if self.stream.api_key.is_some() {
-            sources.push(Box::pin(ticks(API_KEY_RECHECK, API_KEY_RECHECK, || Input::Recheck)));
+            sources.push(Box::pin(ticks(API_KEY_RECHECK, API_KEY_RECHECK, || {
+                Input::Recheck
+            })));
         }
         let mut inputs = select_all(sources);
 
         let mut out = String::new();
         sse::write_retry(&mut out, self.stream.retry_ms);
-        let names: Vec<&str> = self.stream.channels.iter().map(ChannelName::as_str).collect();
+        let names: Vec<&str> = self
+            .stream
+            .channels
+            .iter()
+            .map(ChannelName::as_str)
+            .collect();
         let open = serde_json::json!({ "channels": names }).to_string();
         sse::write_event(&mut out, None, sse::STREAM_OPEN, &open);
 
@@ -232,7 +281,8 @@ impl Pump {
             if out.len() + self.stream.merge.held_bytes() > self.stream.max_pending_bytes {
                 break LAGGING;
             }
-            if self.delivery() == Delivery::Frames && !self.tap_live && self.stream.merge.is_live(0) {
+            if self.delivery() == Delivery::Frames && !self.tap_live && self.stream.merge.is_live(0)
+            {
                 if let Some(Listener::Tap(tap)) = &self.links[0].listener {
                     // What the pump holds goes first; writes reach the
                     // response in the order they are made.
@@ -251,9 +301,19 @@ impl Pump {
     }
 
     /// Handles one input; an `Err` ends the stream.
-    fn step(&mut self, out: &mut String, input: Input, writing: bool, stalled: &mut u32) -> Result<(), End> {
+    fn step(
+        &mut self,
+        out: &mut String,
+        input: Input,
+        writing: bool,
+        stalled: &mut u32,
+    ) -> Result<(), End> {
         match input {
-            Input::Relay { index, generation, text } => {
+            Input::Relay {
+                index,
+                generation,
+                text,
+            } => {
                 if self.links[index].generation == generation {
                     self.links[index].failures = 0;
                     if self.stream.merge.live(out, index, &text).is_err() {
@@ -261,37 +321,62 @@ impl Pump {
                     }
                 }
             }
-            Input::Detached { index, generation, code } if self.links[index].generation == generation => {
+            Input::Detached {
+                index,
+                generation,
+                code,
+            } if self.links[index].generation == generation => {
                 if code == Some(KICKED) {
                     return Err(KICKED_OUT);
                 }
                 self.detach(index);
-                self.schedule_attach(index).then_some(()).ok_or(UNAVAILABLE)?;
+                self.schedule_attach(index)
+                    .then_some(())
+                    .ok_or(UNAVAILABLE)?;
             }
             Input::Detached { .. } => {}
-            Input::Gap { generation, first, cursor } if self.links[0].generation == generation => {
+            Input::Gap {
+                generation,
+                first,
+                cursor,
+            } if self.links[0].generation == generation => {
                 self.tap_live = false;
                 self.stream.merge.delivered(0, cursor);
                 self.stream.merge.gap(0, first);
             }
             Input::Gap { .. } => {}
             Input::Lagging => return Err(LAGGING),
-            Input::Attached { index, generation, socket } if self.links[index].generation == generation => match socket {
+            Input::Attached {
+                index,
+                generation,
+                socket,
+            } if self.links[index].generation == generation => match socket {
                 Ok(socket) => {
                     if !self.install(index, socket) {
-                        self.schedule_attach(index).then_some(()).ok_or(UNAVAILABLE)?;
+                        self.schedule_attach(index)
+                            .then_some(())
+                            .ok_or(UNAVAILABLE)?;
                     }
                 }
                 Err(problem) if problem.code == "revoked" => return Err(REVOKED),
-                Err(_) => self.schedule_attach(index).then_some(()).ok_or(UNAVAILABLE)?,
+                Err(_) => self
+                    .schedule_attach(index)
+                    .then_some(())
+                    .ok_or(UNAVAILABLE)?,
             },
             Input::Attached { .. } => {}
-            Input::Page { index, page: Ok(page) } => {
+            Input::Page {
+                index,
+                page: Ok(page),
+            } => {
                 if self.stream.merge.page(out, index, &page).is_err() {
                     log::error("bad relay record in a page", "skipped");
                 }
             }
-            Input::Page { index, page: Err(problem) } => {
+            Input::Page {
+                index,
+                page: Err(problem),
+            } => {
                 log::error("history page failed", &problem.detail);
                 self.stream.merge.page_failed();
                 let link = &mut self.links[index];
@@ -331,19 +416,41 @@ impl Pump {
                 self.stream.max_pending_bytes,
                 move |signal| {
                     let _ = inputs.unbounded_send(match signal {
-                        TapSignal::Relay(text) => Input::Relay { index, generation, text },
-                        TapSignal::Closed(code) => Input::Detached { index, generation, code },
+                        TapSignal::Relay(text) => Input::Relay {
+                            index,
+                            generation,
+                            text,
+                        },
+                        TapSignal::Closed(code) => Input::Detached {
+                            index,
+                            generation,
+                            code,
+                        },
                         TapSignal::Lagging => Input::Lagging,
-                        TapSignal::Gap { first, cursor } => Input::Gap { generation, first, cursor },
+                        TapSignal::Gap { first, cursor } => Input::Gap {
+                            generation,
+                            first,
+                            cursor,
+                        },
                     });
                 },
             )),
-            Delivery::Relay => Listener::Relay { _socket: RelaySocket::listen(raw, move |signal| {
-                let _ = inputs.unbounded_send(match signal {
-                    RelaySignal::Message(text) => Input::Relay { index, generation, text },
-                    RelaySignal::Closed(code) => Input::Detached { index, generation, code },
-                });
-            }) },
+            Delivery::Relay => Listener::Relay {
+                _socket: RelaySocket::listen(raw, move |signal| {
+                    let _ = inputs.unbounded_send(match signal {
+                        RelaySignal::Message(text) => Input::Relay {
+                            index,
+                            generation,
+                            text,
+                        },
+                        RelaySignal::Closed(code) => Input::Detached {
+                            index,
+                            generation,
+                            code,
+                        },
+                    });
+                }),
+            },
         };
         if let Some(old) = self.links[index].listener.replace(listener) {
             self.retired.push(old);
@@ -388,7 +495,11 @@ impl Pump {
         wasm_bindgen_futures::spawn_local(async move {
             Delay::from(wait).await;
             let socket = attach(&env, &channel, &subscribe).await;
-            let _ = inputs.unbounded_send(Input::Attached { index, generation, socket });
+            let _ = inputs.unbounded_send(Input::Attached {
+                index,
+                generation,
+                socket,
+            });
         });
         true
     }
@@ -444,7 +555,10 @@ impl Pump {
         match end {
             End::ClientGone => settle(JsFuture::from(self.stream.writer.abort())),
             End::Failed { code, message } => {
-                log::info("stream ended by the relay", serde_json::json!({ "code": code }));
+                log::info(
+                    "stream ended by the relay",
+                    serde_json::json!({ "code": code }),
+                );
                 // A lagging client has not read what is queued; it resumes
                 // from history after the last event it did process.
                 if code == "lagging" {
@@ -513,7 +627,9 @@ async fn token_expiry(expires_at: u64) -> Input {
 /// stream's cancel does not always reach the Worker, so the abort signal
 /// (compatibility flag `enable_request_signal`) is watched too; failed writes
 /// are the third way a dead stream is noticed.
-fn abort_listener(signal: &web_sys::AbortSignal) -> (futures_channel::oneshot::Receiver<()>, Closure<dyn FnMut()>) {
+fn abort_listener(
+    signal: &web_sys::AbortSignal,
+) -> (futures_channel::oneshot::Receiver<()>, Closure<dyn FnMut()>) {
     let (tx, rx) = futures_channel::oneshot::channel();
     let mut tx = Some(tx);
     let closure = Closure::<dyn FnMut()>::new(move || {

@@ -21,7 +21,10 @@ pub struct RelaySocket {
 impl RelaySocket {
     /// Listens before the socket is accepted, so nothing the object queues
     /// on attach is missed.
-    pub fn listen(socket: &web_sys::WebSocket, signal: impl FnMut(RelaySignal) + Clone + 'static) -> Self {
+    pub fn listen(
+        socket: &web_sys::WebSocket,
+        signal: impl FnMut(RelaySignal) + Clone + 'static,
+    ) -> Self {
         let mut on_text = signal.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             on_text(match event.data().as_string() {
@@ -37,9 +40,14 @@ impl RelaySocket {
         let mut on_failure = signal;
         let on_error = Closure::<dyn FnMut()>::new(move || on_failure(RelaySignal::Closed(None)));
         let target: &web_sys::EventTarget = socket.unchecked_ref();
-        let _ = target.add_event_listener_with_callback("message", on_message.as_ref().unchecked_ref());
+        let _ =
+            target.add_event_listener_with_callback("message", on_message.as_ref().unchecked_ref());
         let _ = target.add_event_listener_with_callback("close", on_close.as_ref().unchecked_ref());
         let _ = target.add_event_listener_with_callback("error", on_error.as_ref().unchecked_ref());
-        RelaySocket { _on_message: on_message, _on_close: on_close, _on_error: on_error }
+        RelaySocket {
+            _on_message: on_message,
+            _on_close: on_close,
+            _on_error: on_error,
+        }
     }
 }

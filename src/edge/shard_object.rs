@@ -17,8 +17,8 @@ use edgestream_core::protocol::channel::{Kick, Kicked, Subscribe};
 use edgestream_core::relay::{self, RelayRecord, RelayWriter};
 use edgestream_core::revocation::RevocationSet;
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
-    WebSocketPair,
+    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
 };
 
 use super::channel_client::{ChannelClient, REVOKED};
@@ -59,7 +59,10 @@ struct KnownState {
 
 impl KnownState {
     fn new(max_event_bytes: usize) -> Self {
-        KnownState { bounds: CurrentState::new(max_event_bytes), events: BTreeMap::new() }
+        KnownState {
+            bounds: CurrentState::new(max_event_bytes),
+            events: BTreeMap::new(),
+        }
     }
 
     fn apply(&mut self, seq: u64, event: &str, data: &str) {
@@ -109,11 +112,21 @@ impl DurableObject for ShardObject {
         }
     }
 
-    async fn websocket_message(&self, _ws: WebSocket, _msg: WebSocketIncomingMessage) -> Result<()> {
+    async fn websocket_message(
+        &self,
+        _ws: WebSocket,
+        _msg: WebSocketIncomingMessage,
+    ) -> Result<()> {
         Ok(())
     }
 
-    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
         close_handshake(&ws, code);
         Ok(())
     }
@@ -126,7 +139,8 @@ impl DurableObject for ShardObject {
 
 impl Shard {
     fn open(state: State, env: Env) -> std::result::Result<Self, String> {
-        let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map_err(|e| e.to_string())?;
+        let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+            .map_err(|e| e.to_string())?;
         let name = state.id().name().ok_or("the object has no name")?;
         let (channel, index) = name.rsplit_once('#').ok_or("not a shard name")?;
         let index = index.parse().map_err(|_| "not a shard number")?;
@@ -219,8 +233,12 @@ impl Shard {
                 memory.state = Some(KnownState::new(self.max_event_bytes));
             }
         }
-        let client = ChannelClient::channel(&self.env, &self.channel).map_err(|p| worker::Error::RustError(p.detail))?;
-        let joined = client.join(self.index).await.map_err(|p| worker::Error::RustError(p.detail))?;
+        let client = ChannelClient::channel(&self.env, &self.channel)
+            .map_err(|p| worker::Error::RustError(p.detail))?;
+        let joined = client
+            .join(self.index)
+            .await
+            .map_err(|p| worker::Error::RustError(p.detail))?;
         let now = worker::Date::now().as_millis();
         let mut memory = self.memory.borrow_mut();
         let mut state = KnownState::new(self.max_event_bytes);
@@ -253,10 +271,20 @@ impl Shard {
         for socket in &sockets {
             let _ = socket.close(Some(KICKED), Some("kicked"));
         }
-        Response::ok(Kicked { closed: sockets.len() as u64 }.to_json())
+        Response::ok(
+            Kicked {
+                closed: sockets.len() as u64,
+            }
+            .to_json(),
+        )
     }
 
     fn load(&self) -> Result<Response> {
-        Response::ok(ShardLoad { streams: self.state.get_websockets().len() as u64 }.to_json())
+        Response::ok(
+            ShardLoad {
+                streams: self.state.get_websockets().len() as u64,
+            }
+            .to_json(),
+        )
     }
 }

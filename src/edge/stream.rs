@@ -33,11 +33,17 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
     let identity = auth::authenticate(&req, &url, env, config, Sources::HeaderOrQuery, now).await?;
-    let query: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+    let query: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
     let names_channels = query.iter().any(|(k, _)| k == "channel" || k == "channels");
     let max_channels = config.settings.max_channels_per_stream;
     let requested = |query: &[(String, String)]| {
-        requested_channels(query.iter().map(|(k, v)| (k.as_str(), v.as_str())), max_channels)
+        requested_channels(
+            query.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            max_channels,
+        )
     };
     let resume = resume_cursor(&req, &url)?;
     // Everything about the request is checked before a ticket is redeemed,
@@ -45,7 +51,11 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     let (claims, channels, api_key) = match identity {
         Identity::Claims { claims, api_key } => (claims, requested(&query)?, api_key),
         Identity::Ticket(ticket) => {
-            let requested = if names_channels { requested(&query)? } else { Vec::new() };
+            let requested = if names_channels {
+                requested(&query)?
+            } else {
+                Vec::new()
+            };
             let grant = tickets::redeem(env, &ticket).await?;
             let api_key = grant.api_key.clone();
             let (claims, channels) = grant.redeem(requested, now)?;
@@ -60,19 +70,35 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     // its history is new to the client.
     let positions: Vec<Option<u64>> = channels
         .iter()
-        .map(|channel| resume.as_ref().map(|c| c.get(channel.as_str()).unwrap_or(0)))
+        .map(|channel| {
+            resume
+                .as_ref()
+                .map(|c| c.get(channel.as_str()).unwrap_or(0))
+        })
         .collect();
-    let delivery = if channels.len() == 1 { Delivery::Frames } else { Delivery::Relay };
-    let attached = futures_util::future::join_all(channels.iter().zip(&positions).map(|(channel, after)| {
-        let subscribe = Subscribe { after: *after, delivery, tags: tags.clone() };
-        async move { attach(env, channel, &subscribe).await }
-    }))
-    .await;
+    let delivery = if channels.len() == 1 {
+        Delivery::Frames
+    } else {
+        Delivery::Relay
+    };
+    let attached =
+        futures_util::future::join_all(channels.iter().zip(&positions).map(|(channel, after)| {
+            let subscribe = Subscribe {
+                after: *after,
+                delivery,
+                tags: tags.clone(),
+            };
+            async move { attach(env, channel, &subscribe).await }
+        }))
+        .await;
     let sockets = all_attached(attached)?;
 
     let pipe = IdentityTransformStream::new(&PipeOptions::new(PIPE_HIGH_WATER_MARK as f64))
         .map_err(|e| internal(e.into()))?;
-    let writer = pipe.writable().get_writer().map_err(|e| internal(e.into()))?;
+    let writer = pipe
+        .writable()
+        .get_writer()
+        .map_err(|e| internal(e.into()))?;
     let names: Vec<&str> = channels.iter().map(ChannelName::as_str).collect();
     let merge = Merge::new(&names, &positions);
     let settings = &config.settings;
@@ -102,7 +128,10 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     ] {
         headers.set(name, value).map_err(internal)?;
     }
-    Ok(Response::builder().with_status(200).with_headers(headers).stream(pipe.readable()))
+    Ok(Response::builder()
+        .with_status(200)
+        .with_headers(headers)
+        .stream(pipe.readable()))
 }
 
 /// Every channel's socket, or the first refusal (a revoked stream before an

@@ -16,12 +16,21 @@ pub struct TenantClient {
 impl TenantClient {
     pub fn new(env: &Env, tenant: &str) -> Result<Self, Problem> {
         let namespace = env.durable_object(TENANTS).map_err(super::http::internal)?;
-        Ok(TenantClient { stub: objects::stub(&namespace, tenant)? })
+        Ok(TenantClient {
+            stub: objects::stub(&namespace, tenant)?,
+        })
     }
 
     /// Registers `channel` with its tenant and learns the revocations in force.
     pub async fn register(&self, channel: &str) -> Result<Revocations, Problem> {
-        let answer = self.call(&Register { channel: channel.to_owned() }.call()).await?;
+        let answer = self
+            .call(
+                &Register {
+                    channel: channel.to_owned(),
+                }
+                .call(),
+            )
+            .await?;
         Revocations::parse(answer.as_bytes()).map_err(protocol)
     }
 
@@ -34,9 +43,15 @@ impl TenantClient {
         let response = objects::send(&self.stub, call).await?;
         match response.status_code() {
             200 => text(response).await,
-            429 => Err(Problem::quota_exceeded("the tenant holds as many revocations as it may", 60)),
+            429 => Err(Problem::quota_exceeded(
+                "the tenant holds as many revocations as it may",
+                60,
+            )),
             status => {
-                super::log::error("tenant object refused a call", &format!("{} {status}", call.path));
+                super::log::error(
+                    "tenant object refused a call",
+                    &format!("{} {status}", call.path),
+                );
                 Err(Problem::overloaded("the relay is busy; retry shortly"))
             }
         }

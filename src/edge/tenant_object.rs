@@ -76,7 +76,12 @@ impl DurableObject for TenantObject {
         if let Err(e) = sql.exec(SCHEMA, None) {
             log::error("tenant schema", &e.to_string());
         }
-        Self { state, sql, env, alarm_set: Cell::new(false) }
+        Self {
+            state,
+            sql,
+            env,
+            alarm_set: Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -89,7 +94,12 @@ impl DurableObject for TenantObject {
                     vec![text(&register.channel), int(now)],
                 )?;
                 self.ensure_alarm().await?;
-                Response::ok(Revocations { revocations: self.revocations(now)? }.to_json())
+                Response::ok(
+                    Revocations {
+                        revocations: self.revocations(now)?,
+                    }
+                    .to_json(),
+                )
             }
             Ok(TenantRequest::Kick(order)) => self.kick(&order, now).await,
             Err(error) => bad_request(&error),
@@ -99,8 +109,14 @@ impl DurableObject for TenantObject {
     async fn alarm(&self) -> Result<Response> {
         self.alarm_set.set(false);
         let now = worker::Date::now().as_millis();
-        self.sql.exec("DELETE FROM revocations WHERE until_ms <= ?", vec![int(now)])?;
-        self.sql.exec("DELETE FROM channels WHERE seen_ms <= ?", vec![int(now.saturating_sub(CHANNEL_MEMORY_MS))])?;
+        self.sql.exec(
+            "DELETE FROM revocations WHERE until_ms <= ?",
+            vec![int(now)],
+        )?;
+        self.sql.exec(
+            "DELETE FROM channels WHERE seen_ms <= ?",
+            vec![int(now.saturating_sub(CHANNEL_MEMORY_MS))],
+        )?;
         let mut unfinished = false;
         for sweep in self.sweeps()? {
             unfinished |= self.sweep(&sweep).await?.unfinished;
@@ -121,7 +137,12 @@ impl TenantObject {
     /// channels; the alarm finishes the sweep.
     async fn kick(&self, order: &KickOrder, now: u64) -> Result<Response> {
         if let Some(tag) = &order.tag {
-            if !self.revoked(tag)? && self.count("SELECT COUNT(*) AS n FROM revocations WHERE until_ms > ?", now)? >= MAX_REVOCATIONS as u64 {
+            if !self.revoked(tag)?
+                && self.count(
+                    "SELECT COUNT(*) AS n FROM revocations WHERE until_ms > ?",
+                    now,
+                )? >= MAX_REVOCATIONS as u64
+            {
                 return Ok(Response::empty()?.with_status(429));
             }
             self.sql.exec(
@@ -130,26 +151,51 @@ impl TenantObject {
                 vec![text(tag), int(order.until_ms)],
             )?;
         }
-        let channels = self.count("SELECT COUNT(*) AS n FROM channels WHERE seen_ms > ?", now.saturating_sub(CHANNEL_MEMORY_MS))?;
+        let channels = self.count(
+            "SELECT COUNT(*) AS n FROM channels WHERE seen_ms > ?",
+            now.saturating_sub(CHANNEL_MEMORY_MS),
+        )?;
         let id = self.count_rows("SELECT COALESCE(MAX(id), 0) + 1 AS n FROM kicks", vec![])?;
         self.sql.exec(
             "INSERT INTO kicks (id, tag, until_ms, after) VALUES (?, ?, ?, '')",
             vec![
                 int(id),
-                order.tag.as_deref().map_or(worker::SqlStorageValue::Null, text),
-                order.tag.as_ref().map_or(worker::SqlStorageValue::Null, |_| int(order.until_ms)),
+                order
+                    .tag
+                    .as_deref()
+                    .map_or(worker::SqlStorageValue::Null, text),
+                order
+                    .tag
+                    .as_ref()
+                    .map_or(worker::SqlStorageValue::Null, |_| int(order.until_ms)),
             ],
         )?;
-        let sweep = Sweep { id, tag: order.tag.clone(), until_ms: order.tag.as_ref().map(|_| order.until_ms), after: String::new() };
+        let sweep = Sweep {
+            id,
+            tag: order.tag.clone(),
+            until_ms: order.tag.as_ref().map(|_| order.until_ms),
+            after: String::new(),
+        };
         let swept = self.sweep(&sweep).await?;
-        let pending = if swept.unfinished { self.pending(id)? } else { 0 };
+        let pending = if swept.unfinished {
+            self.pending(id)?
+        } else {
+            0
+        };
         if swept.unfinished {
             self.state.storage().set_alarm(100i64).await?;
             self.alarm_set.set(true);
         } else {
             self.ensure_alarm().await?;
         }
-        Response::ok(KickReport { channels, closed: swept.closed, pending }.to_json())
+        Response::ok(
+            KickReport {
+                channels,
+                closed: swept.closed,
+                pending,
+            }
+            .to_json(),
+        )
     }
 
     /// Sends the kick to its next batch of channels and to those that failed
@@ -161,17 +207,26 @@ impl TenantObject {
         }
         let retries: Vec<Name> = self
             .sql
-            .exec("SELECT channel AS name FROM retries WHERE kick = ? LIMIT ?", vec![int(sweep.id), int(SWEEP_BATCH as u64)])?
+            .exec(
+                "SELECT channel AS name FROM retries WHERE kick = ? LIMIT ?",
+                vec![int(sweep.id), int(SWEEP_BATCH as u64)],
+            )?
             .to_array()?;
         let fresh: Vec<Name> = self
             .sql
             .exec(
                 "SELECT name FROM channels WHERE name > ? ORDER BY name LIMIT ?",
-                vec![text(&sweep.after), int((SWEEP_BATCH - retries.len()) as u64)],
+                vec![
+                    text(&sweep.after),
+                    int((SWEEP_BATCH - retries.len()) as u64),
+                ],
             )?
             .to_array()?;
         let after = fresh.last().map_or(sweep.after.clone(), |n| n.name.clone());
-        let kick = Kick { tag: sweep.tag.clone(), until_ms: sweep.until_ms };
+        let kick = Kick {
+            tag: sweep.tag.clone(),
+            until_ms: sweep.until_ms,
+        };
         let env = &self.env;
         let kick = &kick;
         let outcomes = futures_util::stream::iter(retries.iter().chain(&fresh))
@@ -190,10 +245,16 @@ impl TenantObject {
             match outcome {
                 Ok(kicked) => {
                     closed += kicked.closed;
-                    self.sql.exec("DELETE FROM retries WHERE kick = ? AND channel = ?", vec![int(sweep.id), text(channel)])?;
+                    self.sql.exec(
+                        "DELETE FROM retries WHERE kick = ? AND channel = ?",
+                        vec![int(sweep.id), text(channel)],
+                    )?;
                 }
                 Err(problem) => {
-                    log::warn("kick to a channel failed; retrying", serde_json::json!({ "code": problem.code }));
+                    log::warn(
+                        "kick to a channel failed; retrying",
+                        serde_json::json!({ "code": problem.code }),
+                    );
                     self.sql.exec(
                         "INSERT OR IGNORE INTO retries (kick, channel) VALUES (?, ?)",
                         vec![int(sweep.id), text(channel)],
@@ -206,10 +267,12 @@ impl TenantObject {
             vec![text(&after), int(sweep.id)],
         )?;
         let more_channels = fresh.len() == SWEEP_BATCH - retries.len();
-        let retrying = self.count("SELECT COUNT(*) AS n FROM retries WHERE kick = ?", sweep.id)? > 0;
+        let retrying =
+            self.count("SELECT COUNT(*) AS n FROM retries WHERE kick = ?", sweep.id)? > 0;
         let unfinished = more_channels || retrying;
         if !unfinished {
-            self.sql.exec("DELETE FROM kicks WHERE id = ?", vec![int(sweep.id)])?;
+            self.sql
+                .exec("DELETE FROM kicks WHERE id = ?", vec![int(sweep.id)])?;
         }
         Ok(Swept { closed, unfinished })
     }
@@ -219,17 +282,27 @@ impl TenantObject {
         let Some(sweep) = self.sweeps()?.into_iter().find(|s| s.id == id) else {
             return Ok(0);
         };
-        Ok(self.count_text("SELECT COUNT(*) AS n FROM channels WHERE name > ?", &sweep.after)?
-            + self.count("SELECT COUNT(*) AS n FROM retries WHERE kick = ?", id)?)
+        Ok(self.count_text(
+            "SELECT COUNT(*) AS n FROM channels WHERE name > ?",
+            &sweep.after,
+        )? + self.count("SELECT COUNT(*) AS n FROM retries WHERE kick = ?", id)?)
     }
 
     fn sweeps(&self) -> Result<Vec<Sweep>> {
-        self.sql.exec("SELECT id, tag, until_ms, after FROM kicks ORDER BY id", None)?.to_array()
+        self.sql
+            .exec(
+                "SELECT id, tag, until_ms, after FROM kicks ORDER BY id",
+                None,
+            )?
+            .to_array()
     }
 
     fn revocations(&self, now: u64) -> Result<Vec<Revocation>> {
         self.sql
-            .exec("SELECT tag, until_ms FROM revocations WHERE until_ms > ?", vec![int(now)])?
+            .exec(
+                "SELECT tag, until_ms FROM revocations WHERE until_ms > ?",
+                vec![int(now)],
+            )?
             .to_array()
     }
 

@@ -9,7 +9,9 @@ use edgestream_core::channel::authorize_tenant;
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::ticket::{self, TicketRequest, UNKNOWN};
 use edgestream_core::revocation::stream_tags;
-use edgestream_core::ticket::{parse_ticket_request, TicketGrant, TICKET_BYTES, TICKET_TTL_SECONDS};
+use edgestream_core::ticket::{
+    parse_ticket_request, TicketGrant, TICKET_BYTES, TICKET_TTL_SECONDS,
+};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use super::auth::{self, Sources};
@@ -21,7 +23,11 @@ use super::objects::{self, text, Arrived};
 
 const GRANT_KEY: &str = "grant";
 
-pub async fn issue(req: Request, env: &Env, config: &Config) -> std::result::Result<Response, Problem> {
+pub async fn issue(
+    req: Request,
+    env: &Env,
+    config: &Config,
+) -> std::result::Result<Response, Problem> {
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
     let (claims, api_key) = auth::authenticate(&req, &url, env, config, Sources::HeaderOnly, now)
@@ -33,7 +39,9 @@ pub async fn issue(req: Request, env: &Env, config: &Config) -> std::result::Res
     authorize_tenant(Some(tenant.tenant()?), &channels)?;
     // A revoked user or token gets no ticket: its channels' tenant says so.
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
-    ChannelClient::channel(env, channels[0].as_str())?.admit(tags).await?;
+    ChannelClient::channel(env, channels[0].as_str())?
+        .admit(tags)
+        .await?;
     let grant = TicketGrant::new(&claims, &channels, now, api_key)?;
 
     let ticket = random_ticket()?;
@@ -56,8 +64,11 @@ pub async fn issue(req: Request, env: &Env, config: &Config) -> std::result::Res
 pub async fn redeem(env: &Env, ticket: &str) -> std::result::Result<TicketGrant, Problem> {
     let response = objects::send(&stub(env, ticket)?, &TicketRequest::redeem()).await?;
     match response.status_code() {
-        200 => ticket::grant(text(response).await?.as_bytes()).map_err(|e| Problem::internal(e.to_string())),
-        UNKNOWN => Err(Problem::invalid_token("the ticket is unknown, used or expired")),
+        200 => ticket::grant(text(response).await?.as_bytes())
+            .map_err(|e| Problem::internal(e.to_string())),
+        UNKNOWN => Err(Problem::invalid_token(
+            "the ticket is unknown, used or expired",
+        )),
         _ => Err(Problem::overloaded("the ticket could not be checked")),
     }
 }
@@ -90,7 +101,9 @@ impl DurableObject for TicketObject {
             Ok(TicketRequest::Issue(grant)) => {
                 // As JSON text: a grant's expiry can be u64::MAX (an API key
                 // that never expires), which a JavaScript number cannot hold.
-                storage.put(GRANT_KEY, serde_json::to_string(&grant)?).await?;
+                storage
+                    .put(GRANT_KEY, serde_json::to_string(&grant)?)
+                    .await?;
                 let redeem_before_ms = grant.redeem_before as i64 * 1000;
                 storage
                     .set_alarm(redeem_before_ms - worker::Date::now().as_millis() as i64)
@@ -104,7 +117,9 @@ impl DurableObject for TicketObject {
                 storage.delete_all().await?;
                 let now = worker::Date::now().as_millis() / 1000;
                 match grant.and_then(|g| ticket::grant(g.as_bytes()).ok()) {
-                    Some(grant) if now < grant.redeem_before => Response::ok(serde_json::to_string(&grant)?),
+                    Some(grant) if now < grant.redeem_before => {
+                        Response::ok(serde_json::to_string(&grant)?)
+                    }
                     _ => Ok(Response::empty()?.with_status(UNKNOWN)),
                 }
             }

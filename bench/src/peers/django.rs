@@ -19,7 +19,11 @@ pub async fn start(ctx: &Ctx, log_name: &str, via_valkey: bool) -> Result<Target
     let mut command = Command::new(ctx.root.join(".tools/venv/bin/uvicorn"));
     command
         .current_dir(&ctx.root)
-        .args(["benchpeer.asgi:application", "--app-dir", "bench/peers/django"])
+        .args([
+            "benchpeer.asgi:application",
+            "--app-dir",
+            "bench/peers/django",
+        ])
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--log-level", "warning", "--no-access-log"])
         .args(["--workers", &ctx.django_workers.to_string()])
@@ -31,7 +35,11 @@ pub async fn start(ctx: &Ctx, log_name: &str, via_valkey: bool) -> Result<Target
     Ok(Target {
         ep: std::sync::Arc::new(Endpoint {
             kind: PeerKind::Django,
-            via: if via_valkey { Via::Valkey(valkey_addr) } else { Via::Http },
+            via: if via_valkey {
+                Via::Valkey(valkey_addr)
+            } else {
+                Via::Http
+            },
             addr,
             sub_token: None,
             pub_token: None,

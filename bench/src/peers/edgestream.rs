@@ -42,7 +42,10 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
         command.arg("--probe-hibernation");
     }
     if let Some(dir) = &ctx.profile_dir {
-        command.arg("--profile-dir").arg(dir).env("BENCH_PROFILE_NAME", &options.log_name);
+        command
+            .arg("--profile-dir")
+            .arg(dir)
+            .env("BENCH_PROFILE_NAME", &options.log_name);
     }
     for (k, v) in &options.vars {
         command.arg("--var").arg(format!("{k}={v}"));
@@ -56,7 +59,8 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
     let profiler_pid = ctx.profile_dir.as_ref().map(|_| launcher.pid());
     let mut processes = vec![launcher];
     let via = if options.bridge {
-        let (valkey, valkey_addr) = valkey::start_server(ctx, &format!("{}-valkey", options.log_name)).await?;
+        let (valkey, valkey_addr) =
+            valkey::start_server(ctx, &format!("{}-valkey", options.log_name)).await?;
         processes.push(valkey);
         let binary = ctx.root.join(BRIDGE_BINARY);
         let mut command = Command::new(binary);
@@ -66,7 +70,11 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
             .env("EDGE_URL", format!("http://{addr}"))
             .env("JWT_SECRET", &ctx.secret)
             .env("BRIDGE_LOG_LEVEL", "warn");
-        let bridge = Proc::spawn("bridge", command, &ctx.work.join(format!("{}-bridge.log", options.log_name)))?;
+        let bridge = Proc::spawn(
+            "bridge",
+            command,
+            &ctx.work.join(format!("{}-bridge.log", options.log_name)),
+        )?;
         processes.push(bridge);
         Via::Valkey(valkey_addr)
     } else {
@@ -104,7 +112,8 @@ pub fn token(ctx: &Ctx, publisher: bool) -> String {
 /// `POST /v1/publish` with `{"events":[...]}`: `data` is embedded as the
 /// JSON value it is, which is what the relay stores and sends.
 pub fn publish_request(target: &Endpoint, events: &[Out<'_>]) -> PublishReq {
-    let mut body = String::with_capacity(events.iter().map(|e| e.data.len() + 96).sum::<usize>() + 16);
+    let mut body =
+        String::with_capacity(events.iter().map(|e| e.data.len() + 96).sum::<usize>() + 16);
     body.push_str(r#"{"events":["#);
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
@@ -123,5 +132,9 @@ pub fn publish_request(target: &Endpoint, events: &[Out<'_>]) -> PublishReq {
     if let Some(token) = &target.pub_token {
         headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
     }
-    PublishReq::Http { path: "/v1/publish".to_owned(), headers, body: Bytes::from(body) }
+    PublishReq::Http {
+        path: "/v1/publish".to_owned(),
+        headers,
+        body: Bytes::from(body),
+    }
 }

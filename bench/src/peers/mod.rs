@@ -77,7 +77,11 @@ pub struct Out<'a> {
 
 /// One publish operation.
 pub enum PublishReq {
-    Http { path: String, headers: Vec<(String, String)>, body: Bytes },
+    Http {
+        path: String,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    },
     /// Messages for `PUBLISH events_channel`, sent pipelined.
     Valkey(Vec<Vec<u8>>),
 }
@@ -96,7 +100,10 @@ pub struct Target {
 
 impl Target {
     pub fn pids(&self) -> Vec<(String, u32)> {
-        self.processes.iter().map(|p| (p.name.clone(), p.pid())).collect()
+        self.processes
+            .iter()
+            .map(|p| (p.name.clone(), p.pid()))
+            .collect()
     }
 
     /// Whether every process is still running.
@@ -168,7 +175,10 @@ impl Endpoint {
     pub fn publish_requests(&self, events: &[Out<'_>]) -> Vec<PublishReq> {
         match self.via {
             Via::Valkey(_) => vec![PublishReq::Valkey(
-                events.iter().map(|e| django_message(e).into_bytes()).collect(),
+                events
+                    .iter()
+                    .map(|e| django_message(e).into_bytes())
+                    .collect(),
             )],
             Via::Http => match self.kind {
                 PeerKind::Edgestream => vec![edgestream::publish_request(self, events)],

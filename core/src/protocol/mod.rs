@@ -45,11 +45,23 @@ pub enum Method {
 
 impl Call {
     fn get(path: &'static str, query: Query) -> Self {
-        Call { method: Method::Get, path, query: query.finish(), body: None, upgrade: false }
+        Call {
+            method: Method::Get,
+            path,
+            query: query.finish(),
+            body: None,
+            upgrade: false,
+        }
     }
 
     fn post(path: &'static str, body: String) -> Self {
-        Call { method: Method::Post, path, query: String::new(), body: Some(body), upgrade: false }
+        Call {
+            method: Method::Post,
+            path,
+            query: String::new(),
+            body: Some(body),
+            upgrade: false,
+        }
     }
 
     /// The URL the glue builds the runtime's request with.

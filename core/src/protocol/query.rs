@@ -17,7 +17,10 @@ impl Query {
     /// Adds `name=value`. Panics on a value with a character that would need
     /// escaping: the protocol's values never have one, so that is a bug.
     pub fn pair(mut self, name: &str, value: &str) -> Self {
-        assert!(value.bytes().all(is_plain), "internal query value needs escaping: {value:?}");
+        assert!(
+            value.bytes().all(is_plain),
+            "internal query value needs escaping: {value:?}"
+        );
         self.sep();
         self.0.push_str(name);
         self.0.push('=');
@@ -60,7 +63,9 @@ pub(super) fn number(name: &str, value: &str) -> Result<u64, ProtocolError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ProtocolError::new(format!("{name} is not a number")));
     }
-    value.parse().map_err(|_| ProtocolError::new(format!("{name} is out of range")))
+    value
+        .parse()
+        .map_err(|_| ProtocolError::new(format!("{name} is out of range")))
 }
 
 #[cfg(test)]
@@ -69,9 +74,16 @@ mod tests {
 
     #[test]
     fn pairs_round_trip() {
-        let query = Query::new().pair("after", "12").flag("frames").pair("tag", "u:0af3").finish();
+        let query = Query::new()
+            .pair("after", "12")
+            .flag("frames")
+            .pair("tag", "u:0af3")
+            .finish();
         assert_eq!(query, "after=12&frames&tag=u:0af3");
-        assert_eq!(pairs(&query).collect::<Vec<_>>(), [("after", "12"), ("frames", ""), ("tag", "u:0af3")]);
+        assert_eq!(
+            pairs(&query).collect::<Vec<_>>(),
+            [("after", "12"), ("frames", ""), ("tag", "u:0af3")]
+        );
         assert_eq!(pairs("").count(), 0);
     }
 

@@ -33,7 +33,11 @@ impl TicketRequest {
         Ok(match (incoming.method, incoming.path) {
             (Method::Post, ISSUE_PATH) => TicketRequest::Issue(json(incoming.body, "issue")?),
             (Method::Post, REDEEM_PATH) => TicketRequest::Redeem,
-            (method, path) => return Err(ProtocolError::new(format!("ticket: no request {method:?} {path}"))),
+            (method, path) => {
+                return Err(ProtocolError::new(format!(
+                    "ticket: no request {method:?} {path}"
+                )))
+            }
         })
     }
 }
@@ -60,11 +64,27 @@ mod tests {
         };
         let call = TicketRequest::issue(&grant);
         let body = call.body.clone().unwrap();
-        let incoming = Incoming { method: call.method, path: call.path, query: "", body: body.as_bytes() };
-        assert_eq!(TicketRequest::parse(&incoming).unwrap(), TicketRequest::Issue(grant.clone()));
+        let incoming = Incoming {
+            method: call.method,
+            path: call.path,
+            query: "",
+            body: body.as_bytes(),
+        };
+        assert_eq!(
+            TicketRequest::parse(&incoming).unwrap(),
+            TicketRequest::Issue(grant.clone())
+        );
         let call = TicketRequest::redeem();
-        let incoming = Incoming { method: call.method, path: call.path, query: "", body: b"" };
-        assert_eq!(TicketRequest::parse(&incoming).unwrap(), TicketRequest::Redeem);
+        let incoming = Incoming {
+            method: call.method,
+            path: call.path,
+            query: "",
+            body: b"",
+        };
+        assert_eq!(
+            TicketRequest::parse(&incoming).unwrap(),
+            TicketRequest::Redeem
+        );
         assert_eq!(super::grant(body.as_bytes()).unwrap(), grant);
     }
 }

@@ -15,7 +15,10 @@ pub struct Admit {
 
 impl Admit {
     pub fn call(&self) -> Call {
-        let query = self.tags.iter().fold(Query::new(), |query, tag| query.pair("tag", tag));
+        let query = self
+            .tags
+            .iter()
+            .fold(Query::new(), |query, tag| query.pair("tag", tag));
         Call::get(PATH, query)
     }
 
@@ -23,7 +26,9 @@ impl Admit {
         let mut tags = Vec::new();
         for (name, value) in pairs(query) {
             if name != "tag" {
-                return Err(ProtocolError::new(format!("admit: unknown parameter {name}")));
+                return Err(ProtocolError::new(format!(
+                    "admit: unknown parameter {name}"
+                )));
             }
             tags.push(value.to_owned());
         }

@@ -22,7 +22,9 @@ impl History {
 
     pub fn parse(query: &str) -> Result<Self, ProtocolError> {
         match pairs(query).collect::<Vec<_>>().as_slice() {
-            [("after", after)] => Ok(History { after: query::number("after", after)? }),
+            [("after", after)] => Ok(History {
+                after: query::number("after", after)?,
+            }),
             _ => Err(ProtocolError::new("history: expected after=<seq>")),
         }
     }
@@ -35,7 +37,10 @@ mod tests {
     #[test]
     fn round_trips() {
         for after in [0, 7, u64::MAX] {
-            assert_eq!(History::parse(&History { after }.call().query), Ok(History { after }));
+            assert_eq!(
+                History::parse(&History { after }.call().query),
+                Ok(History { after })
+            );
         }
         assert!(History::parse("").is_err());
         assert!(History::parse("after=1&after=2").is_err());

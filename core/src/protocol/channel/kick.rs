@@ -32,7 +32,10 @@ impl Kick {
 
     /// The revocation to remember, if the kick carries one.
     pub fn revocation(&self) -> Option<Revocation> {
-        Some(Revocation { tag: self.tag.clone()?, until_ms: self.until_ms? })
+        Some(Revocation {
+            tag: self.tag.clone()?,
+            until_ms: self.until_ms?,
+        })
     }
 }
 
@@ -58,13 +61,34 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let kick = Kick { tag: Some("u:0a".into()), until_ms: Some(9) };
-        assert_eq!(Kick::parse(kick.call().body.unwrap().as_bytes()), Ok(kick.clone()));
-        assert_eq!(kick.revocation(), Some(Revocation { tag: "u:0a".into(), until_ms: 9 }));
-        let tenant = Kick { tag: None, until_ms: None };
-        assert_eq!(Kick::parse(tenant.call().body.unwrap().as_bytes()), Ok(tenant.clone()));
+        let kick = Kick {
+            tag: Some("u:0a".into()),
+            until_ms: Some(9),
+        };
+        assert_eq!(
+            Kick::parse(kick.call().body.unwrap().as_bytes()),
+            Ok(kick.clone())
+        );
+        assert_eq!(
+            kick.revocation(),
+            Some(Revocation {
+                tag: "u:0a".into(),
+                until_ms: 9
+            })
+        );
+        let tenant = Kick {
+            tag: None,
+            until_ms: None,
+        };
+        assert_eq!(
+            Kick::parse(tenant.call().body.unwrap().as_bytes()),
+            Ok(tenant.clone())
+        );
         assert_eq!(tenant.revocation(), None);
-        assert_eq!(Kicked::parse(Kicked { closed: 3 }.to_json().as_bytes()), Ok(Kicked { closed: 3 }));
+        assert_eq!(
+            Kicked::parse(Kicked { closed: 3 }.to_json().as_bytes()),
+            Ok(Kicked { closed: 3 })
+        );
         assert!(Kick::parse(br#"{"tag":null,"everyone":true}"#).is_err());
     }
 }

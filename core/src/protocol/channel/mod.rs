@@ -36,14 +36,24 @@ pub enum ChannelRequest<'a> {
 impl<'a> ChannelRequest<'a> {
     pub fn parse(incoming: &Incoming<'a>) -> Result<Self, ProtocolError> {
         Ok(match (incoming.method, incoming.path) {
-            (Method::Get, subscribe::PATH) => ChannelRequest::Subscribe(Subscribe::parse(incoming.query)?),
-            (Method::Get, history::PATH) => ChannelRequest::History(History::parse(incoming.query)?),
-            (Method::Post, publish::PATH) => ChannelRequest::Publish(Publish::parse(incoming.body)?),
+            (Method::Get, subscribe::PATH) => {
+                ChannelRequest::Subscribe(Subscribe::parse(incoming.query)?)
+            }
+            (Method::Get, history::PATH) => {
+                ChannelRequest::History(History::parse(incoming.query)?)
+            }
+            (Method::Post, publish::PATH) => {
+                ChannelRequest::Publish(Publish::parse(incoming.body)?)
+            }
             (Method::Post, kick::PATH) => ChannelRequest::Kick(Kick::parse(incoming.body)?),
             (Method::Get, admit::PATH) => ChannelRequest::Admit(Admit::parse(incoming.query)?),
             (Method::Get, stats::PATH) => ChannelRequest::Stats,
             (Method::Post, shard::JOIN_PATH) => ChannelRequest::Join(Join::parse(incoming.body)?),
-            (method, path) => return Err(ProtocolError::new(format!("channel: no request {method:?} {path}"))),
+            (method, path) => {
+                return Err(ProtocolError::new(format!(
+                    "channel: no request {method:?} {path}"
+                )))
+            }
         })
     }
 }
@@ -56,22 +66,57 @@ mod tests {
     fn parse(call: &Call) -> ChannelRequest<'_> {
         let (path, query) = (call.path, call.query.as_str());
         let body = call.body.as_deref().unwrap_or("").as_bytes();
-        ChannelRequest::parse(&Incoming { method: call.method, path, query, body }).unwrap()
+        ChannelRequest::parse(&Incoming {
+            method: call.method,
+            path,
+            query,
+            body,
+        })
+        .unwrap()
     }
 
     #[test]
     fn every_call_dispatches_to_its_own_request() {
-        let subscribe = Subscribe { after: Some(3), delivery: Delivery::Frames, tags: vec!["u:1".into()] };
-        assert_eq!(parse(&subscribe.call()), ChannelRequest::Subscribe(subscribe));
-        assert_eq!(parse(&History { after: 4 }.call()), ChannelRequest::History(History { after: 4 }));
-        let kick = Kick { tag: None, until_ms: None };
+        let subscribe = Subscribe {
+            after: Some(3),
+            delivery: Delivery::Frames,
+            tags: vec!["u:1".into()],
+        };
+        assert_eq!(
+            parse(&subscribe.call()),
+            ChannelRequest::Subscribe(subscribe)
+        );
+        assert_eq!(
+            parse(&History { after: 4 }.call()),
+            ChannelRequest::History(History { after: 4 })
+        );
+        let kick = Kick {
+            tag: None,
+            until_ms: None,
+        };
         assert_eq!(parse(&kick.call()), ChannelRequest::Kick(kick));
-        assert_eq!(parse(&Admit { tags: vec![] }.call()), ChannelRequest::Admit(Admit { tags: vec![] }));
+        assert_eq!(
+            parse(&Admit { tags: vec![] }.call()),
+            ChannelRequest::Admit(Admit { tags: vec![] })
+        );
         assert_eq!(parse(&stats::call()), ChannelRequest::Stats);
-        assert_eq!(parse(&Join { shard: 2 }.call()), ChannelRequest::Join(Join { shard: 2 }));
-        let incoming = Incoming { method: Method::Get, path: "/nope", query: "", body: b"" };
+        assert_eq!(
+            parse(&Join { shard: 2 }.call()),
+            ChannelRequest::Join(Join { shard: 2 })
+        );
+        let incoming = Incoming {
+            method: Method::Get,
+            path: "/nope",
+            query: "",
+            body: b"",
+        };
         assert!(ChannelRequest::parse(&incoming).is_err());
-        let wrong_method = Incoming { method: Method::Get, path: publish::PATH, query: "", body: b"" };
+        let wrong_method = Incoming {
+            method: Method::Get,
+            path: publish::PATH,
+            query: "",
+            body: b"",
+        };
         assert!(ChannelRequest::parse(&wrong_method).is_err());
     }
 }

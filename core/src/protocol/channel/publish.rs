@@ -41,7 +41,10 @@ pub struct Publish<'a> {
 
 /// Builds the call for a batch of one channel's events, in publish order.
 pub fn call(channel: &str, publisher_tags: &[String], events: &[&PublishEvent]) -> Call {
-    let size: usize = events.iter().map(|e| e.event.len() + e.data.len() + 140).sum();
+    let size: usize = events
+        .iter()
+        .map(|e| e.event.len() + e.data.len() + 140)
+        .sum();
     let mut body = String::with_capacity(channel.len() + 40 * publisher_tags.len() + size);
     body.push_str(channel);
     body.push('\n');
@@ -66,14 +69,21 @@ impl<'a> Publish<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, ProtocolError> {
         let body = text(body, "publish")?;
         let mut lines = body.split('\n');
-        let channel = lines.next().filter(|c| !c.is_empty()).ok_or_else(|| bad("no channel"))?;
+        let channel = lines
+            .next()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| bad("no channel"))?;
         let tags = lines.next().ok_or_else(|| bad("no tag line"))?;
         let publisher_tags = tags.split(' ').filter(|t| !t.is_empty()).collect();
         let events = lines.map(parse_event).collect::<Result<Vec<_>, _>>()?;
         if events.is_empty() {
             return Err(bad("no events"));
         }
-        Ok(Publish { channel, publisher_tags, events })
+        Ok(Publish {
+            channel,
+            publisher_tags,
+            events,
+        })
     }
 }
 
@@ -84,12 +94,20 @@ fn parse_event(line: &str) -> Result<Event<'_>, ProtocolError> {
     };
     let idempotency_key = match key {
         "-" => None,
-        key => Some(key.strip_prefix('+').filter(|k| !k.is_empty()).ok_or_else(|| bad("bad key field"))?),
+        key => Some(
+            key.strip_prefix('+')
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| bad("bad key field"))?,
+        ),
     };
     if event.is_empty() || data.is_empty() {
         return Err(bad("empty event or data"));
     }
-    Ok(Event { event, idempotency_key, data })
+    Ok(Event {
+        event,
+        idempotency_key,
+        data,
+    })
 }
 
 fn bad(what: &str) -> ProtocolError {
@@ -130,7 +148,11 @@ mod tests {
     #[test]
     fn a_batch_round_trips_with_any_key_the_validator_accepts() {
         let events = [
-            event("scan.progress", r#"{"pct":1,"note":"a b\nc \"q\" \\"}"#, Some(r#"a"b\c+-"#)),
+            event(
+                "scan.progress",
+                r#"{"pct":1,"note":"a b\nc \"q\" \\"}"#,
+                Some(r#"a"b\c+-"#),
+            ),
             event("scan.done", "null", None),
             event("x", r#""  spaced  ""#, Some("-")),
         ];
@@ -144,9 +166,21 @@ mod tests {
         assert_eq!(
             parsed.events,
             [
-                Event { event: "scan.progress", idempotency_key: Some(r#"a"b\c+-"#), data: r#"{"pct":1,"note":"a b\nc \"q\" \\"}"# },
-                Event { event: "scan.done", idempotency_key: None, data: "null" },
-                Event { event: "x", idempotency_key: Some("-"), data: r#""  spaced  ""# },
+                Event {
+                    event: "scan.progress",
+                    idempotency_key: Some(r#"a"b\c+-"#),
+                    data: r#"{"pct":1,"note":"a b\nc \"q\" \\"}"#
+                },
+                Event {
+                    event: "scan.done",
+                    idempotency_key: None,
+                    data: "null"
+                },
+                Event {
+                    event: "x",
+                    idempotency_key: Some("-"),
+                    data: r#""  spaced  ""#
+                },
             ]
         );
     }
@@ -157,12 +191,24 @@ mod tests {
         let refs: Vec<&PublishEvent> = events.iter().collect();
         let body = call(C, &[], &refs).body.unwrap();
         assert_eq!(body, format!("{C}\n\na - 1"));
-        assert!(Publish::parse(body.as_bytes()).unwrap().publisher_tags.is_empty());
+        assert!(Publish::parse(body.as_bytes())
+            .unwrap()
+            .publisher_tags
+            .is_empty());
     }
 
     #[test]
     fn malformed_batches_are_protocol_errors() {
-        for body in ["", "c", "c\n", "c\n\na -", "c\n\na x 1", "c\n\na + 1", "c\n\n - 1", &format!("c\n\na - 1\n")] {
+        for body in [
+            "",
+            "c",
+            "c\n",
+            "c\n\na -",
+            "c\n\na x 1",
+            "c\n\na + 1",
+            "c\n\n - 1",
+            &format!("c\n\na - 1\n"),
+        ] {
             assert!(Publish::parse(body.as_bytes()).is_err(), "{body:?}");
         }
         assert!(Publish::parse(b"c\n\na - \xff").is_err());

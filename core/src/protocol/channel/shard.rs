@@ -129,12 +129,18 @@ pub enum ShardRequest<'a> {
 impl<'a> ShardRequest<'a> {
     pub fn parse(incoming: &Incoming<'a>) -> Result<Self, ProtocolError> {
         Ok(match (incoming.method, incoming.path) {
-            (Method::Get, super::subscribe::PATH) => ShardRequest::Subscribe(Subscribe::parse(incoming.query)?),
+            (Method::Get, super::subscribe::PATH) => {
+                ShardRequest::Subscribe(Subscribe::parse(incoming.query)?)
+            }
             (Method::Post, PUSH_PATH) => ShardRequest::Push(Push::parse(incoming.body)?),
             (Method::Post, super::kick::PATH) => ShardRequest::Kick(Kick::parse(incoming.body)?),
             (Method::Post, RETIRE_PATH) => ShardRequest::Retire,
             (Method::Get, STATS_PATH) => ShardRequest::Stats,
-            (method, path) => return Err(ProtocolError::new(format!("shard: no request {method:?} {path}"))),
+            (method, path) => {
+                return Err(ProtocolError::new(format!(
+                    "shard: no request {method:?} {path}"
+                )))
+            }
         })
     }
 }
@@ -146,18 +152,37 @@ mod tests {
 
     fn parse(call: &Call) -> ShardRequest<'_> {
         let body = call.body.as_deref().unwrap_or("").as_bytes();
-        ShardRequest::parse(&Incoming { method: call.method, path: call.path, query: &call.query, body }).unwrap()
+        ShardRequest::parse(&Incoming {
+            method: call.method,
+            path: call.path,
+            query: &call.query,
+            body,
+        })
+        .unwrap()
     }
 
     #[test]
     fn shard_requests_round_trip() {
-        let subscribe = Subscribe { after: None, delivery: Delivery::Relay, tags: vec![] };
+        let subscribe = Subscribe {
+            after: None,
+            delivery: Delivery::Relay,
+            tags: vec![],
+        };
         assert_eq!(parse(&subscribe.call()), ShardRequest::Subscribe(subscribe));
         let push = Push::call("c:t:r", "1 a.b {}\n2 a.b null");
-        assert_eq!(parse(&push), ShardRequest::Push(Push { channel: "c:t:r", relay: "1 a.b {}\n2 a.b null" }));
+        assert_eq!(
+            parse(&push),
+            ShardRequest::Push(Push {
+                channel: "c:t:r",
+                relay: "1 a.b {}\n2 a.b null"
+            })
+        );
         assert_eq!(parse(&retire_call()), ShardRequest::Retire);
         assert_eq!(parse(&stats_call()), ShardRequest::Stats);
-        let kick = Kick { tag: Some("u:1".into()), until_ms: Some(5) };
+        let kick = Kick {
+            tag: Some("u:1".into()),
+            until_ms: Some(5),
+        };
         assert_eq!(parse(&kick.call()), ShardRequest::Kick(kick));
     }
 
@@ -166,10 +191,16 @@ mod tests {
         let joined = Joined {
             head: 4,
             state: "3 a.b 1".into(),
-            revocations: vec![Revocation { tag: "u:1".into(), until_ms: 2 }],
+            revocations: vec![Revocation {
+                tag: "u:1".into(),
+                until_ms: 2,
+            }],
         };
         assert_eq!(Joined::parse(joined.to_json().as_bytes()), Ok(joined));
-        assert_eq!(ShardLoad::parse(ShardLoad { streams: 7 }.to_json().as_bytes()), Ok(ShardLoad { streams: 7 }));
+        assert_eq!(
+            ShardLoad::parse(ShardLoad { streams: 7 }.to_json().as_bytes()),
+            Ok(ShardLoad { streams: 7 })
+        );
         assert_eq!(shard_name("c:t:r", 3), "c:t:r#3");
     }
 }

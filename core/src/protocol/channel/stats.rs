@@ -42,7 +42,13 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let stats = ChannelStats { streams: 3, last_id: Some(9), last_event_ms: Some(1), history: 9, rows_written: 12 };
+        let stats = ChannelStats {
+            streams: 3,
+            last_id: Some(9),
+            last_event_ms: Some(1),
+            history: 9,
+            rows_written: 12,
+        };
         assert_eq!(ChannelStats::parse(stats.to_json().as_bytes()), Ok(stats));
         assert_eq!(call().url(), "https://object/stats");
     }

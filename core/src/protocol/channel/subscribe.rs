@@ -44,17 +44,28 @@ impl Subscribe {
         for tag in &self.tags {
             query = query.pair("tag", tag);
         }
-        Call { upgrade: true, ..Call::get(PATH, query) }
+        Call {
+            upgrade: true,
+            ..Call::get(PATH, query)
+        }
     }
 
     pub fn parse(query: &str) -> Result<Self, ProtocolError> {
-        let mut subscribe = Subscribe { after: None, delivery: Delivery::Relay, tags: Vec::new() };
+        let mut subscribe = Subscribe {
+            after: None,
+            delivery: Delivery::Relay,
+            tags: Vec::new(),
+        };
         for (name, value) in pairs(query) {
             match name {
                 "after" => subscribe.after = Some(query::number("after", value)?),
                 "frames" => subscribe.delivery = Delivery::Frames,
                 "tag" => subscribe.tags.push(value.to_owned()),
-                other => return Err(ProtocolError::new(format!("subscribe: unknown parameter {other}"))),
+                other => {
+                    return Err(ProtocolError::new(format!(
+                        "subscribe: unknown parameter {other}"
+                    )))
+                }
             }
         }
         Ok(subscribe)
@@ -87,9 +98,21 @@ mod tests {
     #[test]
     fn round_trips() {
         for subscribe in [
-            Subscribe { after: None, delivery: Delivery::Relay, tags: vec![] },
-            Subscribe { after: Some(0), delivery: Delivery::Frames, tags: vec!["u:00ab".into(), "j:ff".into()] },
-            Subscribe { after: Some(u64::MAX), delivery: Delivery::Relay, tags: vec!["u:1".into()] },
+            Subscribe {
+                after: None,
+                delivery: Delivery::Relay,
+                tags: vec![],
+            },
+            Subscribe {
+                after: Some(0),
+                delivery: Delivery::Frames,
+                tags: vec!["u:00ab".into(), "j:ff".into()],
+            },
+            Subscribe {
+                after: Some(u64::MAX),
+                delivery: Delivery::Relay,
+                tags: vec!["u:1".into()],
+            },
         ] {
             let call = subscribe.call();
             assert!(call.upgrade);
@@ -100,7 +123,10 @@ mod tests {
 
     #[test]
     fn a_redirect_round_trips() {
-        assert_eq!(ToShard::parse(ToShard { shard: 4 }.to_json().as_bytes()), Ok(ToShard { shard: 4 }));
+        assert_eq!(
+            ToShard::parse(ToShard { shard: 4 }.to_json().as_bytes()),
+            Ok(ToShard { shard: 4 })
+        );
     }
 
     #[test]

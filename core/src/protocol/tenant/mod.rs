@@ -87,9 +87,15 @@ pub enum TenantRequest {
 impl TenantRequest {
     pub fn parse(incoming: &Incoming<'_>) -> Result<Self, ProtocolError> {
         Ok(match (incoming.method, incoming.path) {
-            (Method::Post, REGISTER_PATH) => TenantRequest::Register(json(incoming.body, "register")?),
+            (Method::Post, REGISTER_PATH) => {
+                TenantRequest::Register(json(incoming.body, "register")?)
+            }
             (Method::Post, KICK_PATH) => TenantRequest::Kick(json(incoming.body, "kick order")?),
-            (method, path) => return Err(ProtocolError::new(format!("tenant: no request {method:?} {path}"))),
+            (method, path) => {
+                return Err(ProtocolError::new(format!(
+                    "tenant: no request {method:?} {path}"
+                )))
+            }
         })
     }
 }
@@ -100,20 +106,48 @@ mod tests {
 
     fn parse(call: &Call) -> TenantRequest {
         let body = call.body.as_deref().unwrap_or("").as_bytes();
-        TenantRequest::parse(&Incoming { method: call.method, path: call.path, query: &call.query, body }).unwrap()
+        TenantRequest::parse(&Incoming {
+            method: call.method,
+            path: call.path,
+            query: &call.query,
+            body,
+        })
+        .unwrap()
     }
 
     #[test]
     fn requests_and_answers_round_trip() {
-        let register = Register { channel: "c:t:r".into() };
+        let register = Register {
+            channel: "c:t:r".into(),
+        };
         assert_eq!(parse(&register.call()), TenantRequest::Register(register));
-        let order = KickOrder { tag: Some("j:ab".into()), until_ms: 10 };
+        let order = KickOrder {
+            tag: Some("j:ab".into()),
+            until_ms: 10,
+        };
         assert_eq!(parse(&order.call()), TenantRequest::Kick(order));
-        let revocations = Revocations { revocations: vec![Revocation { tag: "u:1".into(), until_ms: 3 }] };
-        assert_eq!(Revocations::parse(revocations.to_json().as_bytes()), Ok(revocations));
-        let report = KickReport { channels: 3, closed: 2, pending: 1 };
+        let revocations = Revocations {
+            revocations: vec![Revocation {
+                tag: "u:1".into(),
+                until_ms: 3,
+            }],
+        };
+        assert_eq!(
+            Revocations::parse(revocations.to_json().as_bytes()),
+            Ok(revocations)
+        );
+        let report = KickReport {
+            channels: 3,
+            closed: 2,
+            pending: 1,
+        };
         assert_eq!(KickReport::parse(report.to_json().as_bytes()), Ok(report));
-        let unknown = Incoming { method: Method::Post, path: "/admit", query: "", body: b"{}" };
+        let unknown = Incoming {
+            method: Method::Post,
+            path: "/admit",
+            query: "",
+            body: b"{}",
+        };
         assert!(TenantRequest::parse(&unknown).is_err());
     }
 }
