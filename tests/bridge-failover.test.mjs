@@ -125,7 +125,11 @@ test('killed with batches in flight (stored at the edge, unanswered): the restar
   const channels = Array.from({ length: 4 }, (_, i) => channelOf(tenant, `f-${i}`));
   const sub = await sse(tenant, channels);
   await produce(redis, stream, channels, 100);
-  const held = await waitFor(() => proxy.held().length >= 2 && proxy.held(), 10_000, 'two batches stored and unanswered');
+  // The four channels may all hash to one lane, so one held batch is the
+  // least there is; the other lane, if it has any, is held a moment later.
+  await waitFor(() => proxy.held().length >= 1, 10_000, 'a batch stored and unanswered');
+  await sleep(500);
+  const held = proxy.held();
   await stop(first, 'SIGKILL');
   const inFlight = held.reduce((n, r) => n + r.events.length, 0);
   const pending = await pendingOf(redis, stream);
