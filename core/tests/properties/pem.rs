@@ -7,7 +7,7 @@ use crate::config::config;
 use crate::strategies::{hostile, mutated};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use edgestream_core::keys::VerificationKey;
+use edgestream_core::keys::{KeyError, VerificationKey};
 use edgestream_core::token::{JwtVerifier, VerifierConfig};
 use proptest::prelude::*;
 
@@ -127,4 +127,25 @@ proptest! {
         }
         check_text(&block);
     }
+}
+
+/// Found by `edited_pem_text` (seed 1, scale 100): blocks whose END line
+/// ran on into the next BEGIN line, sharing its dashes, loaded every other
+/// block and silently dropped the rest. Such text is now malformed.
+#[test]
+fn a_block_running_on_from_an_end_line_is_refused() {
+    let (_, block) = PEMS[8];
+    let block = block.trim_end();
+    let run_on = [block; 4].join("").replace("----------", "-----");
+    assert_eq!(run_on.matches("-----BEGIN ").count(), 4);
+    assert_eq!(
+        VerificationKey::from_pem(&run_on).err(),
+        Some(KeyError::MalformedPem)
+    );
+    check_text(&run_on);
+    let separated = [block; 4].join("\n");
+    assert_eq!(
+        VerificationKey::from_pem(&separated).map(|k| k.len()),
+        Ok(4)
+    );
 }
