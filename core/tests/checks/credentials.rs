@@ -5,7 +5,9 @@ use super::problem::assert_client_error;
 use edgestream_core::credentials::{select_credential, Credential};
 
 /// Values at least this long cannot hide inside the fixed error messages,
-/// so an error detail that contains one has echoed it.
+/// so an error detail or challenge that contains one has echoed it. (The
+/// problem's JSON is not searched: its fixed members are longer, and a
+/// value may be a piece of them.)
 const ECHO_PROBE_CHARS: usize = 64;
 
 /// Any header and query values: the selection follows the precedence rules,
@@ -43,14 +45,14 @@ pub fn check_selection(header: Option<&str>, tokens: &[&str], tickets: &[&str]) 
         (_, Err(problem)) => {
             assert_client_error(problem);
             assert_eq!(problem.status, 401, "{problem:?}");
-            let json = problem.to_json();
             let presented = header
                 .into_iter()
                 .chain(tokens.iter().copied())
                 .chain(tickets.iter().copied());
             for value in presented.filter(|v| v.chars().count() >= ECHO_PROBE_CHARS) {
+                let challenge = problem.www_authenticate.as_deref().unwrap_or_default();
                 assert!(
-                    !problem.detail.contains(value) && !json.contains(value),
+                    !problem.detail.contains(value) && !challenge.contains(value),
                     "echoed {value:?}"
                 );
             }

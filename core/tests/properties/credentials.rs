@@ -52,3 +52,14 @@ proptest! {
         check_scheme_case(&scheme, &value);
     }
 }
+
+/// Found by the `credentials` fuzz target: a query token that is itself the
+/// start of a problem document's JSON is found in that JSON without being
+/// echoed. The check looks for echoes where they would be, in the detail
+/// and the challenge.
+#[test]
+fn a_value_that_is_part_of_the_problem_text_is_not_an_echo() {
+    let value = r#"{"type":"urn:edgestream:problem:invalid_token","title":"Invalid "#;
+    check_selection(None, &[value, value], &[]);
+    check_selection(Some(&format!("Token {value}")), &[], &[value]);
+}
