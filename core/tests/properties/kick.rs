@@ -2,7 +2,9 @@
 
 use crate::checks::kick::check_body;
 use crate::config::config;
+use crate::strategies::TENANTS;
 use crate::strategies::{hostile, json_text, mutated, object, quoted, tenant, ws};
+use edgestream_core::revocation::parse_kick;
 use proptest::prelude::*;
 
 /// A kick body: mostly the fields a kick has, each right, wrong or null,
@@ -78,5 +80,17 @@ proptest! {
     #[test]
     fn kicks_are_what_the_body_said(body in body(), now in 0..2_000_000_000u64) {
         check_body(body.as_bytes(), now);
+    }
+}
+
+/// Found with the `ticket` fuzz target's array finding: `["<tenant>"]` was
+/// read as `{"tenant":"<tenant>"}`, a kick of every stream of the tenant.
+#[test]
+fn an_array_is_not_a_kick() {
+    let tenant = quoted(TENANTS[0]);
+    for body in [format!("[{tenant}]"), format!("[{tenant},\"42\",null,60]")] {
+        let problem = parse_kick(body.as_bytes(), 0).unwrap_err();
+        assert_eq!(problem.code, "invalid_body", "{body}");
+        check_body(body.as_bytes(), 0);
     }
 }

@@ -2,8 +2,10 @@
 
 use crate::checks::ticket::{check_redeem, check_request, check_shape};
 use crate::config::config;
+use crate::strategies::TENANTS;
 use crate::strategies::{any_channel, channel, json_text, mutated, object, quoted, tenant, ws};
 use edgestream_core::channel::ChannelName;
+use edgestream_core::ticket::parse_ticket_request;
 use edgestream_core::token::Claims;
 use proptest::prelude::*;
 
@@ -74,5 +76,22 @@ proptest! {
             jti: None,
         };
         check_redeem(&claims, &granted, &requested, issued, issued + age);
+    }
+}
+
+/// Found by the `ticket` fuzz target: `[[]]` was read as
+/// `{"channels":[]}`, because a derived struct also reads a JSON array of
+/// its fields, so an array holding a channel list was a ticket request.
+#[test]
+fn an_array_is_not_a_ticket_request() {
+    let list = format!("[{}]", quoted(&format!("scan-progress:{}:a", TENANTS[0])));
+    for body in [
+        "[[]]".to_owned(),
+        format!("[{list}]"),
+        format!(" \n[{list}]"),
+    ] {
+        let problem = parse_ticket_request(body.as_bytes(), 5).unwrap_err();
+        assert_eq!(problem.code, "invalid_body", "{body}");
+        check_request(body.as_bytes(), 5);
     }
 }
