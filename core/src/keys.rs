@@ -354,6 +354,12 @@ impl VerificationKey {
                 .ok_or(KeyError::MalformedPem)?;
             let body = &body_and_rest[..body_end];
             rest = &body_and_rest[body_end + end_marker.len()..];
+            // The END line ends there (RFC 7468). Text running on from it,
+            // as in `-----END PUBLIC KEY-----BEGIN PUBLIC KEY-----`, would
+            // lend the next block's dashes to this one and hide that block.
+            if rest.starts_with(|c: char| !c.is_ascii_whitespace()) {
+                return Err(KeyError::MalformedPem);
+            }
 
             // Decide by label before decoding, so that a private key is
             // named as such even when its body is encrypted or damaged.

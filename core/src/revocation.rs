@@ -72,6 +72,13 @@ struct KickRequest {
 /// Parses `POST /v1/admin/kick`: `{"tenant", "user"?, "jti"?, "ttl_seconds"?}`,
 /// naming at most one of `user` and `jti`.
 pub fn parse_kick(body: &[u8], now_unix: u64) -> Result<Kick, Problem> {
+    // A derived struct also reads a JSON array of its fields (`["<tenant>"]`
+    // is a kick of the whole tenant); the body is an object and nothing else.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Problem::invalid_body(
+            "expected {\"tenant\", \"user\"?, \"jti\"?, \"ttl_seconds\"?}",
+        ));
+    }
     let request: KickRequest = serde_json::from_slice(body).map_err(|e| {
         Problem::invalid_body(format!(
             "expected {{\"tenant\", \"user\"?, \"jti\"?, \"ttl_seconds\"?}}: {e}"

@@ -26,6 +26,11 @@ struct TicketRequest {
 
 /// Parses `POST /v1/tickets`: 1 to `max_channels` valid channel names.
 pub fn parse_ticket_request(body: &[u8], max_channels: usize) -> Result<Vec<ChannelName>, Problem> {
+    // A derived struct also reads a JSON array of its fields (`[[...]]`);
+    // the body is an object and nothing else.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Problem::invalid_body("expected {\"channels\": [...]}"));
+    }
     let request: TicketRequest = serde_json::from_slice(body)
         .map_err(|e| Problem::invalid_body(format!("expected {{\"channels\": [...]}}: {e}")))?;
     crate::channel::requested_channels(
