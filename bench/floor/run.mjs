@@ -4,9 +4,10 @@
 //
 //   sockets  worker.js in workerd: a hibernatable WebSocket per stream
 //   hub      hub.js in workerd: the channel's streams share a socket per isolate
+//   hub-js   the same, each response body a JavaScript ReadableStream (less memory)
 //   nchan    nginx with nchan (bench/peers/install), for reference
 //
-//   node bench/floor/run.mjs [--shapes sockets,hub[,nchan]] [--streams 1000] [--events 100]
+//   node bench/floor/run.mjs [--shapes sockets,hub[,hub-js][,nchan]] [--streams 1000] [--events 100]
 //
 // Per shape it prints the server's CPU per delivery and per stream opened,
 // resident memory per stream, streams opened per second, the time from a
@@ -30,7 +31,7 @@ import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
   options: {
-    shapes: { type: 'string', default: 'sockets,hub' },
+    shapes: { type: 'string', default: 'sockets,hub,hub-js' },
     streams: { type: 'string', default: '1000' },
     events: { type: 'string', default: '100' },
   },
@@ -52,7 +53,13 @@ const LATE = Math.max(2, Math.ceil(STREAMS / 100));
 const KICKED = (i) => i % 100 === 50 || (STREAMS < 100 && i === 1);
 // Wakes a hub's owner dispatches before it hands the socket on: small enough
 // that ownership rotates a few times in every run.
-const OWNER_BUDGET = Math.max(50, Math.floor((STREAMS * EVENTS) / 4));
+const OWNER_BUDGET = String(Math.max(50, Math.floor((STREAMS * EVENTS) / 4)));
+// The script and bindings of each shape served by workerd.
+const WORKERS = {
+  sockets: ['worker.js', {}],
+  hub: ['hub.js', { OWNER_BUDGET }],
+  'hub-js': ['hub.js', { OWNER_BUDGET, BODY: 'js' }],
+};
 // Events published after the object restarts (hub).
 const AFTER_RESTART = 3;
 // Large frames for the lagging check, on a channel of its own (hub).
@@ -286,12 +293,13 @@ async function openAll(server, clients, channelPath, query) {
 
 async function measure(shape) {
   const server =
-    shape === 'nchan' ? await startNchan() : await startWorkerd(shape === 'hub' ? 'hub.js' : 'worker.js', shape === 'hub' ? { OWNER_BUDGET: String(OWNER_BUDGET) } : {});
+    shape === 'nchan' ? await startNchan() : await startWorkerd(...WORKERS[shape]);
+  const hub = shape.startsWith('hub');
   const publishPath = shape === 'nchan' ? '/pub/floor' : '/publish';
   const streamPath = shape === 'nchan' ? '/sub/floor' : '/stream';
   const result = { shape, streams: STREAMS, events: EVENTS };
   try {
-    const clients = Array.from({ length: STREAMS }, (_, i) => new Client(i, { tags: shape === 'hub' && KICKED(i) ? ['kick'] : [] }));
+    const clients = Array.from({ length: STREAMS }, (_, i) => new Client(i, { tags: hub && KICKED(i) ? ['kick'] : [] }));
     const expected = new Set(clients);
     const idle = usage(server.process);
     const openStarted = performance.now();
@@ -340,11 +348,11 @@ async function measure(shape) {
       if (index === Math.floor(EVENTS / 2)) {
         // Half-way: one client goes away; for the hub, the one whose stream
         // holds the socket. Late streams (hub) join and catch up from history.
-        victim = shape === 'hub' ? clients.findLast((client) => client.owners > 0) : clients[0];
+        victim = hub ? clients.findLast((client) => client.owners > 0) : clients[0];
         if (!victim) throw new Error('no stream says it holds the socket');
         expected.delete(victim);
         victim.close();
-        if (shape === 'hub') {
+        if (hub) {
           for (let i = 0; i < LATE; i++) late.push(Object.assign(new Client(`late-${i}`, { after: 0 }), { onIndex }));
           await Promise.all(late.map((client) => client.open(server, streamPath)));
         }
@@ -363,7 +371,7 @@ async function measure(shape) {
       if (client !== victim && client.next !== EVENTS) fail(shape, `stream ${client.id} has ${client.next} of ${EVENTS} events`);
     }
 
-    if (shape === 'hub') await hubChecks(server, clients, expected, late, victim, result, publishAndWait);
+    if (hub) await hubChecks(shape, server, clients, expected, late, victim, result, publishAndWait);
 
     await new Promise((r) => setTimeout(r, 200));
     for (const client of [...clients, ...late]) client.close();
@@ -375,7 +383,7 @@ async function measure(shape) {
   const broken = server.log.filter((line) => LOG_FAILURES.some((pattern) => pattern.test(line)));
   for (const line of broken.slice(0, 5)) fail(shape, `server log: ${line.slice(0, 300)}`);
   if (broken.length > 5) fail(shape, `${broken.length - 5} more such lines in the server's log`);
-  if (shape === 'hub') {
+  if (hub) {
     result.reattaches = server.log.filter((line) => /"floor":"reattach"/.test(line)).length;
     if (result.reattaches === 0) fail(shape, 'no hub attached again after the object restarted');
   }
@@ -383,47 +391,47 @@ async function measure(shape) {
 }
 
 /** What sharing a socket must keep, checked on the hub after the measured events. */
-async function hubChecks(server, clients, expected, late, victim, result, publishAndWait) {
+async function hubChecks(shape, server, clients, expected, late, victim, result, publishAndWait) {
   const handedOver = clients.some((client) => client !== victim && client.owners > 0);
-  if (!handedOver) fail('hub', 'no other stream took the socket after its owner left');
+  if (!handedOver) fail(shape, 'no other stream took the socket after its owner left');
   result.owners_seen = clients.reduce((total, client) => total + client.owners, 0);
 
   const caughtUp = await until(() => late.every((client) => client.next === EVENTS), CHECK_TIMEOUT_MS);
   for (const client of late) {
-    if (client.errors.length) fail('hub', `late stream ${client.id}: ${client.errors.slice(0, 3).join('; ')}`);
+    if (client.errors.length) fail(shape, `late stream ${client.id}: ${client.errors.slice(0, 3).join('; ')}`);
   }
-  if (!caughtUp) fail('hub', `late streams have ${late.map((client) => client.next).join(',')} of ${EVENTS} events`);
+  if (!caughtUp) fail(shape, `late streams have ${late.map((client) => client.next).join(',')} of ${EVENTS} events`);
   for (const client of late) expected.add(client);
 
   const counted = () => stats(server).then((s) => s.streams === expected.size);
   if (!(await until(counted, CHECK_TIMEOUT_MS))) {
-    fail('hub', `stats count ${(await stats(server)).streams} streams, ${expected.size} are open`);
+    fail(shape, `stats count ${(await stats(server)).streams} streams, ${expected.size} are open`);
   }
 
   // A kick ends exactly the tagged streams, each with stream-error kicked.
   const tagged = clients.filter((client) => client.tags.includes('kick') && client !== victim);
   await request(server, 'POST', '/kick?tag=kick');
   const kicked = await until(() => tagged.every((client) => client.ended), CHECK_TIMEOUT_MS);
-  if (!kicked) fail('hub', `${tagged.filter((client) => !client.ended).length} of ${tagged.length} tagged streams outlived the kick`);
+  if (!kicked) fail(shape, `${tagged.filter((client) => !client.ended).length} of ${tagged.length} tagged streams outlived the kick`);
   for (const client of tagged) {
-    if (client.endedWith !== 'kicked') fail('hub', `kicked stream ${client.id} ended with ${client.endedWith}`);
+    if (client.endedWith !== 'kicked') fail(shape, `kicked stream ${client.id} ended with ${client.endedWith}`);
     expected.delete(client);
   }
   await new Promise((r) => setTimeout(r, 200));
   const wrongly = [...expected].filter((client) => client.ended);
-  if (wrongly.length) fail('hub', `${wrongly.length} untagged streams ended at the kick (e.g. ${wrongly[0].id})`);
+  if (wrongly.length) fail(shape, `${wrongly.length} untagged streams ended at the kick (e.g. ${wrongly[0].id})`);
   if (!(await until(counted, CHECK_TIMEOUT_MS))) {
-    fail('hub', `after the kick, stats count ${(await stats(server)).streams} streams, ${expected.size} are open`);
+    fail(shape, `after the kick, stats count ${(await stats(server)).streams} streams, ${expected.size} are open`);
   }
 
   // The object restarts (as on a deploy or an eviction): its sockets close
   // under the Worker, which attaches again; nothing is lost or repeated.
   const restart = await request(server, 'POST', '/abort');
-  if (restart.status === 204) fail('hub', 'the object did not restart');
+  if (restart.status === 204) fail(shape, 'the object did not restart');
   for (let index = EVENTS; index < EVENTS + AFTER_RESTART; index++) await publishAndWait(index);
   for (const client of expected) {
-    if (client.next !== EVENTS + AFTER_RESTART) fail('hub', `after the restart, stream ${client.id} has ${client.next} events`);
-    if (client.errors.length) fail('hub', `after the restart, stream ${client.id}: ${client.errors.slice(0, 3).join('; ')}`);
+    if (client.next !== EVENTS + AFTER_RESTART) fail(shape, `after the restart, stream ${client.id} has ${client.next} events`);
+    if (client.errors.length) fail(shape, `after the restart, stream ${client.id}: ${client.errors.slice(0, 3).join('; ')}`);
   }
 
   // A client that stops reading is closed as lagging; its neighbour goes on.
@@ -440,10 +448,10 @@ async function hubChecks(server, clients, expected, late, victim, result, publis
   stalled.response.resume();
   const settled = await until(() => stalled.ended && reader.next === published, CHECK_TIMEOUT_MS);
   result.lagging_closed_after_frames = stalled.next;
-  if (!settled) fail('hub', `lagging check did not settle: reader ${reader.next}/${published}, stalled ended ${stalled.ended}`);
-  if (stalled.endedWith !== 'lagging') fail('hub', `the stalled stream ended with ${stalled.endedWith}, not lagging`);
+  if (!settled) fail(shape, `lagging check did not settle: reader ${reader.next}/${published}, stalled ended ${stalled.ended}`);
+  if (stalled.endedWith !== 'lagging') fail(shape, `the stalled stream ended with ${stalled.endedWith}, not lagging`);
   for (const client of [reader, stalled]) {
-    if (client.errors.length) fail('hub', `${client.id}: ${client.errors.slice(0, 3).join('; ')}`);
+    if (client.errors.length) fail(shape, `${client.id}: ${client.errors.slice(0, 3).join('; ')}`);
   }
   reader.close();
 }
