@@ -501,6 +501,7 @@ class Stream {
   /** Becomes the hub's owner: attaches the socket from the hub's position. */
   async attach() {
     const hub = this.hub;
+    hub.promoting = false;
     hub.spent = 0;
     hub.ownerSeen = Date.now();
     const resume = hub.position === undefined ? '' : `&after=${hub.position}`;

@@ -1,5 +1,6 @@
 // Where workerd's memory for an open, idle stream goes: each variant of
-// idle.js (and hub.js's streams) in a fresh workerd, N streams opened and
+// idle.js (and hub.js's streams: `hub`, and `hub-js` with script bodies) in a
+// fresh workerd, N streams opened and
 // left idle, then workerd's resident memory and V8 heap per stream; for variants with sockets, again once the channel
 // object has hibernated (workerd evicts an idle object after ~10 s and keeps
 // only its sockets).
@@ -14,7 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 
-const ALL = ['connection', 'pipe', 'pipe-hwm', 'js-stream', 'socket', 'socket-timer', 'sockets-only', 'hub'];
+const ALL = ['connection', 'pipe', 'pipe-hwm', 'js-stream', 'socket', 'socket-timer', 'sockets-only', 'hub', 'hub-js'];
 const { values } = parseArgs({
   options: {
     streams: { type: 'string', default: '2000' },
@@ -99,7 +100,8 @@ async function measure(variant) {
       {
         name: 'idle',
         modules: true,
-        scriptPath: path.join(HERE, variant === 'hub' ? 'hub.js' : 'idle.js'),
+        scriptPath: path.join(HERE, variant.startsWith('hub') ? 'hub.js' : 'idle.js'),
+        bindings: variant === 'hub-js' ? { BODY: 'js' } : {},
         compatibilityDate: '2026-04-20',
         compatibilityFlags: FLAGS,
         durableObjects: { CHANNEL: { className: 'Channel', useSQLite: true } },
