@@ -80,11 +80,11 @@ const fail = (shape, message) => {
   console.error(`FAIL ${shape}: ${message}`);
 };
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-// Publishes and stats: kept-alive connections that this side closes after a
-// second unused, well before a server closes an idle one (workerd after 5 s),
-// so that no request goes out on a connection the server is closing.
-const control = new http.Agent({ keepAlive: true, timeout: 1000 });
+// Every stream, publish and stats request has a connection of its own: a
+// kept-alive connection can be reused just as the server closes it (workerd
+// closes one idle for 5 s, and a fan-out to 10,000 streams keeps this process
+// too busy to notice), and the request then fails with "socket hang up".
+const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 
 /** CPU (user + system, ms) and resident memory (KiB) of this process's descendants named `name`. */
 function usage(name) {
@@ -229,7 +229,7 @@ class Client {
         response.on('end', () => (this.ended = true));
         response.on('error', () => (this.ended = true));
       });
-      this.request.on('error', (error) => (this.ended ? null : failed(error)));
+      this.request.on('error', (error) => (this.ended ? null : failed(new Error(`stream ${this.id}: ${error.message}`))));
     });
   }
 
@@ -259,7 +259,7 @@ class Client {
 
 const request = (server, method, target, body) =>
   new Promise((resolve, reject) => {
-    const req = http.request(new URL(target, server.url), { method, agent: control }, (response) => {
+    const req = http.request(new URL(target, server.url), { method, agent }, (response) => {
       let text = '';
       response.setEncoding('utf8');
       response.on('data', (chunk) => (text += chunk));
@@ -485,6 +485,19 @@ watchdog.unref();
 const results = [];
 for (const shape of SHAPES) results.push(await measure(shape));
 for (const result of results) console.log(JSON.stringify(result));
+const columns = [
+  ['shape', (r) => r.shape],
+  ['CPU µs/delivery', (r) => r.cpu_us_per_delivery],
+  ['RSS KiB/stream', (r) => r.rss_kib_per_stream],
+  ['opened/s', (r) => r.streams_opened_per_s],
+  ['CPU µs/open', (r) => r.cpu_us_per_stream_opened],
+  ['p50 ms', (r) => r.publish_to_last_delivery_ms?.p50],
+  ['p99 ms', (r) => r.publish_to_last_delivery_ms?.p99],
+  ['sends/event', (r) => r.object_sends_per_event],
+];
+const rows = [columns.map(([name]) => name), ...results.map((r) => columns.map(([, get]) => String(get(r) ?? '-')))];
+const widths = columns.map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+for (const row of rows) console.log(row.map((cell, i) => cell.padStart(widths[i])).join('  '));
 if (failures.length) {
   console.error(`${failures.length} failure(s)`);
   process.exit(1);
