@@ -62,7 +62,7 @@ pub fn check_redeem(
     issued: u64,
     now: u64,
 ) {
-    let Ok(grant) = TicketGrant::new(claims, granted, issued) else {
+    let Ok(grant) = TicketGrant::new(claims, granted, issued, None) else {
         assert!(claims.tenant.is_none(), "a tenant credential got no ticket");
         return;
     };
