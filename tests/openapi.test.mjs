@@ -14,11 +14,11 @@ const api = loadOpenApi();
 const exercised = new Set();
 
 /** Sends a request, checks the response against the document, returns it. */
-async function call(base, method, pathName, { query = '', headers = {}, body } = {}) {
+async function call(base, method, pathName, { query = '', headers = {}, body, path = pathName } = {}) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), 10_000);
   try {
-    const res = await fetch(`${new URL(pathName, base)}${query}`, { method, headers, body, signal: controller.signal });
+    const res = await fetch(`${new URL(path, base)}${query}`, { method, headers, body, signal: controller.signal });
     // A stream is cut after its headers: the body never ends.
     const text = res.headers.get('content-type')?.startsWith('text/event-stream') ? '' : await res.text();
     api.checkResponse(method, pathName, { status: res.status, headers: res.headers, text });
@@ -232,6 +232,30 @@ describe('the running worker matches docs/openapi.yaml', () => {
     });
     assert.equal(refused.status, 403);
     assert.equal(refused.json.code, 'revoked');
+  });
+
+  it('GET /v1/channels/{channel}', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const path = `/v1/channels/${encodeURIComponent(channel)}`;
+    const stats = (headers, at = path) => call(worker.url, 'GET', '/v1/channels/{channel}', { path: at, headers });
+    const empty = await stats(bearer(await subscriber(tenant)));
+    assert.equal(empty.status, 200, empty.text);
+    assert.deepEqual(empty.json, { channel, streams: 0, last_id: null, last_event_at: null, history: 0 });
+    assert.equal((await publish(worker.url, await publisher(tenant), { channel, event: 'x.y', data: 1 })).status, 202);
+    const after = await stats(bearer(await subscriber(tenant)));
+    assert.equal(after.json.last_id, 1);
+    assert.equal(after.json.history, 1);
+    const refusals = [
+      [400, 'invalid_channel', bearer(await subscriber(tenant)), '/v1/channels/nope'],
+      [401, 'missing_credentials', {}, path],
+      [403, 'channel_forbidden', bearer(await subscriber(newTenant())), path],
+    ];
+    for (const [status, code, headers, at] of refusals) {
+      const r = await stats(headers, at);
+      assert.equal(r.status, status, `${code}: ${r.text}`);
+      assert.equal(r.json.code, code);
+    }
   });
 
   it('OPTIONS preflights', async () => {

@@ -114,10 +114,9 @@ struct Link {
 
 impl DurableObject for ChannelObject {
     fn new(state: State, env: Env) -> Self {
-        let channel = Channel::open(state, env).map(Rc::new).map_err(|reason| {
-            log::error("channel object cannot start", &reason);
-            reason
-        });
+        let channel = Channel::open(state, env)
+            .map(Rc::new)
+            .inspect_err(|reason| log::error("channel object cannot start", reason));
         ChannelObject { channel }
     }
 
@@ -252,6 +251,7 @@ impl Channel {
                 Ok(Response::empty()?.with_status(204))
             }
             ChannelRequest::Stats => self.stats().await,
+            ChannelRequest::Reset => self.reset().await,
             ChannelRequest::Join(join) => self.join(join.shard).await,
         }
     }
@@ -348,11 +348,23 @@ impl Channel {
     /// `edgestream_core::history`).
     async fn publish(self: &Rc<Self>, batch: &Publish<'_>) -> Result<Response> {
         self.register().await?;
-        let now = now_ms();
+        let Some(results) = self.store_batch(batch, now_ms())? else {
+            return Ok(Response::empty()?.with_status(REVOKED));
+        };
+        self.ensure_alarm().await?;
+        Response::ok(
+            serde_json::to_string(&Published { results })
+                .map_err(|e| worker::Error::RustError(e.to_string()))?,
+        )
+    }
+
+    /// Stores a batch and queues it for the next flush, without yielding;
+    /// none if the publisher is revoked.
+    fn store_batch(self: &Rc<Self>, batch: &Publish<'_>, now: u64) -> Result<Option<Vec<Outcome>>> {
         let cutoff = self.cutoff(now);
         let mut memory = self.memory.borrow_mut();
         if memory.revocations.revokes(&batch.publisher_tags, now) {
-            return Ok(Response::empty()?.with_status(REVOKED));
+            return Ok(None);
         }
         if memory.keys.is_none() && batch.events.iter().any(|e| e.idempotency_key.is_some()) {
             memory.keys = Some(self.store.keys(cutoff)?);
@@ -418,11 +430,7 @@ impl Channel {
                 channel.flush();
             });
         }
-        self.ensure_alarm().await?;
-        Response::ok(
-            serde_json::to_string(&Published { results })
-                .map_err(|e| worker::Error::RustError(e.to_string()))?,
-        )
+        Ok(Some(results))
     }
 
     /// Sends what was published since the last flush to every socket and
@@ -625,6 +633,20 @@ impl Channel {
             rows_written: self.store.rows_written(),
         };
         Response::ok(stats.to_json())
+    }
+
+    /// Resets the shards, then this object (development only).
+    async fn reset(&self) -> Result<Response> {
+        let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
+        let env = &self.env;
+        let name = self.name.as_str();
+        futures_util::future::join_all(shards.into_iter().map(|shard| async move {
+            if let Ok(client) = ChannelClient::shard(env, name, shard) {
+                client.reset().await;
+            }
+        }))
+        .await;
+        super::objects::abort(&self.state)
     }
 
     /// Registers with the tenant's object, once at a time: requests that

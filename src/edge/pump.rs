@@ -462,14 +462,19 @@ impl Pump {
         true
     }
 
-    /// A channel's socket is gone: what its tap wrote is delivered.
+    /// A channel's socket is gone: what its tap wrote is delivered, and its
+    /// listener retires, so that the live path is released only on the tap
+    /// of the socket that replaces it.
     fn detach(&mut self, index: usize) {
         let link = &mut self.links[index];
         link.socket = None;
-        if let Some(Listener::Tap(tap)) = &link.listener {
-            tap.stop();
-            self.stream.merge.delivered(index, tap.position());
-            self.tap_live = false;
+        if let Some(listener) = link.listener.take() {
+            if let Listener::Tap(tap) = &listener {
+                tap.stop();
+                self.stream.merge.delivered(index, tap.position());
+                self.tap_live = false;
+            }
+            self.retired.push(listener);
         }
     }
 

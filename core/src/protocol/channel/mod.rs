@@ -6,6 +6,7 @@ pub mod admit;
 pub mod history;
 pub mod kick;
 pub mod publish;
+pub mod reset;
 pub mod shard;
 pub mod stats;
 pub mod subscribe;
@@ -29,6 +30,8 @@ pub enum ChannelRequest<'a> {
     Kick(Kick),
     Admit(Admit),
     Stats,
+    /// Drop memory and sockets, shards first (development only).
+    Reset,
     /// A shard of this channel starts serving streams.
     Join(Join),
 }
@@ -48,6 +51,7 @@ impl<'a> ChannelRequest<'a> {
             (Method::Post, kick::PATH) => ChannelRequest::Kick(Kick::parse(incoming.body)?),
             (Method::Get, admit::PATH) => ChannelRequest::Admit(Admit::parse(incoming.query)?),
             (Method::Get, stats::PATH) => ChannelRequest::Stats,
+            (Method::Post, reset::PATH) => ChannelRequest::Reset,
             (Method::Post, shard::JOIN_PATH) => ChannelRequest::Join(Join::parse(incoming.body)?),
             (method, path) => {
                 return Err(ProtocolError::new(format!(
@@ -100,6 +104,7 @@ mod tests {
             ChannelRequest::Admit(Admit { tags: vec![] })
         );
         assert_eq!(parse(&stats::call()), ChannelRequest::Stats);
+        assert_eq!(parse(&reset::call()), ChannelRequest::Reset);
         assert_eq!(
             parse(&Join { shard: 2 }.call()),
             ChannelRequest::Join(Join { shard: 2 })
