@@ -55,8 +55,6 @@ const STALLED_KEEPALIVES: u32 = 2;
 /// Failed attempts in a row to attach a channel again (or to read a page of
 /// its history) before the stream gives up on it.
 const MAX_FAILURES: u32 = 5;
-/// How often a stream opened with an API key checks that the key still exists.
-const API_KEY_RECHECK: Duration = Duration::from_secs(60);
 
 enum Input {
     Relay {
@@ -144,6 +142,8 @@ pub struct OpenStream {
     /// The fingerprint of the API key the stream was opened with: the stream
     /// ends when the key is deleted or expires.
     pub api_key: Option<String>,
+    /// How often that key is looked up again (`API_KEY_RECHECK_SECONDS`).
+    pub api_key_recheck: Duration,
 }
 
 /// A channel's current socket and what listens on it.
@@ -231,9 +231,8 @@ impl Pump {
             disconnected.into_stream().map(|_| Input::Disconnected),
         ));
         if self.stream.api_key.is_some() {
-            sources.push(Box::pin(ticks(API_KEY_RECHECK, API_KEY_RECHECK, || {
-                Input::Recheck
-            })));
+            let every = self.stream.api_key_recheck;
+            sources.push(Box::pin(ticks(every, every, || Input::Recheck)));
         }
         let mut inputs = select_all(sources);
 
