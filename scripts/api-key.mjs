@@ -141,8 +141,11 @@ function create() {
   if (values.tenant) record.tenant = values.tenant;
   if (values.days) record.expires_at = Math.floor(Date.now() / 1000) + Number(values.days) * 86400;
 
-  console.log(`API key (shown once): ${key}\n`);
+  // With --run the key is shown only once its record is stored: a key whose
+  // store failed would be refused everywhere.
+  if (!values.run) console.log(`API key (shown once): ${key}\n`);
   wrangler(['kv', 'key', 'put', '--binding', 'API_KEYS', fingerprint, JSON.stringify(record)], 'Store its fingerprint');
+  if (values.run) console.log(`\nAPI key (shown once): ${key}\n`);
   console.log(`Use it as:  Authorization: Api-Key ${key}`);
   console.log(`Delete it:  npm run api-key -- delete --fingerprint ${fingerprint} ${whereFlags()}`);
 }
