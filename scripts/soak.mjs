@@ -80,6 +80,9 @@ const PUBSUB_CHANNEL = 'events_channel';
 const KICK_TTL_SECONDS = 2;
 const DEPART_TIMEOUT_MS = 30_000;
 const DRAIN_TIMEOUT_MS = 60_000;
+// Generous for a loaded 2-core machine; a request without an answer by then
+// is retried (publishes, with the same idempotency keys) or reconnected.
+const REQUEST_TIMEOUT_MS = 30_000;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (msg) => process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -269,6 +272,7 @@ async function publishHttp(tenant, events, { replay = false, single = false } = 
           method: 'POST',
           headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${await publisherToken(tenant)}` },
           body,
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         });
         const text = await res.text();
         if (res.status === 202) return JSON.parse(text).results;
@@ -473,6 +477,7 @@ class Subscriber {
     this.controller = controller;
     this.dropped = false;
     let res;
+    const noAnswer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
     try {
       res = await fetch(streamUrl(BASE, this.chans.map((c) => c.name)), {
         headers: { Authorization: `Bearer ${await this.token()}`, ...(this.lastId ? { 'Last-Event-ID': this.lastId } : {}) },
@@ -480,6 +485,8 @@ class Subscriber {
       });
     } catch {
       return this.leaving ? 'client_left' : this.dropped ? 'client_drop' : 'network_error';
+    } finally {
+      clearTimeout(noAnswer);
     }
     if (res.status !== 200) {
       const text = await res.text().catch(() => '');
@@ -680,6 +687,7 @@ async function kicker() {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${admin}` },
       body: JSON.stringify(body),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
     if (res.status !== 200) throw new Error(`kick failed: ${res.status} ${await res.text()}`);
     kicks.closed += (await res.json()).closed;
@@ -733,6 +741,15 @@ async function lagger(lagger) {
 
 const started = Date.now();
 const runMs = MINUTES * 60_000;
+// A run that hangs (an actor waiting on something that never comes) still
+// ends, with its stack stopped and a failing summary.
+const watchdog = setTimeout(async () => {
+  log('the run did not finish in time');
+  process.stdout.write(`${JSON.stringify({ ok: false, failures: ['stalled'], seed: SEED, minutes: MINUTES })}\n`);
+  await stopAll();
+  process.exit(1);
+}, runMs + DRAIN_TIMEOUT_MS + DEPART_TIMEOUT_MS + 120_000);
+watchdog.unref();
 const warmupMs = Math.min(20_000, runMs * 0.2);
 log(`seed ${SEED}, ${TENANTS + 1} tenants, ${channels.length} channels, ${SUBSCRIBERS} subscribers, ${MINUTES} min; workerd ${BASE}`);
 
