@@ -58,8 +58,8 @@ if (!(MINUTES > 0)) throw new Error(`--minutes must be a positive number, got ${
 // part is left out because workerd's resident size climbs for minutes before
 // it levels off, as V8's heap and the wasm instance's memory size themselves
 // to the load and the channel objects' SQLite page caches fill: in ten-minute
-// runs it rose from about 140 MB to a plateau of 320 to 335 MB, reached after
-// five to seven minutes. That growth stops; a leak does not, and shows in the
+// runs it rose from about 135 MiB to 315-330 MiB and levelled off there after
+// five to nine minutes. That growth stops; a leak does not, and shows in the
 // last quarter too. Within it, V8 collects garbage in steps of megabytes,
 // hence the allowance. The bridge is native and holds only batches in flight,
 // so its allowance is small.
