@@ -281,7 +281,15 @@ impl Pump {
             if out.len() + self.stream.merge.held_bytes() > self.stream.max_pending_bytes {
                 break LAGGING;
             }
-            if self.delivery() == Delivery::Frames && !self.tap_live && self.stream.merge.is_live(0)
+            // Only a tap whose socket is attached: after a detach the
+            // listener is the stopped tap of the closed socket, and marking
+            // that one live would keep the next socket's tap from ever
+            // being released (the stream would get events only from the
+            // history pages of later re-attaches).
+            if self.delivery() == Delivery::Frames
+                && !self.tap_live
+                && self.links[0].socket.is_some()
+                && self.stream.merge.is_live(0)
             {
                 if let Some(Listener::Tap(tap)) = &self.links[0].listener {
                     // What the pump holds goes first; writes reach the
