@@ -8,12 +8,14 @@ import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mj
 import { subscribe, publish, streamUrl } from './support/sse.mjs';
 import { rawStream, eventsOf, parseFrames, field, cursorOf, quote, countEvents } from './support/http.mjs';
 
+// Not the default (3000), so that the `retry:` field is seen to come from the setting.
+const RETRY_MS = 2_500;
 let worker;
 let base;
 const logs = logCollector();
 
 before(async () => {
-  worker = await startWorker({ vars: { KEEPALIVE_SECONDS: '1' }, handleStructuredLogs: logs.handleStructuredLogs });
+  worker = await startWorker({ vars: { KEEPALIVE_SECONDS: '1', RETRY_MS: String(RETRY_MS) }, handleStructuredLogs: logs.handleStructuredLogs });
   base = worker.url;
 });
 after(async () => {
@@ -51,7 +53,7 @@ describe('stream response', () => {
     }
   });
 
-  it('starts with retry, then stream-open naming the channels', async () => {
+  it('starts with retry: RETRY_MS, then stream-open naming the channels', async () => {
     const t = newTenant();
     const a = channelOf(t);
     const s = await raw(t, [a]);
@@ -60,7 +62,7 @@ describe('stream response', () => {
       const frames = parseFrames(text);
       assert.ok(frames.length >= 2, text);
       assert.deepEqual(frames[0].fields.map(([n]) => n), ['retry'], `first frame: ${text}`);
-      assert.match(field(frames[0], 'retry'), /^[1-9][0-9]*$/);
+      assert.equal(field(frames[0], 'retry'), String(RETRY_MS));
       assert.equal(field(frames[1], 'event'), 'stream-open');
       assert.deepEqual(JSON.parse(field(frames[1], 'data')), { channels: [a] });
       // Exactly this text: nothing before it, one data line.
@@ -79,9 +81,22 @@ describe('stream response', () => {
     try {
       await s.opened();
       const started = Date.now();
-      // KEEPALIVE_SECONDS is 1 here: two comments arrive well within 5 s.
-      const text = await s.until((x) => (x.match(/^: keep-alive\n\n/gm) ?? []).length >= 2, 5_000, 'two keep-alives');
+      // KEEPALIVE_SECONDS is 1 here: three comments arrive well within 5 s,
+      // and no sooner than a second apart (the first one comes at a random
+      // point of the first interval, so only the gaps after it are fixed).
+      const count = (x) => (x.match(/^: keep-alive\n\n/gm) ?? []).length;
+      const arrivals = [];
+      for (let n = 1; n <= 3; n++) {
+        await s.until((x) => count(x) >= n, 5_000, `keep-alive ${n}`);
+        arrivals.push(Date.now());
+      }
+      const text = s.text;
       assert.ok(Date.now() - started < 5_000);
+      assert.equal(count(text), 3, 'one comment per interval');
+      // Arrival times carry this process's scheduling noise: 600 ms leaves
+      // 400 ms of it and still fails comments sent twice as often.
+      const gaps = arrivals.slice(1).map((at, i) => at - arrivals[i]);
+      assert.ok(gaps.every((ms) => ms >= 600), `keep-alives ${gaps} ms apart`);
       const comments = parseFrames(text).flatMap((f) => f.comments);
       assert.ok(comments.length >= 2);
       for (const c of comments) assert.equal(c, 'keep-alive');
