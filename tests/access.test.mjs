@@ -93,7 +93,7 @@ describe('API keys', () => {
     const live = channelOf(tenant);
     const streaming = readRaw(streamUrl(worker.url, [live]), {
       headers: { Authorization: `Api-Key ${reader}` },
-      done: (t) => t.includes('"via":"key"'),
+      done: (t) => t.includes('"via":"key"}\n\n'),
       timeoutMs: 15_000,
     });
     for (const deadline = Date.now() + 10_000; (await channelStats(worker.url, live)).streams !== 1;) {
@@ -114,7 +114,7 @@ describe('API keys', () => {
     const issued = await post(worker.url, '/v1/tickets', `Api-Key ${key}`, { channels: [channel] });
     assert.equal(issued.status, 201);
     const { ticket } = await issued.json();
-    const { res, text } = await readRaw(streamUrl(worker.url, [], { ticket }), { done: (t) => t.includes('event: stream-open') });
+    const { res, text } = await readRaw(streamUrl(worker.url, [], { ticket }), { done: (t) => /event: stream-open\ndata: [^\n]*\n\n/.test(t) });
     assert.equal(res.status, 200, text);
     assert.match(text, new RegExp(`"channels":\\["${channel}"\\]`));
     const spent = await fetch(streamUrl(worker.url, [], { ticket }));
