@@ -425,7 +425,12 @@ describe('restart on persisted state', () => {
         await new Promise((r) => setTimeout(r, 200));
       }
       await worker.stop();
+      // The sweep (an alarm a second after the events expired) is due while
+      // the runtime is down, so it wakes the object on the next start, before
+      // any request names it: the object must still know its channel.
+      await new Promise((r) => setTimeout(r, 1_500));
       worker = await startWorker({ vars, persistPath: dir });
+      await new Promise((r) => setTimeout(r, 500));
       const res = await publish(worker.url, pub, { channel, event: 'scan.progress', data: { n: 4 } });
       assert.equal(res.status, 202, res.text);
       assert.equal(res.body.results[0].id, 4);
