@@ -181,10 +181,22 @@ impl Channel {
     fn open(state: State, env: Env) -> std::result::Result<Self, String> {
         let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
             .map_err(|e| e.to_string())?;
-        let name = state.id().name().ok_or("the object has no name")?;
-        let name = ChannelName::parse(&name).map_err(|e| format!("not a channel: {e}"))?;
         let store = Store::open(state.storage().sql(), settings.history_size as u64)
             .map_err(|e| e.to_string())?;
+        let saved: Option<String> = store.meta("name").map_err(|e| e.to_string())?;
+        // An object woken by its alarm gets no name from the runtime, so the
+        // name a request gave it is saved for then (one write per object).
+        let name = match (state.id().name(), saved) {
+            (Some(name), saved) => {
+                if saved.as_deref() != Some(name.as_str()) {
+                    store.set_meta("name", &name).map_err(|e| e.to_string())?;
+                }
+                name
+            }
+            (None, Some(saved)) => saved,
+            (None, None) => return Err("the object has no name".into()),
+        };
+        let name = ChannelName::parse(&name).map_err(|e| format!("not a channel: {e}"))?;
         let head = store.head().map_err(|e| e.to_string())?;
         let newest_ms = store
             .published_ms(head)
