@@ -49,7 +49,7 @@ const seqOf = (id, channel) => {
  * is. Returns what each attempt came to.
  */
 function retryingPublisher(url, token) {
-  const log = { acknowledged: [], unacknowledged: 0 };
+  const log = { acknowledged: [], unacknowledged: 0, overloaded: 0 };
   return {
     log,
     async send(events, deadlineMs = 60_000) {
@@ -68,7 +68,12 @@ function retryingPublisher(url, token) {
             log.acknowledged.push({ events, results });
             return results;
           }
-          assert.ok(res.status >= 500, `a publish the caller must not retry: ${res.status} ${text}`);
+          // The only answer a caller may retry: the object was unavailable,
+          // said as 503 overloaded with a Retry-After.
+          assert.equal(res.status, 503, `a publish the caller must not retry: ${res.status} ${text}`);
+          assert.equal(JSON.parse(text).code, 'overloaded', text);
+          assert.match(res.headers.get('retry-after') ?? '', /^[1-9][0-9]*$/, 'Retry-After on overloaded');
+          log.overloaded++;
         } catch (e) {
           if (e.code === 'ERR_ASSERTION') throw e;
         }
@@ -231,6 +236,7 @@ test('a channel object reset again and again while publishes and fan-out are und
   t.diagnostic(`${resets} resets; publish attempts unacknowledged and retried: ${pubs.map((p) => p.log.unacknowledged).join(', ')}`);
   assert.equal(resets, 10);
   assert.ok(pubs[0].log.unacknowledged >= cutOff.length, `each cut-off publish failed and was retried: ${pubs[0].log.unacknowledged}`);
+  assert.ok(pubs[0].log.overloaded >= cutOff.length, `each cut-off publish was answered 503 overloaded: ${pubs[0].log.overloaded}`);
   const resent = pubs[0].log.acknowledged.filter(({ events }) => cutOff.includes(events));
   t.diagnostic(`cut-off batches the object had stored before its reset: ${resent.filter(({ results }) => results.every((r) => r.duplicate)).length} of ${cutOff.length}`);
   assert.ok(constructions() - built >= resets, `the object was built again after each reset: ${constructions() - built} constructions`);

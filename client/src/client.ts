@@ -91,6 +91,8 @@ export interface ClientOptions {
 const RELAY_EVENTS = new Set(['stream-open', 'stream-reset', 'stream-error']);
 /** setTimeout's limit; a credential that lives longer is refreshed at the limit. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How long a leader refused for good keeps the lead, so every tab hears of it first. */
+const FATAL_HOLD_MS = 1000;
 
 /** How one connection ended, and what that asks of the next one. */
 interface Outcome {
@@ -205,6 +207,11 @@ export class EdgestreamClient<E extends EventMapOf<E> = Record<string, unknown>>
       if (outcome.fatal) {
         this.emit({ t: 'error', error: { ...outcome.error!, fatal: true } });
         this.close();
+        // The lead passes on when this returns. The other tabs hear of the
+        // refusal over a BroadcastChannel, which the browser does not order
+        // with the lock: holding the lead a moment keeps a tab that has not
+        // heard yet from taking over and being refused again.
+        if (this.tabs) await new Promise((resolve) => setTimeout(resolve, FATAL_HOLD_MS));
         break;
       }
       const delay = outcome.now
