@@ -15,6 +15,8 @@
 //! channel with a handful of event types almost never happens
 //! ([`CurrentState`]).
 
+use crate::presence::is_presence_event;
+
 /// What a newly attached subscriber receives before live events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attach {
@@ -126,8 +128,12 @@ impl CurrentState {
     }
 
     /// Records that `seq` is now the latest event of its type. Returns the
-    /// types that no longer fit and are forgotten, oldest first.
+    /// types that no longer fit and are forgotten, oldest first. Presence
+    /// events are no state: their latest would name one arbitrary subject.
     pub fn publish(&mut self, event: &str, seq: u64, bytes: usize) -> Vec<Latest> {
+        if is_presence_event(event) {
+            return Vec::new();
+        }
         if let Some(at) = self.types.iter().position(|t| t.event == event) {
             let old = self.types.remove(at);
             self.bytes -= old.bytes;
@@ -252,6 +258,16 @@ mod tests {
         let seqs: Vec<u64> = state.latest().map(|t| t.seq).collect();
         assert_eq!(seqs, [2, 3], "in sequence order");
         assert_eq!(state.forget_through(2).len(), 1);
+        assert_eq!(state.len(), 1);
+    }
+
+    #[test]
+    fn presence_events_are_not_state() {
+        let mut state = CurrentState::new(65_536);
+        state.publish("a", 1, 10);
+        assert!(state.publish(crate::presence::JOINED, 2, 10).is_empty());
+        assert!(state.publish(crate::presence::LEFT, 3, 10).is_empty());
+        assert!(!state.is_latest(crate::presence::JOINED, 2));
         assert_eq!(state.len(), 1);
     }
 

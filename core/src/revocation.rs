@@ -278,7 +278,7 @@ mod tests {
         )
         .unwrap();
         assert!(set.revokes(&[token_tag("x"), user.clone()], 99));
-        assert!(!set.revokes(&[user.clone()], 100));
+        assert!(!set.revokes(std::slice::from_ref(&user), 100));
         assert!(!set.revokes::<String>(&[], 0));
         // A second revocation of the same tag extends, never shortens.
         set.insert(
@@ -297,7 +297,7 @@ mod tests {
             0,
         )
         .unwrap();
-        assert!(set.revokes(&[user.clone()], 150));
+        assert!(set.revokes(std::slice::from_ref(&user), 150));
         assert_eq!(
             set.in_force(150),
             vec![Revocation {

@@ -8,8 +8,8 @@ use edgestream_core::protocol::channel::shard::{
     retire_call, shard_name, stats_call, Push, ShardLoad,
 };
 use edgestream_core::protocol::channel::{
-    publish, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick, Kicked, Published,
-    Subscribe, ToShard,
+    presence, publish, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick, Kicked,
+    PresenceList, Published, Subscribe, ToShard,
 };
 use edgestream_core::protocol::Call;
 use worker::{Env, ObjectNamespace, Response, Stub, WebSocket};
@@ -84,6 +84,11 @@ impl ChannelClient {
     pub async fn stats(&self) -> Result<ChannelStats, Problem> {
         let answer = text(self.ok(&stats::call()).await?).await?;
         ChannelStats::parse(answer.as_bytes()).map_err(protocol)
+    }
+
+    pub async fn presence(&self) -> Result<PresenceList, Problem> {
+        let answer = text(self.ok(&presence::call()).await?).await?;
+        PresenceList::parse(answer.as_bytes()).map_err(protocol)
     }
 
     pub async fn join(&self, shard: u32) -> Result<Joined, Problem> {

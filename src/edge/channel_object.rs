@@ -15,6 +15,12 @@
 //! the event loop together with those of every publish that arrived in the
 //! meantime, one message per socket however many publishers there are.
 //!
+//! On a channel with presence (`edgestream_core::presence`) the object
+//! counts each stream under its subject, keeps the count's seat on the
+//! socket (it outlives hibernation) and the announced subjects in storage,
+//! and publishes `presence.*` events like any other. A subject's grace
+//! period shares the object's one alarm with the TTL sweep.
+//!
 //! Kicks and revocations reach the channel from its tenant's object, which
 //! the channel registers with before it serves its first stream or publish
 //! (and again daily); opening a stream never goes through the tenant.
@@ -27,6 +33,7 @@ use std::time::Duration;
 use edgestream_core::channel::ChannelName;
 use edgestream_core::config::Settings;
 use edgestream_core::history::{self, Attach, CurrentState};
+use edgestream_core::presence::{Presence, Seat, Transition};
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{
     ChannelRequest, ChannelStats, Joined, Kick, Kicked, Outcome, Publish, Published, Subscribe,
@@ -89,6 +96,8 @@ struct Memory {
     registered_ms: u64,
     placement: Placement,
     alarm_set: bool,
+    /// Only on a channel with presence.
+    presence: Option<Presence>,
 }
 
 enum Registration {
@@ -114,10 +123,21 @@ struct Link {
 
 impl DurableObject for ChannelObject {
     fn new(state: State, env: Env) -> Self {
-        let channel = Channel::open(state, env).map(Rc::new).map_err(|reason| {
-            log::error("channel object cannot start", &reason);
-            reason
-        });
+        let channel = Channel::open(state, env)
+            .map(Rc::new)
+            .inspect_err(|reason| log::error("channel object cannot start", reason));
+        if let Ok(channel) = &channel {
+            // Subjects whose streams did not survive a restart leave unless
+            // the streams re-attach; nothing else may wake the object for it.
+            if channel.presence_deadline().is_some() {
+                let channel = channel.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Err(e) = channel.ensure_presence_alarm().await {
+                        log::error("presence alarm not set", &e.to_string());
+                    }
+                });
+            }
+        }
         ChannelObject { channel }
     }
 
@@ -134,7 +154,9 @@ impl DurableObject for ChannelObject {
 
     async fn alarm(&self) -> Result<Response> {
         if let Ok(channel) = &self.channel {
+            channel.presence_due()?;
             channel.expire().await?;
+            channel.ensure_presence_alarm().await?;
         }
         Response::ok("")
     }
@@ -156,11 +178,17 @@ impl DurableObject for ChannelObject {
         _clean: bool,
     ) -> Result<()> {
         close_handshake(&ws, code);
+        if let Ok(channel) = &self.channel {
+            channel.closed(&ws).await?;
+        }
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
         let _ = ws.close(Some(1011), Some("error"));
+        if let Ok(channel) = &self.channel {
+            channel.closed(&ws).await?;
+        }
         Ok(())
     }
 }
@@ -205,6 +233,23 @@ impl Channel {
             .meta("shards")
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
+        let presence = if settings.has_presence(&name) {
+            let seats = state
+                .get_websockets()
+                .iter()
+                .filter_map(|ws| ws.deserialize_attachment::<Seat>().ok().flatten())
+                .collect::<Vec<_>>();
+            let rows = store.presence().map_err(|e| e.to_string())?;
+            let (presence, transitions) = Presence::restore(rows, seats, now);
+            for transition in &transitions {
+                store
+                    .set_presence(transition.subject(), transition.row())
+                    .map_err(|e| e.to_string())?;
+            }
+            Some(presence)
+        } else {
+            None
+        };
         let memory = Memory {
             head,
             newest_ms,
@@ -214,6 +259,7 @@ impl Channel {
             registered_ms,
             placement: Placement::new(settings.shard_subscribers, shards),
             alarm_set: false,
+            presence,
         };
         let registration = if now < registered_ms + REGISTRATION_MS {
             Registration::Done
@@ -252,6 +298,10 @@ impl Channel {
                 Ok(Response::empty()?.with_status(204))
             }
             ChannelRequest::Stats => self.stats().await,
+            ChannelRequest::Presence => match &self.memory.borrow().presence {
+                Some(presence) => Response::ok(presence.list().to_json()),
+                None => Response::error("no presence on this channel", 404),
+            },
             ChannelRequest::Join(join) => self.join(join.shard).await,
         }
     }
@@ -263,6 +313,14 @@ impl Channel {
     /// the cursor was unusable).
     async fn subscribe(self: &Rc<Self>, subscribe: &Subscribe) -> Result<Response> {
         self.register().await?;
+        let response = self.accept(subscribe)?;
+        self.schedule_flush();
+        self.ensure_alarm().await?;
+        Ok(response)
+    }
+
+    /// The part of a subscribe that runs as one step.
+    fn accept(&self, subscribe: &Subscribe) -> Result<Response> {
         let now = now_ms();
         let mut memory = self.memory.borrow_mut();
         if memory.revocations.revokes(&subscribe.tags, now) {
@@ -293,6 +351,18 @@ impl Channel {
         writer.live(head);
         for message in writer.into_messages() {
             pair.server.send_with_str(&message)?;
+        }
+        // After `live`: the stream sees its own subject join.
+        let transition = match memory.presence.as_mut() {
+            Some(presence) => {
+                let (seat, transition) = presence.open(subscribe.subject.as_deref());
+                pair.server.serialize_attachment(&seat)?;
+                transition
+            }
+            None => None,
+        };
+        if let Some(transition) = transition {
+            self.apply_presence(&mut memory, &transition, now)?;
         }
         Response::from_websocket(pair.client)
     }
@@ -348,6 +418,14 @@ impl Channel {
     /// `edgestream_core::history`).
     async fn publish(self: &Rc<Self>, batch: &Publish<'_>) -> Result<Response> {
         self.register().await?;
+        let response = self.store_batch(batch)?;
+        self.schedule_flush();
+        self.ensure_alarm().await?;
+        Ok(response)
+    }
+
+    /// The part of a publish that runs as one step.
+    fn store_batch(&self, batch: &Publish<'_>) -> Result<Response> {
         let now = now_ms();
         let cutoff = self.cutoff(now);
         let mut memory = self.memory.borrow_mut();
@@ -357,7 +435,6 @@ impl Channel {
         if memory.keys.is_none() && batch.events.iter().any(|e| e.idempotency_key.is_some()) {
             memory.keys = Some(self.store.keys(cutoff)?);
         }
-        let mut head = memory.head;
         let mut results = Vec::with_capacity(batch.events.len());
         let mut outbox = self.outbox.borrow_mut();
         for event in &batch.events {
@@ -370,59 +447,154 @@ impl Channel {
                     continue;
                 }
             }
-            head += 1;
-            if let Some(old) = self.store.overwritten(head)? {
-                if self
-                    .loaded_state(&mut memory, now)?
-                    .is_latest(&old.event, old.seq)
-                {
-                    self.store.keep_as_state(old.seq)?;
-                }
-                if let (Some(keys), Some(key)) = (memory.keys.as_mut(), &old.key) {
-                    keys.remove(key);
-                }
-            }
-            self.store
-                .write_event(head, event.event, event.data, event.idempotency_key, now)?;
-            if let Some(state) = memory.state.as_mut() {
-                for forgotten in state.publish(event.event, head, event.data.len()) {
-                    self.store.forget_state(&forgotten.event)?;
-                }
-            }
-            if let (Some(keys), Some(key)) = (memory.keys.as_mut(), event.idempotency_key) {
-                keys.insert(key.to_owned(), head);
-            }
-            outbox.events.push(Pending {
-                seq: head,
-                event: event.event.to_owned(),
-                data: event.data.to_owned(),
-            });
+            let id = self.append(
+                &mut memory,
+                &mut outbox,
+                event.event,
+                event.data,
+                event.idempotency_key,
+                now,
+            )?;
             results.push(Outcome {
-                id: head,
+                id,
                 duplicate: false,
             });
         }
-        if head != memory.head {
-            memory.head = head;
-            memory.newest_ms = now;
-        }
-        let schedule = !outbox.events.is_empty() && !std::mem::replace(&mut outbox.scheduled, true);
-        drop(outbox);
-        drop(memory);
-        if schedule {
-            let channel = self.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                // One turn of the event loop: publishes already queued behind
-                // this one are stored first and go out in the same messages.
-                worker::Delay::from(Duration::ZERO).await;
-                channel.flush();
-            });
-        }
-        self.ensure_alarm().await?;
         Response::ok(
             serde_json::to_string(&Published { results })
                 .map_err(|e| worker::Error::RustError(e.to_string()))?,
         )
+    }
+
+    /// Numbers and stores one event, and queues it for the next flush.
+    fn append(
+        &self,
+        memory: &mut Memory,
+        outbox: &mut Outbox,
+        event: &str,
+        data: &str,
+        key: Option<&str>,
+        now: u64,
+    ) -> Result<u64> {
+        let head = memory.head + 1;
+        if let Some(old) = self.store.overwritten(head)? {
+            if self
+                .loaded_state(memory, now)?
+                .is_latest(&old.event, old.seq)
+            {
+                self.store.keep_as_state(old.seq)?;
+            }
+            if let (Some(keys), Some(key)) = (memory.keys.as_mut(), &old.key) {
+                keys.remove(key);
+            }
+        }
+        self.store.write_event(head, event, data, key, now)?;
+        if let Some(state) = memory.state.as_mut() {
+            for forgotten in state.publish(event, head, data.len()) {
+                self.store.forget_state(&forgotten.event)?;
+            }
+        }
+        if let (Some(keys), Some(key)) = (memory.keys.as_mut(), key) {
+            keys.insert(key.to_owned(), head);
+        }
+        outbox.events.push(Pending {
+            seq: head,
+            event: event.to_owned(),
+            data: data.to_owned(),
+        });
+        memory.head = head;
+        memory.newest_ms = now;
+        Ok(head)
+    }
+
+    /// Flushes on the next turn of the event loop, if anything is queued and
+    /// no flush is scheduled yet: what is appended meanwhile (publishes
+    /// already queued behind this one) goes out in the same messages.
+    fn schedule_flush(self: &Rc<Self>) {
+        let mut outbox = self.outbox.borrow_mut();
+        if outbox.events.is_empty() || std::mem::replace(&mut outbox.scheduled, true) {
+            return;
+        }
+        drop(outbox);
+        let channel = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            worker::Delay::from(Duration::ZERO).await;
+            channel.flush();
+        });
+    }
+
+    /// Records a presence transition and publishes its event, if it has one.
+    fn apply_presence(&self, memory: &mut Memory, transition: &Transition, now: u64) -> Result<()> {
+        self.store
+            .set_presence(transition.subject(), transition.row())?;
+        if let Some((event, data)) = transition.event() {
+            let mut outbox = self.outbox.borrow_mut();
+            self.append(memory, &mut outbox, event, &data, None, now)?;
+        }
+        Ok(())
+    }
+
+    /// A stream's socket closed: its subject may start leaving.
+    async fn closed(self: &Rc<Self>, ws: &WebSocket) -> Result<()> {
+        let Some(seat) = ws.deserialize_attachment::<Seat>().ok().flatten() else {
+            return Ok(());
+        };
+        // A socket reports its close once, but an error may come first.
+        ws.serialize_attachment(serde_json::Value::Null)?;
+        let now = now_ms();
+        let leaving = {
+            let mut memory = self.memory.borrow_mut();
+            let Some(transition) = memory.presence.as_mut().and_then(|p| p.close(&seat, now))
+            else {
+                return Ok(());
+            };
+            self.apply_presence(&mut memory, &transition, now)?;
+            matches!(transition, Transition::Leaving { .. })
+        };
+        if leaving {
+            self.ensure_presence_alarm().await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the `left` of every subject whose grace period is over.
+    fn presence_due(self: &Rc<Self>) -> Result<()> {
+        let now = now_ms();
+        let mut memory = self.memory.borrow_mut();
+        let Some(due) = memory.presence.as_mut().map(|p| p.due(now)) else {
+            return Ok(());
+        };
+        for transition in due {
+            self.apply_presence(&mut memory, &transition, now)?;
+        }
+        drop(memory);
+        self.schedule_flush();
+        Ok(())
+    }
+
+    fn presence_deadline(&self) -> Option<u64> {
+        self.memory
+            .borrow()
+            .presence
+            .as_ref()
+            .and_then(Presence::next_deadline)
+    }
+
+    /// Brings the alarm forward to the next subject's leaving, if that is
+    /// sooner than the alarm set (every alarm also runs the TTL sweep, which
+    /// sets the alarm again for its own time).
+    async fn ensure_presence_alarm(&self) -> Result<()> {
+        let Some(at) = self.presence_deadline() else {
+            return Ok(());
+        };
+        let storage = self.state.storage();
+        let set = storage.get_alarm().await?;
+        if set.is_some_and(|set| set as u64 <= at) {
+            return Ok(());
+        }
+        storage
+            .set_alarm(at.saturating_sub(now_ms()).max(1) as i64)
+            .await
     }
 
     /// Sends what was published since the last flush to every socket and

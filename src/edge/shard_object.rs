@@ -94,10 +94,9 @@ impl KnownState {
 
 impl DurableObject for ShardObject {
     fn new(state: State, env: Env) -> Self {
-        let shard = Shard::open(state, env).map(Rc::new).map_err(|reason| {
-            log::error("shard object cannot start", &reason);
-            reason
-        });
+        let shard = Shard::open(state, env)
+            .map(Rc::new)
+            .inspect_err(|reason| log::error("shard object cannot start", reason));
         ShardObject { shard }
     }
 

@@ -5,6 +5,7 @@
 pub mod admit;
 pub mod history;
 pub mod kick;
+pub mod presence;
 pub mod publish;
 pub mod shard;
 pub mod stats;
@@ -13,6 +14,7 @@ pub mod subscribe;
 pub use admit::Admit;
 pub use history::History;
 pub use kick::{Kick, Kicked};
+pub use presence::PresenceList;
 pub use publish::{Outcome, Publish, Published};
 pub use shard::{Join, Joined};
 pub use stats::ChannelStats;
@@ -29,6 +31,7 @@ pub enum ChannelRequest<'a> {
     Kick(Kick),
     Admit(Admit),
     Stats,
+    Presence,
     /// A shard of this channel starts serving streams.
     Join(Join),
 }
@@ -48,6 +51,7 @@ impl<'a> ChannelRequest<'a> {
             (Method::Post, kick::PATH) => ChannelRequest::Kick(Kick::parse(incoming.body)?),
             (Method::Get, admit::PATH) => ChannelRequest::Admit(Admit::parse(incoming.query)?),
             (Method::Get, stats::PATH) => ChannelRequest::Stats,
+            (Method::Get, presence::PATH) => ChannelRequest::Presence,
             (Method::Post, shard::JOIN_PATH) => ChannelRequest::Join(Join::parse(incoming.body)?),
             (method, path) => {
                 return Err(ProtocolError::new(format!(
@@ -81,6 +85,7 @@ mod tests {
             after: Some(3),
             delivery: Delivery::Frames,
             tags: vec!["u:1".into()],
+            subject: Some("alice".into()),
         };
         assert_eq!(
             parse(&subscribe.call()),
@@ -100,6 +105,7 @@ mod tests {
             ChannelRequest::Admit(Admit { tags: vec![] })
         );
         assert_eq!(parse(&stats::call()), ChannelRequest::Stats);
+        assert_eq!(parse(&presence::call()), ChannelRequest::Presence);
         assert_eq!(
             parse(&Join { shard: 2 }.call()),
             ChannelRequest::Join(Join { shard: 2 })

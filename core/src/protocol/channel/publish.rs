@@ -207,7 +207,7 @@ mod tests {
             "c\n\na x 1",
             "c\n\na + 1",
             "c\n\n - 1",
-            &format!("c\n\na - 1\n"),
+            "c\n\na - 1\n",
         ] {
             assert!(Publish::parse(body.as_bytes()).is_err(), "{body:?}");
         }

@@ -167,6 +167,7 @@ mod tests {
             after: None,
             delivery: Delivery::Relay,
             tags: vec![],
+            subject: None,
         };
         assert_eq!(parse(&subscribe.call()), ShardRequest::Subscribe(subscribe));
         let push = Push::call("c:t:r", "1 a.b {}\n2 a.b null");

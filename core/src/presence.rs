@@ -1,0 +1,508 @@
+//! Presence: which subjects (the `sub` of a stream's credential) have streams
+//! open on a channel, for the channels whose prefix `PRESENCE_PREFIXES`
+//! names.
+//!
+//! The channel's object announces a subject with a `presence.joined` event
+//! when its first stream opens and a `presence.left` event when its last one
+//! has been closed for [`GRACE_MS`]: a browser that reconnects, or a second
+//! tab, opens a stream before or soon after the other closes, and its
+//! subject neither leaves nor joins again. The events are ordinary events of
+//! the channel (numbered, kept in history, replayed on resume), so a client
+//! that keeps a roster from them misses none; they are not part of the
+//! current state, whose one-event-per-type would hand a new page an
+//! arbitrary subject instead of the roster (`GET /v1/channels/{channel}/presence`
+//! lists it).
+//!
+//! Bounds: at most [`MAX_SUBJECTS`] subjects are listed per channel; the
+//! streams of further subjects are counted and the list says it is
+//! truncated. A stream without a subject, or with one longer than
+//! [`MAX_SUBJECT_BYTES`], is counted and never listed.
+//!
+//! The object keeps the announced subjects in storage (so an announced
+//! subject leaves even if the object restarts meanwhile) and each socket
+//! keeps its [`Seat`] (so the counts are rebuilt when the object wakes from
+//! hibernation); this module decides every transition.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::channel::presence::{PresenceList, Present};
+
+pub const JOINED: &str = "presence.joined";
+pub const LEFT: &str = "presence.left";
+/// Subjects listed per channel. Every one costs a storage row and a line of
+/// the list, which stays well under a megabyte at this bound.
+pub const MAX_SUBJECTS: usize = 1000;
+/// How long a subject whose last stream closed stays present: longer than a
+/// browser takes to reconnect after a dropped connection or a reload.
+pub const GRACE_MS: u64 = 5000;
+/// Longest subject that is listed; longer ones are counted as anonymous.
+pub const MAX_SUBJECT_BYTES: usize = 256;
+
+/// Whether an event type belongs to presence (and so not to the current
+/// state).
+pub fn is_presence_event(event: &str) -> bool {
+    event.starts_with("presence.")
+}
+
+/// How a stream was counted, kept on its socket until it closes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seat {
+    /// Counted under its subject.
+    Listed(String),
+    /// Its subject did not fit the bound.
+    Overflow,
+    /// No subject to list.
+    Anonymous,
+}
+
+/// A change the object must act on: publish the event it carries (if any)
+/// and record the subject's row as [`Transition::row`] says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The subject's first stream: announce it.
+    Joined { subject: String },
+    /// The subject's last stream closed: it leaves at `at` unless a stream
+    /// of it opens first.
+    Leaving { subject: String, at: u64 },
+    /// A stream opened within the grace period: the subject stays.
+    Stayed { subject: String },
+    /// The grace period passed: announce that the subject left.
+    Left { subject: String },
+}
+
+/// What the object's storage holds for a subject after a transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Row {
+    /// Announced, with streams open.
+    Present,
+    /// Announced, leaving at this instant.
+    Leaving(u64),
+    /// Not announced: no row.
+    Gone,
+}
+
+impl Transition {
+    pub fn subject(&self) -> &str {
+        match self {
+            Transition::Joined { subject }
+            | Transition::Leaving { subject, .. }
+            | Transition::Stayed { subject }
+            | Transition::Left { subject } => subject,
+        }
+    }
+
+    pub fn row(&self) -> Row {
+        match self {
+            Transition::Joined { .. } | Transition::Stayed { .. } => Row::Present,
+            Transition::Leaving { at, .. } => Row::Leaving(*at),
+            Transition::Left { .. } => Row::Gone,
+        }
+    }
+
+    /// The event to publish, as its type and data: `{"subject", "streams"}`
+    /// with the subject's open streams (1 on joining, 0 on leaving).
+    pub fn event(&self) -> Option<(&'static str, String)> {
+        let (event, streams) = match self {
+            Transition::Joined { .. } => (JOINED, 1),
+            Transition::Left { .. } => (LEFT, 0),
+            Transition::Leaving { .. } | Transition::Stayed { .. } => return None,
+        };
+        #[derive(Serialize)]
+        struct Data<'a> {
+            subject: &'a str,
+            streams: u64,
+        }
+        let data = Data {
+            subject: self.subject(),
+            streams,
+        };
+        let data = serde_json::to_string(&data).expect("a string and a number always serialise");
+        Some((event, data))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Subject {
+    streams: u64,
+    leaving_at: Option<u64>,
+}
+
+/// A channel's presence: every subject here has been announced and has not
+/// left.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    subjects: BTreeMap<String, Subject>,
+    anonymous: u64,
+    overflow: u64,
+}
+
+impl Presence {
+    /// Rebuilds presence when the object starts: `rows` are the announced
+    /// subjects storage holds (with the instant each is leaving at, if it
+    /// is), `seats` those of the sockets that are still open. An announced
+    /// subject without a socket starts leaving now (the object restarted and
+    /// its streams are re-attaching); one with a socket stays.
+    pub fn restore(
+        rows: impl IntoIterator<Item = (String, Option<u64>)>,
+        seats: impl IntoIterator<Item = Seat>,
+        now: u64,
+    ) -> (Self, Vec<Transition>) {
+        let mut presence = Presence::default();
+        for (subject, leaving_at) in rows {
+            presence.subjects.insert(
+                subject,
+                Subject {
+                    streams: 0,
+                    leaving_at,
+                },
+            );
+        }
+        for seat in seats {
+            match seat {
+                Seat::Listed(subject) => {
+                    presence.subjects.entry(subject).or_default().streams += 1;
+                }
+                Seat::Overflow => presence.overflow += 1,
+                Seat::Anonymous => presence.anonymous += 1,
+            }
+        }
+        let mut transitions = Vec::new();
+        for (subject, entry) in &mut presence.subjects {
+            match (entry.streams, entry.leaving_at) {
+                (0, None) => {
+                    let at = now + GRACE_MS;
+                    entry.leaving_at = Some(at);
+                    transitions.push(Transition::Leaving {
+                        subject: subject.clone(),
+                        at,
+                    });
+                }
+                (1.., Some(_)) => {
+                    entry.leaving_at = None;
+                    transitions.push(Transition::Stayed {
+                        subject: subject.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        (presence, transitions)
+    }
+
+    /// A stream of `subject` opened. Returns its seat, to be given back to
+    /// [`Presence::close`], and the transition it causes.
+    pub fn open(&mut self, subject: Option<&str>) -> (Seat, Option<Transition>) {
+        let Some(subject) = subject.filter(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES)
+        else {
+            self.anonymous += 1;
+            return (Seat::Anonymous, None);
+        };
+        let seat = Seat::Listed(subject.to_owned());
+        if let Some(entry) = self.subjects.get_mut(subject) {
+            entry.streams += 1;
+            let stayed = entry.leaving_at.take().map(|_| Transition::Stayed {
+                subject: subject.to_owned(),
+            });
+            return (seat, stayed);
+        }
+        if self.subjects.len() >= MAX_SUBJECTS {
+            self.overflow += 1;
+            return (Seat::Overflow, None);
+        }
+        self.subjects.insert(
+            subject.to_owned(),
+            Subject {
+                streams: 1,
+                leaving_at: None,
+            },
+        );
+        let joined = Transition::Joined {
+            subject: subject.to_owned(),
+        };
+        (seat, Some(joined))
+    }
+
+    /// A stream with this seat closed at `now`.
+    pub fn close(&mut self, seat: &Seat, now: u64) -> Option<Transition> {
+        let subject = match seat {
+            Seat::Anonymous => {
+                self.anonymous = self.anonymous.saturating_sub(1);
+                return None;
+            }
+            Seat::Overflow => {
+                self.overflow = self.overflow.saturating_sub(1);
+                return None;
+            }
+            Seat::Listed(subject) => subject,
+        };
+        let entry = self.subjects.get_mut(subject)?;
+        if entry.streams == 0 {
+            return None;
+        }
+        entry.streams -= 1;
+        if entry.streams > 0 {
+            return None;
+        }
+        let at = now + GRACE_MS;
+        entry.leaving_at = Some(at);
+        Some(Transition::Leaving {
+            subject: subject.clone(),
+            at,
+        })
+    }
+
+    /// The subjects whose grace period is over at `now`, which leave.
+    pub fn due(&mut self, now: u64) -> Vec<Transition> {
+        let gone: Vec<String> = self
+            .subjects
+            .iter()
+            .filter(|(_, entry)| entry.leaving_at.is_some_and(|at| at <= now))
+            .map(|(subject, _)| subject.clone())
+            .collect();
+        gone.into_iter()
+            .map(|subject| {
+                self.subjects.remove(&subject);
+                Transition::Left { subject }
+            })
+            .collect()
+    }
+
+    /// When the next subject leaves, if one is leaving.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.subjects.values().filter_map(|e| e.leaving_at).min()
+    }
+
+    /// The announced subjects in order, with their open streams (0 for one
+    /// in its grace period).
+    pub fn list(&self) -> PresenceList {
+        PresenceList {
+            subjects: self
+                .subjects
+                .iter()
+                .map(|(subject, entry)| Present {
+                    subject: subject.clone(),
+                    streams: entry.streams,
+                })
+                .collect(),
+            truncated: self.overflow > 0,
+            anonymous: self.anonymous,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(subject: &str) -> Option<Transition> {
+        Some(Transition::Joined {
+            subject: subject.into(),
+        })
+    }
+
+    fn listed(presence: &Presence) -> Vec<(String, u64)> {
+        presence
+            .list()
+            .subjects
+            .into_iter()
+            .map(|p| (p.subject, p.streams))
+            .collect()
+    }
+
+    #[test]
+    fn the_first_stream_joins_and_a_second_tab_does_not() {
+        let mut p = Presence::default();
+        let (alice, t) = p.open(Some("alice"));
+        assert_eq!(t, joined("alice"));
+        let (_, t) = p.open(Some("bob"));
+        assert_eq!(t, joined("bob"));
+        let (tab, t) = p.open(Some("alice"));
+        assert_eq!(t, None);
+        assert_eq!(listed(&p), [("alice".into(), 2), ("bob".into(), 1)]);
+        // Closing one of two tabs changes only the count.
+        assert_eq!(p.close(&tab, 100), None);
+        assert_eq!(listed(&p), [("alice".into(), 1), ("bob".into(), 1)]);
+        assert_eq!(
+            p.close(&alice, 200),
+            Some(Transition::Leaving {
+                subject: "alice".into(),
+                at: 200 + GRACE_MS
+            })
+        );
+        assert_eq!(p.next_deadline(), Some(200 + GRACE_MS));
+    }
+
+    #[test]
+    fn the_last_stream_leaves_only_after_the_grace_period() {
+        let mut p = Presence::default();
+        let (seat, _) = p.open(Some("alice"));
+        p.close(&seat, 1000);
+        // Still present, with no stream, until the period is over.
+        assert!(p.due(1000 + GRACE_MS - 1).is_empty());
+        assert_eq!(listed(&p), [("alice".into(), 0)]);
+        assert_eq!(
+            p.due(1000 + GRACE_MS),
+            [Transition::Left {
+                subject: "alice".into()
+            }]
+        );
+        assert!(listed(&p).is_empty());
+        assert_eq!(p.next_deadline(), None);
+        // Coming back later is a new join.
+        assert_eq!(p.open(Some("alice")).1, joined("alice"));
+    }
+
+    #[test]
+    fn a_reconnect_within_the_grace_period_does_not_flap() {
+        let mut p = Presence::default();
+        let (seat, _) = p.open(Some("alice"));
+        p.close(&seat, 1000);
+        let (seat, t) = p.open(Some("alice"));
+        assert_eq!(
+            t,
+            Some(Transition::Stayed {
+                subject: "alice".into()
+            })
+        );
+        assert!(p.due(1000 + GRACE_MS).is_empty());
+        assert_eq!(p.next_deadline(), None);
+        assert_eq!(listed(&p), [("alice".into(), 1)]);
+        // The grace period starts again from the next close.
+        assert!(
+            matches!(p.close(&seat, 9000), Some(Transition::Leaving { at, .. }) if at == 9000 + GRACE_MS)
+        );
+    }
+
+    #[test]
+    fn streams_without_a_listable_subject_are_counted_not_listed() {
+        let mut p = Presence::default();
+        let long = "x".repeat(MAX_SUBJECT_BYTES + 1);
+        for subject in [None, Some(""), Some(long.as_str())] {
+            assert_eq!(p.open(subject), (Seat::Anonymous, None));
+        }
+        let fits = "y".repeat(MAX_SUBJECT_BYTES);
+        assert_eq!(p.open(Some(&fits)).1, joined(&fits));
+        let list = p.list();
+        assert_eq!((list.anonymous, list.subjects.len()), (3, 1));
+        assert_eq!(p.close(&Seat::Anonymous, 0), None);
+        assert_eq!(p.list().anonymous, 2);
+    }
+
+    #[test]
+    fn past_the_bound_subjects_are_counted_and_the_list_is_truncated() {
+        let mut p = Presence::default();
+        for i in 0..MAX_SUBJECTS {
+            assert_eq!(p.open(Some(&format!("s{i}"))).1, joined(&format!("s{i}")));
+        }
+        assert!(!p.list().truncated);
+        let (seat, t) = p.open(Some("late"));
+        assert_eq!((seat.clone(), t), (Seat::Overflow, None));
+        // A listed subject still opens more streams.
+        assert_eq!(p.open(Some("s0")).1, None);
+        let list = p.list();
+        assert!(list.truncated);
+        assert_eq!(list.subjects.len(), MAX_SUBJECTS);
+        assert_eq!(list.subjects[0].streams, 2);
+        assert_eq!(p.close(&seat, 0), None);
+        assert!(!p.list().truncated);
+    }
+
+    #[test]
+    fn a_subject_in_its_grace_period_holds_its_place() {
+        let mut p = Presence::default();
+        let seats: Vec<Seat> = (0..MAX_SUBJECTS)
+            .map(|i| p.open(Some(&format!("s{i}"))).0)
+            .collect();
+        p.close(&seats[0], 0);
+        assert_eq!(p.open(Some("late")).0, Seat::Overflow);
+        p.due(GRACE_MS);
+        assert_eq!(p.open(Some("later")).1, joined("later"));
+    }
+
+    #[test]
+    fn a_seat_closed_twice_counts_once() {
+        let mut p = Presence::default();
+        let (a, _) = p.open(Some("alice"));
+        let _ = p.open(Some("alice"));
+        p.close(&a, 0);
+        assert!(p.close(&a, 0).is_some());
+        assert_eq!(p.close(&a, 0), None);
+        assert_eq!(p.close(&Seat::Listed("nobody".into()), 0), None);
+        assert_eq!(p.close(&Seat::Overflow, 0), None);
+        assert!(!p.list().truncated);
+    }
+
+    #[test]
+    fn restoring_resumes_the_grace_periods_and_the_counts() {
+        let rows = vec![
+            ("kept".to_string(), None),
+            ("back".to_string(), Some(500)),
+            ("waiting".to_string(), Some(700)),
+            ("orphan".to_string(), None),
+        ];
+        let seats = vec![
+            Seat::Listed("kept".into()),
+            Seat::Listed("kept".into()),
+            Seat::Listed("back".into()),
+            Seat::Anonymous,
+            Seat::Overflow,
+        ];
+        let (mut p, transitions) = Presence::restore(rows, seats, 100);
+        assert_eq!(
+            transitions,
+            [
+                Transition::Stayed {
+                    subject: "back".into()
+                },
+                Transition::Leaving {
+                    subject: "orphan".into(),
+                    at: 100 + GRACE_MS
+                },
+            ]
+        );
+        assert_eq!(
+            listed(&p),
+            [
+                ("back".into(), 1),
+                ("kept".into(), 2),
+                ("orphan".into(), 0),
+                ("waiting".into(), 0)
+            ]
+        );
+        let list = p.list();
+        assert_eq!((list.anonymous, list.truncated), (1, true));
+        assert_eq!(p.next_deadline(), Some(700));
+        assert_eq!(
+            p.due(700),
+            [Transition::Left {
+                subject: "waiting".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn events_carry_the_subject_and_its_streams() {
+        let t = Transition::Joined {
+            subject: "a\"b".into(),
+        };
+        assert_eq!(
+            t.event(),
+            Some((JOINED, r#"{"subject":"a\"b","streams":1}"#.to_string()))
+        );
+        assert_eq!(t.row(), Row::Present);
+        let t = Transition::Left {
+            subject: "a".into(),
+        };
+        assert_eq!(t.event().unwrap().0, LEFT);
+        assert_eq!(t.row(), Row::Gone);
+        let t = Transition::Leaving {
+            subject: "a".into(),
+            at: 9,
+        };
+        assert_eq!((t.event(), t.row()), (None, Row::Leaving(9)));
+        assert!(is_presence_event(JOINED) && is_presence_event(LEFT));
+        assert!(!is_presence_event("scan.progress") && !is_presence_event("presence"));
+    }
+}

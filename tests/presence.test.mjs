@@ -1,0 +1,247 @@
+// Presence on channels whose prefix PRESENCE_PREFIXES names: presence.joined
+// and presence.left events, coalesced so that a second tab or a quick
+// reconnect does not flap, and GET /v1/channels/{channel}/presence.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startWorker, logCollector } from './support/worker.mjs';
+import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
+import { publish, streamUrl } from './support/sse.mjs';
+import { rawStream, eventsOf, assertProblem } from './support/http.mjs';
+
+const PRESENCE = ['presence.joined', 'presence.left'];
+/** The grace period a subject's last stream starts (core/src/presence.rs). */
+const GRACE_MS = 5000;
+
+let worker;
+before(async () => {
+  worker = await startWorker({
+    vars: { PRESENCE_PREFIXES: 'room, doc' },
+    handleStructuredLogs: logCollector().handleStructuredLogs,
+  });
+});
+after(async () => {
+  await worker?.stop();
+});
+
+/** A raw stream of `channel` for a subscriber whose `sub` is `subject` (none when null). */
+async function open(channel, subject) {
+  const tenant = channel.split(':')[1];
+  const token = await subscriber(tenant, { sub: subject ?? undefined });
+  const s = await rawStream(streamUrl(worker.url, [channel]), { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(s.res.status, 200);
+  await s.opened();
+  return s;
+}
+
+/** The presence events a stream has read, as {id, type, subject, streams}. */
+const presenceOf = (s) =>
+  eventsOf(s.text)
+    .filter((e) => PRESENCE.includes(e.event))
+    .map((e) => ({ id: e.id, type: e.event, ...JSON.parse(e.data) }));
+
+async function presence(channel, tenant = channel.split(':')[1]) {
+  return fetch(new URL(`/v1/channels/${encodeURIComponent(channel)}/presence`, worker.url), {
+    headers: { Authorization: `Bearer ${await subscriber(tenant)}` },
+  });
+}
+
+async function roster(channel) {
+  const res = await presence(channel);
+  const text = await res.text();
+  assert.equal(res.status, 200, text);
+  return JSON.parse(text);
+}
+
+/** Polls the presence endpoint until `predicate(body)` holds (bounded, generous). */
+async function rosterUntil(channel, predicate, what) {
+  const deadline = Date.now() + 30_000;
+  let body;
+  while (Date.now() < deadline) {
+    body = await roster(channel);
+    if (predicate(body)) return body;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}; last ${JSON.stringify(body)}`);
+}
+
+const streamsOf = (body, subject) => body.subjects.find((s) => s.subject === subject)?.streams;
+
+/** Publishes a marker event and waits for `observer` to read it: everything published before it has arrived too. */
+async function marker(observer, channel, name) {
+  const tenant = channel.split(':')[1];
+  const r = await publish(worker.url, await publisher(tenant), { channel, event: 'test.marker', data: { name } });
+  assert.equal(r.status, 202, r.text);
+  await observer.until((t) => eventsOf(t).some((e) => e.event === 'test.marker' && JSON.parse(e.data).name === name), 30_000, `marker ${name}`);
+}
+
+describe('presence', () => {
+  it('joins, coalesces tabs and reconnects, leaves after the grace period, and lists subjects', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant, 'lobby', 'room');
+    const observer = await open(channel, 'watcher');
+    const streams = [];
+    try {
+      const alice1 = await open(channel, 'alice');
+      streams.push(alice1);
+      let bob = await open(channel, 'bob');
+      streams.push(bob);
+      await observer.until(
+        () => ['alice', 'bob'].every((s) => presenceOf(observer).some((e) => e.type === 'presence.joined' && e.subject === s)),
+        30_000,
+        'alice and bob joining',
+      );
+      for (const e of presenceOf(observer)) {
+        assert.equal(e.streams, 1, JSON.stringify(e));
+        assert.match(e.id, /^room%3A.*:[0-9]+$/, 'presence events are numbered events of the channel');
+      }
+
+      // A second tab: counted, not announced again.
+      const alice2 = await open(channel, 'alice');
+      streams.push(alice2);
+      let body = await roster(channel);
+      assert.deepEqual(body, {
+        channel,
+        subjects: [
+          { subject: 'alice', streams: 2 },
+          { subject: 'bob', streams: 1 },
+          { subject: 'watcher', streams: 1 },
+        ],
+        truncated: false,
+        anonymous: 0,
+      });
+
+      // Closing one of two tabs does not leave.
+      await alice1.close();
+      await rosterUntil(channel, (b) => streamsOf(b, 'alice') === 1, 'alice down to one stream');
+
+      // A quick reconnect: bob's stream closes and another opens at once.
+      await bob.close();
+      bob = await open(channel, 'bob');
+      streams.push(bob);
+      await rosterUntil(channel, (b) => streamsOf(b, 'bob') === 1, 'bob back');
+
+      // Closing the last tab leaves, after the grace period. Bob's grace
+      // period, had it not been cancelled, would have ended before alice's.
+      const closedAt = Date.now();
+      await alice2.close();
+      await observer.until(
+        () => presenceOf(observer).some((e) => e.type === 'presence.left' && e.subject === 'alice'),
+        30_000,
+        'alice leaving',
+      );
+      assert.ok(Date.now() - closedAt >= GRACE_MS - 500, 'alice left before the grace period was over');
+      await marker(observer, channel, 'after-alice-left');
+
+      const seen = presenceOf(observer).map(({ type, subject, streams: n }) => [type, subject, n]);
+      assert.deepEqual(
+        seen.filter(([, subject]) => subject !== 'watcher'),
+        [
+          ['presence.joined', 'alice', 1],
+          ['presence.joined', 'bob', 1],
+          ['presence.left', 'alice', 0],
+        ],
+        'one join per subject, no leave for a second tab or a reconnect',
+      );
+      assert.deepEqual(seen.filter(([type]) => type === 'presence.left'), [['presence.left', 'alice', 0]]);
+
+      body = await roster(channel);
+      assert.deepEqual(body.subjects, [
+        { subject: 'bob', streams: 1 },
+        { subject: 'watcher', streams: 1 },
+      ]);
+    } finally {
+      await Promise.all([observer, ...streams].map((s) => s.close()));
+    }
+  });
+
+  it('are events in history, not current state: a late stream gets no earlier presence event first, a resume replays them', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant, 'doc-1', 'doc');
+    const alice = await open(channel, 'alice');
+    let late;
+    let resumed;
+    try {
+      await alice.until((t) => eventsOf(t).some((e) => e.event === 'presence.joined'), 30_000, 'own join');
+      const [aliceJoined] = presenceOf(alice);
+      assert.deepEqual([aliceJoined.subject, aliceJoined.streams], ['alice', 1]);
+
+      late = await open(channel, 'late');
+      await late.until(() => presenceOf(late).some((e) => e.subject === 'late'), 30_000, 'late joining');
+      assert.deepEqual(presenceOf(late).map((e) => e.subject), ['late'], 'no state of presence on connect');
+
+      // Resuming from before alice joined replays both joins from history.
+      const token = await subscriber(tenant, { sub: 'resumer' });
+      const cursor = aliceJoined.id.replace(/:[0-9]+$/, ':0');
+      resumed = await rawStream(streamUrl(worker.url, [channel]), {
+        headers: { Authorization: `Bearer ${token}`, 'Last-Event-ID': cursor },
+      });
+      await resumed.until(() => presenceOf(resumed).some((e) => e.subject === 'resumer'), 30_000, 'resumer joining');
+      assert.deepEqual(
+        presenceOf(resumed).map((e) => e.subject),
+        ['alice', 'late', 'resumer'],
+      );
+    } finally {
+      await Promise.all([alice, late, resumed].filter(Boolean).map((s) => s.close()));
+    }
+  });
+
+  it('counts a stream without a subject but does not list it', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant, 'anon', 'room');
+    const anonymous = await open(channel, null);
+    const named = await open(channel, 'named');
+    try {
+      const body = await rosterUntil(channel, (b) => b.anonymous === 1 && streamsOf(b, 'named') === 1, 'both counted');
+      assert.deepEqual(body.subjects, [{ subject: 'named', streams: 1 }]);
+      await named.until(() => presenceOf(named).length > 0, 30_000, 'own join');
+      assert.deepEqual(presenceOf(anonymous).map((e) => e.subject), ['named']);
+    } finally {
+      await Promise.all([anonymous.close(), named.close()]);
+    }
+  });
+
+  it('is for the channel’s tenant only: another tenant gets 403', async () => {
+    const channel = channelOf(newTenant(), 'lobby', 'room');
+    await assertProblem(await presence(channel, newTenant()), 403, 'channel_forbidden');
+    const res = await fetch(new URL(`/v1/channels/${encodeURIComponent(channel)}/presence`, worker.url));
+    await assertProblem(res, 401, 'missing_credentials');
+  });
+
+  it('a channel whose prefix is not listed has no presence events, and its endpoint is 404 presence_disabled', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant, 'plain', 'scan-progress');
+    const observer = await open(channel, 'watcher');
+    const other = await open(channel, 'alice');
+    try {
+      await marker(observer, channel, 'plain');
+      assert.deepEqual(presenceOf(observer), []);
+      const problem = await assertProblem(await presence(channel), 404, 'presence_disabled');
+      assert.match(problem.detail, /scan-progress/);
+      // Stats of the same channel still answer.
+      const stats = await fetch(new URL(`/v1/channels/${encodeURIComponent(channel)}`, worker.url), {
+        headers: { Authorization: `Bearer ${await subscriber(tenant)}` },
+      });
+      assert.equal(stats.status, 200);
+      assert.equal((await stats.json()).streams, 2);
+    } finally {
+      await Promise.all([observer.close(), other.close()]);
+    }
+  });
+});
+
+describe('PRESENCE_PREFIXES', () => {
+  it('a value that is not a list of channel prefixes is a 503 configuration error naming the variable', async () => {
+    const logs = logCollector();
+    const bad = await startWorker({ vars: { PRESENCE_PREFIXES: 'room, Chat:*' }, handleStructuredLogs: logs.handleStructuredLogs });
+    try {
+      const health = await fetch(new URL('/healthz', bad.url));
+      assert.equal(health.status, 503);
+      assert.equal((await health.json()).code, 'unavailable');
+      const lines = logs.lines.map((l) => JSON.parse(l.message)).filter((l) => l.msg === 'configuration');
+      assert.ok(lines.length > 0, 'no configuration log line');
+      assert.match(lines[0].error, /^PRESENCE_PREFIXES: .*not a channel prefix/);
+    } finally {
+      await bad.stop();
+    }
+  });
+});
