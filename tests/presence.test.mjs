@@ -4,7 +4,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, logCollector } from './support/worker.mjs';
-import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
+import { subscriber, publisher, token, newTenant, channelOf } from './support/tokens.mjs';
 import { publish, streamUrl } from './support/sse.mjs';
 import { rawStream, eventsOf, assertProblem } from './support/http.mjs';
 
@@ -182,6 +182,31 @@ describe('presence', () => {
       );
     } finally {
       await Promise.all([alice, late, resumed].filter(Boolean).map((s) => s.close()));
+    }
+  });
+
+  it('a kicked user leaves after the grace period', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant, 'kick', 'room');
+    const observer = await open(channel, 'watcher');
+    const alice = await open(channel, 'alice');
+    try {
+      await observer.until(() => presenceOf(observer).some((e) => e.subject === 'alice'), 30_000, 'alice joining');
+      const admin = await token({ scope: 'events:admin events:platform' });
+      const kicked = await fetch(new URL('/v1/admin/kick', worker.url), {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ tenant, user: 'alice', ttl_seconds: 60 }),
+      });
+      assert.equal(kicked.status, 200, await kicked.text());
+      await observer.until(
+        () => presenceOf(observer).some((e) => e.type === 'presence.left' && e.subject === 'alice'),
+        30_000,
+        'alice leaving',
+      );
+      assert.deepEqual((await roster(channel)).subjects, [{ subject: 'watcher', streams: 1 }]);
+    } finally {
+      await Promise.all([observer.close(), alice.close()]);
     }
   });
 
