@@ -539,12 +539,29 @@ impl Channel {
         let Some(seat) = ws.deserialize_attachment::<Seat>().ok().flatten() else {
             return Ok(());
         };
-        // A socket reports its close once, but an error may come first.
+        // Counted once, though an error may be reported before the close;
+        // and no longer counted among the sockets left.
         ws.serialize_attachment(serde_json::Value::Null)?;
+        let remaining = self
+            .state
+            .get_websockets()
+            .iter()
+            .filter(|other| {
+                other
+                    .deserialize_attachment::<Seat>()
+                    .ok()
+                    .flatten()
+                    .as_ref()
+                    == Some(&seat)
+            })
+            .count() as u64;
         let now = now_ms();
         let leaving = {
             let mut memory = self.memory.borrow_mut();
-            let Some(transition) = memory.presence.as_mut().and_then(|p| p.close(&seat, now))
+            let Some(transition) = memory
+                .presence
+                .as_mut()
+                .and_then(|p| p.close(&seat, remaining, now))
             else {
                 return Ok(());
             };
