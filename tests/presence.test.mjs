@@ -3,6 +3,9 @@
 // reconnect does not flap, and GET /v1/channels/{channel}/presence.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { startWorker, logCollector } from './support/worker.mjs';
 import { subscriber, publisher, token, newTenant, channelOf } from './support/tokens.mjs';
 import { publish, streamUrl } from './support/sse.mjs';
@@ -250,6 +253,63 @@ describe('presence', () => {
       assert.equal((await stats.json()).streams, 2);
     } finally {
       await Promise.all([observer.close(), other.close()]);
+    }
+  });
+});
+
+describe('presence across a restart', () => {
+  let dir;
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'edgestream-presence-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a subject whose streams did not come back leaves after the grace period; the events replay from history', async () => {
+    const vars = { PRESENCE_PREFIXES: 'room' };
+    const tenant = newTenant();
+    const channel = channelOf(tenant, 'restart', 'room');
+    let restarted = await startWorker({ vars, persistPath: dir });
+    try {
+      const token = await subscriber(tenant, { sub: 'alice' });
+      const alice = await rawStream(streamUrl(restarted.url, [channel]), { headers: { Authorization: `Bearer ${token}` } });
+      await alice.until((t) => eventsOf(t).some((e) => e.event === 'presence.joined'), 30_000, 'alice joining');
+      const [{ id }] = eventsOf(alice.text).filter((e) => e.event === 'presence.joined');
+      await restarted.stop();
+      await alice.close();
+      restarted = await startWorker({ vars, persistPath: dir });
+      const url = new URL(`/v1/channels/${encodeURIComponent(channel)}/presence`, restarted.url);
+      const headers = { Authorization: `Bearer ${await subscriber(tenant)}` };
+      const deadline = Date.now() + 30_000;
+      let body;
+      for (;;) {
+        const res = await fetch(url, { headers });
+        assert.equal(res.status, 200);
+        body = await res.json();
+        if (body.subjects.length === 0) break;
+        assert.deepEqual(body.subjects, [{ subject: 'alice', streams: 0 }], 'alice is leaving, not gone at once');
+        assert.ok(Date.now() < deadline, `alice did not leave: ${JSON.stringify(body)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const replay = await rawStream(streamUrl(restarted.url, [channel]), {
+        headers: { ...headers, 'Last-Event-ID': id.replace(/:[0-9]+$/, ':0') },
+      });
+      try {
+        await replay.until((t) => eventsOf(t).some((e) => e.event === 'presence.left'), 30_000, 'the replayed leave');
+        assert.deepEqual(
+          eventsOf(replay.text)
+            .filter((e) => e.event.startsWith('presence.'))
+            .slice(0, 2)
+            .map((e) => [e.event, JSON.parse(e.data).subject]),
+          [
+            ['presence.joined', 'alice'],
+            ['presence.left', 'alice'],
+          ],
+        );
+      } finally {
+        await replay.close();
+      }
+    } finally {
+      await restarted.stop();
     }
   });
 });

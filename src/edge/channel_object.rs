@@ -210,10 +210,23 @@ impl Channel {
     fn open(state: State, env: Env) -> std::result::Result<Self, String> {
         let settings = Settings::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
             .map_err(|e| e.to_string())?;
-        let name = state.id().name().ok_or("the object has no name")?;
-        let name = ChannelName::parse(&name).map_err(|e| format!("not a channel: {e}"))?;
         let store = Store::open(state.storage().sql(), settings.history_size as u64)
             .map_err(|e| e.to_string())?;
+        // An object started by its alarm (a grace period or the TTL sweep
+        // after a restart) is not told its name, so the name it was first
+        // reached by is kept.
+        let kept: Option<String> = store.meta("name").map_err(|e| e.to_string())?;
+        let name = match (state.id().name(), kept) {
+            (Some(name), kept) => {
+                if kept.as_deref() != Some(name.as_str()) {
+                    store.set_meta("name", &name).map_err(|e| e.to_string())?;
+                }
+                name
+            }
+            (None, Some(kept)) => kept,
+            (None, None) => return Err("the object has no name".into()),
+        };
+        let name = ChannelName::parse(&name).map_err(|e| format!("not a channel: {e}"))?;
         let head = store.head().map_err(|e| e.to_string())?;
         let newest_ms = store
             .published_ms(head)

@@ -8,7 +8,7 @@
 //! ring        slot → seq, event, data, key, ms   one row per event, overwritten HISTORY_SIZE events later
 //! state       event → seq, data, ms              a type's latest event, copied here before the ring overwrites it
 //! revocations tag → until_ms                     the tenant's, pushed by its object
-//! meta        name → value                       head (saved before history is dropped), ring size, registration, shards
+//! meta        name → value                       head (saved before history is dropped), ring size, registration, shards, the channel name
 //! presence    subject → leaving_ms               announced subjects (presence channels only), and when each leaves
 //! ```
 //!
