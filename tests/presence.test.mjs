@@ -213,6 +213,29 @@ describe('presence', () => {
     }
   });
 
+  it("refuses a publisher's presence.* events on a channel with presence, the whole batch", async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant, 'forged', 'room');
+    const pub = await publisher(tenant);
+    const batch = {
+      events: [
+        { channel, event: 'chat.message', data: { text: 'hi' } },
+        { channel, event: 'presence.left', data: { subject: 'alice', streams: 0 } },
+      ],
+    };
+    const res = await fetch(new URL('/v1/publish', worker.url), {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${pub}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(batch),
+    });
+    const problem = await assertProblem(res, 400, 'invalid_body');
+    assert.match(problem.detail, /presence\./);
+    const stats = await fetch(new URL(`/v1/channels/${encodeURIComponent(channel)}`, worker.url), {
+      headers: { Authorization: `Bearer ${await subscriber(tenant)}` },
+    });
+    assert.equal((await stats.json()).last_id, null, 'nothing of the batch was stored');
+  });
+
   it('counts a stream without a subject but does not list it', async () => {
     const tenant = newTenant();
     const channel = channelOf(tenant, 'anon', 'room');
@@ -243,6 +266,9 @@ describe('presence', () => {
     try {
       await marker(observer, channel, 'plain');
       assert.deepEqual(presenceOf(observer), []);
+      // Elsewhere presence.* are ordinary event types, and current state.
+      const own = await publish(worker.url, await publisher(tenant), { channel, event: 'presence.joined', data: { subject: 'x' } });
+      assert.equal(own.status, 202, own.text);
       const problem = await assertProblem(await presence(channel), 404, 'presence_disabled');
       assert.match(problem.detail, /scan-progress/);
       // Stats of the same channel still answer.

@@ -27,6 +27,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::channel::ChannelName;
+use crate::config::Settings;
+use crate::problem::Problem;
 use crate::protocol::channel::presence::{PresenceList, Present};
 
 pub const JOINED: &str = "presence.joined";
@@ -40,10 +43,27 @@ pub const GRACE_MS: u64 = 5000;
 /// Longest subject that is listed; longer ones are counted as anonymous.
 pub const MAX_SUBJECT_BYTES: usize = 256;
 
-/// Whether an event type belongs to presence (and so not to the current
-/// state).
+/// Whether an event type belongs to presence: on a channel with presence,
+/// only the relay publishes these, and they are not current state.
 pub fn is_presence_event(event: &str) -> bool {
     event.starts_with("presence.")
+}
+
+/// Refuses a publish of a presence event type to a channel with presence,
+/// whose presence events must be the relay's alone for a roster built from
+/// them to be right.
+pub fn check_publish(
+    settings: &Settings,
+    channel: &ChannelName,
+    event: &str,
+) -> Result<(), Problem> {
+    if settings.has_presence(channel) && is_presence_event(event) {
+        return Err(Problem::invalid_body(format!(
+            "event types starting with presence. are the relay's own on channels with the prefix \"{}\" (PRESENCE_PREFIXES)",
+            channel.prefix()
+        )));
+    }
+    Ok(())
 }
 
 /// How a stream was counted, kept on its socket until it closes.
@@ -488,6 +508,23 @@ mod tests {
                 subject: "waiting".into()
             }]
         );
+    }
+
+    #[test]
+    fn publishers_may_not_publish_presence_events_where_the_relay_does() {
+        let settings = Settings {
+            presence_prefixes: vec!["chat".into()],
+            ..Settings::default()
+        };
+        let tenant = "7a3e4c1b-9f2d-4e8a-b5c6-1d2e3f4a5b6c";
+        let chat = ChannelName::build("chat", tenant, "r").unwrap();
+        let plain = ChannelName::build("scan", tenant, "r").unwrap();
+        let refused = check_publish(&settings, &chat, JOINED).unwrap_err();
+        assert_eq!(refused.code, "invalid_body");
+        assert!(refused.detail.contains("\"chat\""), "{}", refused.detail);
+        assert!(check_publish(&settings, &chat, "presence.custom").is_err());
+        assert!(check_publish(&settings, &chat, "chat.message").is_ok());
+        assert!(check_publish(&settings, &plain, JOINED).is_ok());
     }
 
     #[test]

@@ -415,7 +415,8 @@ impl Channel {
 
     fn loaded_state<'m>(&self, memory: &'m mut Memory, now: u64) -> Result<&'m CurrentState> {
         if memory.state.is_none() {
-            let mut state = CurrentState::new(self.settings.max_event_bytes);
+            let mut state = CurrentState::new(self.settings.max_event_bytes)
+                .with_presence(memory.presence.is_some());
             for (event, seq, bytes) in self.store.latest_per_type(self.cutoff(now))? {
                 for forgotten in state.publish(&event, seq, bytes) {
                     self.store.forget_state(&forgotten.event)?;

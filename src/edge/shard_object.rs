@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use edgestream_core::channel::ChannelName;
 use edgestream_core::config::Settings;
 use edgestream_core::history::CurrentState;
 use edgestream_core::protocol::channel::shard::{ShardLoad, ShardRequest};
@@ -38,6 +39,8 @@ struct Shard {
     channel: String,
     index: u32,
     max_event_bytes: usize,
+    /// The channel has presence (its presence events are no state).
+    presence: bool,
     memory: RefCell<Memory>,
 }
 
@@ -58,9 +61,9 @@ struct KnownState {
 }
 
 impl KnownState {
-    fn new(max_event_bytes: usize) -> Self {
+    fn new(max_event_bytes: usize, presence: bool) -> Self {
         KnownState {
-            bounds: CurrentState::new(max_event_bytes),
+            bounds: CurrentState::new(max_event_bytes).with_presence(presence),
             events: BTreeMap::new(),
         }
     }
@@ -69,7 +72,10 @@ impl KnownState {
         for forgotten in self.bounds.publish(event, seq, data.len()) {
             self.events.remove(&forgotten.event);
         }
-        self.events.insert(event.to_owned(), (seq, data.to_owned()));
+        // Presence events are no state on a channel with presence.
+        if self.bounds.is_latest(event, seq) {
+            self.events.insert(event.to_owned(), (seq, data.to_owned()));
+        }
     }
 
     /// Takes what `newer` knows of a type where it is newer than this.
@@ -143,10 +149,12 @@ impl Shard {
         let name = state.id().name().ok_or("the object has no name")?;
         let (channel, index) = name.rsplit_once('#').ok_or("not a shard name")?;
         let index = index.parse().map_err(|_| "not a shard number")?;
+        let presence = ChannelName::parse(channel).is_ok_and(|c| settings.has_presence(&c));
         Ok(Shard {
             channel: channel.to_owned(),
             index,
             max_event_bytes: settings.max_event_bytes,
+            presence,
             state,
             env,
             memory: RefCell::default(),
@@ -229,7 +237,7 @@ impl Shard {
             // Pushes that arrive while the channel answers are kept here.
             let mut memory = self.memory.borrow_mut();
             if memory.state.is_none() {
-                memory.state = Some(KnownState::new(self.max_event_bytes));
+                memory.state = Some(KnownState::new(self.max_event_bytes, self.presence));
             }
         }
         let client = ChannelClient::channel(&self.env, &self.channel)
@@ -240,7 +248,7 @@ impl Shard {
             .map_err(|p| worker::Error::RustError(p.detail))?;
         let now = worker::Date::now().as_millis();
         let mut memory = self.memory.borrow_mut();
-        let mut state = KnownState::new(self.max_event_bytes);
+        let mut state = KnownState::new(self.max_event_bytes, self.presence);
         for record in relay::records(&joined.state) {
             if let Ok(RelayRecord::Event { seq, event, data }) = record {
                 state.apply(seq, event, data);
