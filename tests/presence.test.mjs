@@ -70,9 +70,9 @@ async function rosterUntil(channel, predicate, what) {
 const streamsOf = (body, subject) => body.subjects.find((s) => s.subject === subject)?.streams;
 
 /** Publishes a marker event and waits for `observer` to read it: everything published before it has arrived too. */
-async function marker(observer, channel, name) {
+async function marker(observer, channel, name, base = worker.url) {
   const tenant = channel.split(':')[1];
-  const r = await publish(worker.url, await publisher(tenant), { channel, event: 'test.marker', data: { name } });
+  const r = await publish(base, await publisher(tenant), { channel, event: 'test.marker', data: { name } });
   assert.equal(r.status, 202, r.text);
   await observer.until((t) => eventsOf(t).some((e) => e.event === 'test.marker' && JSON.parse(e.data).name === name), 30_000, `marker ${name}`);
 }
@@ -279,6 +279,85 @@ describe('presence', () => {
       assert.equal((await stats.json()).streams, 2);
     } finally {
       await Promise.all([observer.close(), other.close()]);
+    }
+  });
+});
+
+describe('presence with shards', () => {
+  let sharded;
+  before(async () => {
+    sharded = await startWorker({
+      vars: { PRESENCE_PREFIXES: 'room', SHARD_SUBSCRIBERS: '2' },
+      handleStructuredLogs: logCollector().handleStructuredLogs,
+    });
+  });
+  after(() => sharded?.stop());
+
+  it('streams on shards join, count and leave like the channel’s own', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant, 'big', 'room');
+    const auth = async (sub) => ({ Authorization: `Bearer ${await subscriber(tenant, { sub })}` });
+    const openOn = async (sub) => {
+      const s = await rawStream(streamUrl(sharded.url, [channel]), { headers: await auth(sub) });
+      assert.equal(s.res.status, 200);
+      await s.opened();
+      return s;
+    };
+    const get = async (suffix) => {
+      const res = await fetch(new URL(`/v1/channels/${encodeURIComponent(channel)}${suffix}`, sharded.url), {
+        headers: await auth('reader'),
+      });
+      assert.equal(res.status, 200);
+      return res.json();
+    };
+    const until = async (predicate, what) => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const body = await get('/presence');
+        if (predicate(body)) return body;
+        assert.ok(Date.now() < deadline, `timed out waiting for ${what}: ${JSON.stringify(body)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    // The channel serves two streams itself; the rest go to shards.
+    const observer = await openOn('watcher');
+    const alice1 = await openOn('alice');
+    const streams = [observer, alice1];
+    try {
+      const carol = await openOn('carol');
+      streams.push(carol);
+      const alice2 = await openOn('alice');
+      streams.push(alice2);
+      assert.equal((await get('')).streams, 4);
+      await observer.until(() => presenceOf(observer).some((e) => e.subject === 'carol'), 30_000, 'carol joining from a shard');
+      await until((b) => streamsOf(b, 'alice') === 2 && streamsOf(b, 'carol') === 1, 'shard streams counted');
+
+      // Alice's stream on the channel closes; the one on a shard keeps her.
+      await alice1.close();
+      await until((b) => streamsOf(b, 'alice') === 1, 'alice down to her shard stream');
+      await carol.close();
+      await observer.until(
+        () => presenceOf(observer).some((e) => e.type === 'presence.left' && e.subject === 'carol'),
+        30_000,
+        'carol leaving',
+      );
+      await marker(observer, channel, 'sharded', sharded.url);
+      assert.deepEqual(
+        presenceOf(observer)
+          .filter((e) => e.subject !== 'watcher')
+          .map((e) => [e.type, e.subject]),
+        [
+          ['presence.joined', 'alice'],
+          ['presence.joined', 'carol'],
+          ['presence.left', 'carol'],
+        ],
+      );
+      assert.deepEqual((await get('/presence')).subjects, [
+        { subject: 'alice', streams: 1 },
+        { subject: 'watcher', streams: 1 },
+      ]);
+    } finally {
+      await Promise.all(streams.map((s) => s.close()));
     }
   });
 });

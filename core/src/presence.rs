@@ -21,7 +21,9 @@
 //! The object keeps the announced subjects in storage (so an announced
 //! subject leaves even if the object restarts meanwhile) and each socket
 //! keeps its [`Seat`] (so the counts are rebuilt when the object wakes from
-//! hibernation); this module decides every transition.
+//! hibernation); this module decides every transition. A busy channel's
+//! shards report the subjects of their streams ([`Presence::shard_roster`]),
+//! which count like the channel's own.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +66,11 @@ pub fn check_publish(
         )));
     }
     Ok(())
+}
+
+/// The subject as presence lists it: none for an empty or too long one.
+pub fn listable(subject: Option<&str>) -> Option<&str> {
+    subject.filter(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES)
 }
 
 /// How a stream was counted, kept on its socket until it closes.
@@ -145,8 +152,17 @@ impl Transition {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Subject {
+    /// Streams on the channel's own object.
     streams: u64,
+    /// Streams on each shard, as the shard last reported.
+    shards: BTreeMap<u32, u64>,
     leaving_at: Option<u64>,
+}
+
+impl Subject {
+    fn total(&self) -> u64 {
+        self.streams + self.shards.values().sum::<u64>()
+    }
 }
 
 /// A channel's presence: every subject here has been announced and has not
@@ -156,6 +172,8 @@ pub struct Presence {
     subjects: BTreeMap<String, Subject>,
     anonymous: u64,
     overflow: u64,
+    /// Streams of subjects past the bound, per shard.
+    shard_overflow: BTreeMap<u32, u64>,
 }
 
 impl Presence {
@@ -174,8 +192,8 @@ impl Presence {
             presence.subjects.insert(
                 subject,
                 Subject {
-                    streams: 0,
                     leaving_at,
+                    ..Subject::default()
                 },
             );
         }
@@ -214,8 +232,7 @@ impl Presence {
     /// A stream of `subject` opened. Returns its seat, to be given back to
     /// [`Presence::close`], and the transition it causes.
     pub fn open(&mut self, subject: Option<&str>) -> (Seat, Option<Transition>) {
-        let Some(subject) = subject.filter(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES)
-        else {
+        let Some(subject) = listable(subject) else {
             self.anonymous += 1;
             return (Seat::Anonymous, None);
         };
@@ -235,7 +252,7 @@ impl Presence {
             subject.to_owned(),
             Subject {
                 streams: 1,
-                leaving_at: None,
+                ..Subject::default()
             },
         );
         let joined = Transition::Joined {
@@ -263,7 +280,7 @@ impl Presence {
         };
         let entry = self.subjects.get_mut(subject)?;
         entry.streams = remaining;
-        if remaining > 0 || entry.leaving_at.is_some() {
+        if entry.total() > 0 || entry.leaving_at.is_some() {
             return None;
         }
         let at = now + GRACE_MS;
@@ -272,6 +289,69 @@ impl Presence {
             subject: subject.clone(),
             at,
         })
+    }
+
+    /// A shard reported the subjects of its streams (all of them: an empty
+    /// roster from a shard that joins again after it lost its sockets
+    /// forgets what it held). Returns the transitions, in subject order.
+    pub fn shard_roster(&mut self, shard: u32, roster: &[Present], now: u64) -> Vec<Transition> {
+        let reported: BTreeMap<&str, u64> = roster
+            .iter()
+            .filter(|p| p.streams > 0)
+            .map(|p| (p.subject.as_str(), p.streams))
+            .collect();
+        let held: Vec<String> = self
+            .subjects
+            .iter()
+            .filter(|(subject, entry)| {
+                entry.shards.contains_key(&shard) && !reported.contains_key(subject.as_str())
+            })
+            .map(|(subject, _)| subject.clone())
+            .collect();
+        let mut changes: BTreeMap<String, u64> =
+            held.into_iter().map(|subject| (subject, 0)).collect();
+        for (subject, streams) in &reported {
+            changes.insert((*subject).to_owned(), *streams);
+        }
+        let mut overflow = 0;
+        let mut transitions = Vec::new();
+        for (subject, streams) in changes {
+            let Some(entry) = self.subjects.get_mut(&subject) else {
+                if self.subjects.len() >= MAX_SUBJECTS {
+                    overflow += streams;
+                    continue;
+                }
+                let mut entry = Subject::default();
+                entry.shards.insert(shard, streams);
+                self.subjects.insert(subject.clone(), entry);
+                transitions.push(Transition::Joined { subject });
+                continue;
+            };
+            let before = entry.total();
+            if streams == 0 {
+                entry.shards.remove(&shard);
+            } else {
+                entry.shards.insert(shard, streams);
+            }
+            match (before, entry.total()) {
+                (_, 0) if entry.leaving_at.is_none() => {
+                    let at = now + GRACE_MS;
+                    entry.leaving_at = Some(at);
+                    transitions.push(Transition::Leaving { subject, at });
+                }
+                (_, 1..) if entry.leaving_at.is_some() => {
+                    entry.leaving_at = None;
+                    transitions.push(Transition::Stayed { subject });
+                }
+                _ => {}
+            }
+        }
+        if overflow > 0 {
+            self.shard_overflow.insert(shard, overflow);
+        } else {
+            self.shard_overflow.remove(&shard);
+        }
+        transitions
     }
 
     /// The subjects whose grace period is over at `now`, which leave.
@@ -304,10 +384,10 @@ impl Presence {
                 .iter()
                 .map(|(subject, entry)| Present {
                     subject: subject.clone(),
-                    streams: entry.streams,
+                    streams: entry.total(),
                 })
                 .collect(),
-            truncated: self.overflow > 0,
+            truncated: self.overflow > 0 || !self.shard_overflow.is_empty(),
             anonymous: self.anonymous,
         }
     }
@@ -525,6 +605,67 @@ mod tests {
         assert!(check_publish(&settings, &chat, "presence.custom").is_err());
         assert!(check_publish(&settings, &chat, "chat.message").is_ok());
         assert!(check_publish(&settings, &plain, JOINED).is_ok());
+    }
+
+    fn roster(subjects: &[(&str, u64)]) -> Vec<Present> {
+        subjects
+            .iter()
+            .map(|(subject, streams)| Present {
+                subject: (*subject).into(),
+                streams: *streams,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streams_on_shards_count_like_the_channels_own() {
+        let mut p = Presence::default();
+        let (alice, _) = p.open(Some("alice"));
+        assert_eq!(
+            p.shard_roster(1, &roster(&[("alice", 2), ("carol", 1)]), 0),
+            [Transition::Joined {
+                subject: "carol".into()
+            }]
+        );
+        assert_eq!(p.shard_roster(2, &roster(&[("carol", 1)]), 0), []);
+        assert_eq!(listed(&p), [("alice".into(), 3), ("carol".into(), 2)]);
+        // Alice's own stream closes; her streams on a shard keep her present.
+        assert_eq!(p.close(&alice, 0, 10), None);
+        // A roster replaces what the shard reported before.
+        assert_eq!(
+            p.shard_roster(1, &roster(&[("carol", 1)]), 20),
+            [Transition::Leaving {
+                subject: "alice".into(),
+                at: 20 + GRACE_MS
+            }]
+        );
+        assert_eq!(listed(&p), [("alice".into(), 0), ("carol".into(), 2)]);
+        // Back on another shard within the grace period: no flap.
+        assert_eq!(
+            p.shard_roster(2, &roster(&[("carol", 1), ("alice", 1)]), 30),
+            [Transition::Stayed {
+                subject: "alice".into()
+            }]
+        );
+        // A shard that lost its sockets reports nothing: its subjects start leaving.
+        assert_eq!(p.shard_roster(2, &[], 40).len(), 1);
+        assert_eq!(listed(&p), [("alice".into(), 0), ("carol".into(), 1)]);
+        assert_eq!(p.due(40 + GRACE_MS).len(), 1);
+        assert_eq!(listed(&p), [("carol".into(), 1)]);
+    }
+
+    #[test]
+    fn shard_subjects_past_the_bound_truncate_the_list() {
+        let mut p = Presence::default();
+        for i in 0..MAX_SUBJECTS {
+            p.open(Some(&format!("s{i}")));
+        }
+        assert_eq!(p.shard_roster(3, &roster(&[("late", 2), ("s1", 1)]), 0), []);
+        let list = p.list();
+        assert!(list.truncated);
+        assert_eq!(list.subjects[1].streams, 2);
+        p.shard_roster(3, &roster(&[("s1", 1)]), 0);
+        assert!(!p.list().truncated);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use edgestream_core::protocol::channel::shard::{
 };
 use edgestream_core::protocol::channel::{
     presence, publish, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick, Kicked,
-    PresenceList, Published, Subscribe, ToShard,
+    PresenceList, Published, ShardRoster, Subscribe, ToShard,
 };
 use edgestream_core::protocol::Call;
 use worker::{Env, ObjectNamespace, Response, Stub, WebSocket};
@@ -89,6 +89,17 @@ impl ChannelClient {
     pub async fn presence(&self) -> Result<PresenceList, Problem> {
         let answer = text(self.ok(&presence::call()).await?).await?;
         PresenceList::parse(answer.as_bytes()).map_err(protocol)
+    }
+
+    /// Tells the channel the subjects of a shard's streams.
+    pub async fn report_roster(&self, roster: &ShardRoster) -> Result<(), Problem> {
+        self.ok(&roster.call()).await.map(drop)
+    }
+
+    /// Asks a shard for the subjects of its streams.
+    pub async fn shard_roster(&self) -> Result<ShardRoster, Problem> {
+        let answer = text(self.ok(&presence::shard_call()).await?).await?;
+        ShardRoster::parse(answer.as_bytes()).map_err(protocol)
     }
 
     pub async fn join(&self, shard: u32) -> Result<Joined, Problem> {

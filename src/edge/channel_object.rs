@@ -36,8 +36,8 @@ use edgestream_core::history::{self, Attach, CurrentState};
 use edgestream_core::presence::{Presence, Seat, Transition};
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{
-    ChannelRequest, ChannelStats, Joined, Kick, Kicked, Outcome, Publish, Published, Subscribe,
-    ToShard,
+    ChannelRequest, ChannelStats, Joined, Kick, Kicked, Outcome, Publish, Published, ShardRoster,
+    Subscribe, ToShard,
 };
 use edgestream_core::protocol::ProtocolError;
 use edgestream_core::relay::RelayWriter;
@@ -129,9 +129,11 @@ impl DurableObject for ChannelObject {
         if let Ok(channel) = &channel {
             // Subjects whose streams did not survive a restart leave unless
             // the streams re-attach; nothing else may wake the object for it.
+            // Those on shards are asked for before the grace period ends.
             if channel.presence_deadline().is_some() {
                 let channel = channel.clone();
                 wasm_bindgen_futures::spawn_local(async move {
+                    channel.ask_shards().await;
                     if let Err(e) = channel.ensure_presence_alarm().await {
                         log::error("presence alarm not set", &e.to_string());
                     }
@@ -315,8 +317,52 @@ impl Channel {
                 Some(presence) => Response::ok(presence.list().to_json()),
                 None => Response::error("no presence on this channel", 404),
             },
+            ChannelRequest::ShardRoster(roster) => {
+                self.shard_roster(&roster)?;
+                self.schedule_flush();
+                self.ensure_alarm().await?;
+                self.ensure_presence_alarm().await?;
+                Ok(Response::empty()?.with_status(204))
+            }
             ChannelRequest::Join(join) => self.join(join.shard).await,
         }
+    }
+
+    /// A shard's streams changed: its subjects count as it says.
+    fn shard_roster(&self, roster: &ShardRoster) -> Result<()> {
+        let now = now_ms();
+        let mut memory = self.memory.borrow_mut();
+        let Some(transitions) = memory
+            .presence
+            .as_mut()
+            .map(|p| p.shard_roster(roster.shard, &roster.subjects, now))
+        else {
+            return Ok(());
+        };
+        for transition in &transitions {
+            self.apply_presence(&mut memory, transition, now)?;
+        }
+        Ok(())
+    }
+
+    /// Asks every shard for the subjects of its streams (the channel
+    /// restarted and knows only its own).
+    async fn ask_shards(self: &Rc<Self>) {
+        let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
+        for shard in shards {
+            let roster = match ChannelClient::shard(&self.env, self.name.as_str(), shard) {
+                Ok(client) => client.shard_roster().await,
+                Err(problem) => Err(problem),
+            };
+            let applied = match roster {
+                Ok(roster) => self.shard_roster(&roster).map_err(|e| e.to_string()),
+                Err(problem) => Err(problem.detail),
+            };
+            if let Err(reason) = applied {
+                log::error("shard presence not read", &reason);
+            }
+        }
+        self.schedule_flush();
     }
 
     /// Accepts a stream's WebSocket, or sends it to a shard. Before any

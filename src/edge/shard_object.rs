@@ -5,6 +5,10 @@
 //! must see first (the current state, or where live delivery starts) it
 //! learns from the channel when it starts serving and keeps current from the
 //! pushes, so a stream's attach is answered here without asking the channel.
+//!
+//! On a channel with presence the shard keeps each stream's subject on its
+//! socket and reports the subjects of its streams to the channel whenever
+//! they change (one report in flight at a time, the latest roster next).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -13,8 +17,10 @@ use std::rc::Rc;
 use edgestream_core::channel::ChannelName;
 use edgestream_core::config::Settings;
 use edgestream_core::history::CurrentState;
+use edgestream_core::presence::listable;
+use edgestream_core::protocol::channel::presence::Present;
 use edgestream_core::protocol::channel::shard::{ShardLoad, ShardRequest};
-use edgestream_core::protocol::channel::{Kick, Kicked, Subscribe};
+use edgestream_core::protocol::channel::{Kick, Kicked, ShardRoster, Subscribe};
 use edgestream_core::relay::{self, RelayRecord, RelayWriter};
 use edgestream_core::revocation::RevocationSet;
 use worker::{
@@ -52,6 +58,11 @@ struct Memory {
     head: u64,
     state: Option<KnownState>,
     revocations: RevocationSet,
+    /// Streams per subject, rebuilt from the sockets when first needed.
+    roster: Option<BTreeMap<String, u64>>,
+    reporting: bool,
+    /// The roster changed while a report was in flight.
+    report_again: bool,
 }
 
 /// The channel's current state as this shard keeps it.
@@ -133,11 +144,17 @@ impl DurableObject for ShardObject {
         _clean: bool,
     ) -> Result<()> {
         close_handshake(&ws, code);
+        if let Ok(shard) = &self.shard {
+            shard.closed(&ws)?;
+        }
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
         let _ = ws.close(Some(1011), Some("error"));
+        if let Ok(shard) = &self.shard {
+            shard.closed(&ws)?;
+        }
         Ok(())
     }
 }
@@ -161,7 +178,7 @@ impl Shard {
         })
     }
 
-    async fn handle(&self, request: ShardRequest<'_>) -> Result<Response> {
+    async fn handle(self: &Rc<Self>, request: ShardRequest<'_>) -> Result<Response> {
         match request {
             ShardRequest::Subscribe(subscribe) => self.subscribe(&subscribe).await,
             ShardRequest::Push(push) => {
@@ -176,7 +193,99 @@ impl Shard {
                 self.load()
             }
             ShardRequest::Stats => self.load(),
+            ShardRequest::Presence => Response::ok(self.roster().to_json()),
         }
+    }
+
+    /// The subjects of this shard's streams.
+    fn roster(&self) -> ShardRoster {
+        let mut memory = self.memory.borrow_mut();
+        let roster = self.loaded_roster(&mut memory);
+        ShardRoster {
+            shard: self.index,
+            subjects: roster
+                .iter()
+                .map(|(subject, streams)| Present {
+                    subject: subject.clone(),
+                    streams: *streams,
+                })
+                .collect(),
+        }
+    }
+
+    fn loaded_roster<'m>(&self, memory: &'m mut Memory) -> &'m mut BTreeMap<String, u64> {
+        memory.roster.get_or_insert_with(|| {
+            let mut roster = BTreeMap::new();
+            for ws in self.state.get_websockets() {
+                if let Ok(Some(subject)) = ws.deserialize_attachment::<String>() {
+                    *roster.entry(subject).or_insert(0) += 1;
+                }
+            }
+            roster
+        })
+    }
+
+    /// A stream's socket closed: the channel hears of the streams left.
+    fn closed(self: &Rc<Self>, ws: &WebSocket) -> Result<()> {
+        let Some(subject) = ws.deserialize_attachment::<String>().ok().flatten() else {
+            return Ok(());
+        };
+        ws.serialize_attachment(serde_json::Value::Null)?;
+        let remaining = self
+            .state
+            .get_websockets()
+            .iter()
+            .filter(|other| {
+                other
+                    .deserialize_attachment::<String>()
+                    .ok()
+                    .flatten()
+                    .as_ref()
+                    == Some(&subject)
+            })
+            .count() as u64;
+        {
+            let mut memory = self.memory.borrow_mut();
+            let roster = self.loaded_roster(&mut memory);
+            if remaining == 0 {
+                roster.remove(&subject);
+            } else {
+                roster.insert(subject, remaining);
+            }
+        }
+        self.report();
+        Ok(())
+    }
+
+    /// Sends the roster to the channel, after the report in flight if any.
+    fn report(self: &Rc<Self>) {
+        {
+            let mut memory = self.memory.borrow_mut();
+            if memory.reporting {
+                memory.report_again = true;
+                return;
+            }
+            memory.reporting = true;
+        }
+        let shard = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                shard.memory.borrow_mut().report_again = false;
+                let roster = shard.roster();
+                let reported = match ChannelClient::channel(&shard.env, &shard.channel) {
+                    Ok(client) => client.report_roster(&roster).await,
+                    Err(problem) => Err(problem),
+                };
+                if let Err(problem) = reported {
+                    log::error("presence report failed", &problem.detail);
+                }
+                let mut memory = shard.memory.borrow_mut();
+                if !memory.report_again {
+                    memory.reporting = false;
+                    return;
+                }
+            }
+        });
     }
 
     /// Keeps the head and the current state current from a push.
@@ -192,19 +301,41 @@ impl Shard {
         }
     }
 
-    async fn subscribe(&self, subscribe: &Subscribe) -> Result<Response> {
+    async fn subscribe(self: &Rc<Self>, subscribe: &Subscribe) -> Result<Response> {
         if !self.memory.borrow().joined {
             self.join().await?;
+            if self.presence {
+                // The channel may have forgotten this shard's streams, or
+                // never heard of those that survived an eviction.
+                self.report();
+            }
         }
+        let response = self.accept(subscribe)?;
+        Ok(response)
+    }
+
+    fn accept(self: &Rc<Self>, subscribe: &Subscribe) -> Result<Response> {
         let now = worker::Date::now().as_millis();
-        let memory = self.memory.borrow();
+        let mut memory = self.memory.borrow_mut();
         if memory.revocations.revokes(&subscribe.tags, now) {
             return Ok(Response::empty()?.with_status(REVOKED));
+        }
+        let subject = listable(subscribe.subject.as_deref()).filter(|_| self.presence);
+        if subject.is_some() {
+            // Counted before the new socket, which is added below.
+            self.loaded_roster(&mut memory);
         }
         let pair = WebSocketPair::new()?;
         let mut tags: Vec<&str> = vec![delivery_tag(subscribe.delivery)];
         tags.extend(subscribe.tags.iter().map(String::as_str));
         self.state.accept_websocket_with_tags(&pair.server, &tags);
+        if let Some(subject) = subject {
+            pair.server.serialize_attachment(subject)?;
+            *self
+                .loaded_roster(&mut memory)
+                .entry(subject.to_owned())
+                .or_insert(0) += 1;
+        }
         let mut writer = RelayWriter::default();
         // A stream that resumes pages its gap in from the channel's history,
         // which also decides whether that gap can still be filled; only a
@@ -225,6 +356,10 @@ impl Shard {
         writer.live(memory.head);
         for message in writer.into_messages() {
             pair.server.send_with_str(&message)?;
+        }
+        drop(memory);
+        if subject.is_some() {
+            self.report();
         }
         Response::from_websocket(pair.client)
     }

@@ -14,7 +14,7 @@ pub mod subscribe;
 pub use admit::Admit;
 pub use history::History;
 pub use kick::{Kick, Kicked};
-pub use presence::PresenceList;
+pub use presence::{PresenceList, ShardRoster};
 pub use publish::{Outcome, Publish, Published};
 pub use shard::{Join, Joined};
 pub use stats::ChannelStats;
@@ -32,6 +32,8 @@ pub enum ChannelRequest<'a> {
     Admit(Admit),
     Stats,
     Presence,
+    /// A shard's subjects changed.
+    ShardRoster(ShardRoster),
     /// A shard of this channel starts serving streams.
     Join(Join),
 }
@@ -52,6 +54,9 @@ impl<'a> ChannelRequest<'a> {
             (Method::Get, admit::PATH) => ChannelRequest::Admit(Admit::parse(incoming.query)?),
             (Method::Get, stats::PATH) => ChannelRequest::Stats,
             (Method::Get, presence::PATH) => ChannelRequest::Presence,
+            (Method::Post, presence::REPORT_PATH) => {
+                ChannelRequest::ShardRoster(ShardRoster::parse(incoming.body)?)
+            }
             (Method::Post, shard::JOIN_PATH) => ChannelRequest::Join(Join::parse(incoming.body)?),
             (method, path) => {
                 return Err(ProtocolError::new(format!(
@@ -106,6 +111,11 @@ mod tests {
         );
         assert_eq!(parse(&stats::call()), ChannelRequest::Stats);
         assert_eq!(parse(&presence::call()), ChannelRequest::Presence);
+        let roster = ShardRoster {
+            shard: 1,
+            subjects: vec![],
+        };
+        assert_eq!(parse(&roster.call()), ChannelRequest::ShardRoster(roster));
         assert_eq!(
             parse(&Join { shard: 2 }.call()),
             ChannelRequest::Join(Join { shard: 2 })

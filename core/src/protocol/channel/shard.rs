@@ -124,6 +124,8 @@ pub enum ShardRequest<'a> {
     /// The channel stops pushing unless the shard still has streams.
     Retire,
     Stats,
+    /// The subjects of its streams, for presence.
+    Presence,
 }
 
 impl<'a> ShardRequest<'a> {
@@ -136,6 +138,7 @@ impl<'a> ShardRequest<'a> {
             (Method::Post, super::kick::PATH) => ShardRequest::Kick(Kick::parse(incoming.body)?),
             (Method::Post, RETIRE_PATH) => ShardRequest::Retire,
             (Method::Get, STATS_PATH) => ShardRequest::Stats,
+            (Method::Get, super::presence::SHARD_PATH) => ShardRequest::Presence,
             (method, path) => {
                 return Err(ProtocolError::new(format!(
                     "shard: no request {method:?} {path}"
@@ -180,6 +183,10 @@ mod tests {
         );
         assert_eq!(parse(&retire_call()), ShardRequest::Retire);
         assert_eq!(parse(&stats_call()), ShardRequest::Stats);
+        assert_eq!(
+            parse(&super::super::presence::shard_call()),
+            ShardRequest::Presence
+        );
         let kick = Kick {
             tag: Some("u:1".into()),
             until_ms: Some(5),
