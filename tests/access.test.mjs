@@ -9,6 +9,7 @@ import path from 'node:path';
 import { startWorker, useWorker, ROOT } from './support/worker.mjs';
 import { subscriber, publisher, token, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish, readRaw, streamUrl } from './support/sse.mjs';
+import { channelStats } from './support/http.mjs';
 
 const post = (base, route, credential, body) =>
   fetch(new URL(route, base), {
@@ -70,6 +71,58 @@ describe('API keys', () => {
       assert.equal(res.status, 401, param);
       await res.body?.cancel();
     }
+  });
+
+  test('a key opens a stream of its tenant from the header, and only of its tenant', async () => {
+    // A key without scopes is a subscriber's, like a token without one.
+    const reader = 'es_reader_key_0123456789abcdef';
+    const kv = await worker.mf.getKVNamespace('API_KEYS');
+    await kv.put(createHash('sha256').update(reader).digest('hex'), JSON.stringify({ name: 'dashboard', tenant, scope: '' }));
+    const channel = channelOf(tenant);
+    for (const credential of [reader, key]) {
+      const { res, text } = await readRaw(streamUrl(worker.url, [channel]), {
+        headers: { Authorization: `Api-Key ${credential}` },
+        done: (t) => t.includes('event: stream-open'),
+      });
+      assert.equal(res.status, 200, text);
+      const foreign = await fetch(streamUrl(worker.url, [channelOf(newTenant())]), { headers: { Authorization: `Api-Key ${credential}` } });
+      assert.equal(foreign.status, 403);
+      assert.equal(await problemOf(foreign), 'channel_forbidden');
+    }
+    // And it delivers: an event published while the stream is open arrives.
+    const live = channelOf(tenant);
+    const streaming = readRaw(streamUrl(worker.url, [live]), {
+      headers: { Authorization: `Api-Key ${reader}` },
+      done: (t) => t.includes('"via":"key"}\n\n'),
+      timeoutMs: 15_000,
+    });
+    for (const deadline = Date.now() + 10_000; (await channelStats(worker.url, live)).streams !== 1;) {
+      assert.ok(Date.now() < deadline, 'the stream never attached');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const res = await post(worker.url, '/v1/publish', `Api-Key ${key}`, { channel: live, event: 'x.y', data: { via: 'key' } });
+    assert.equal(res.status, 202);
+    assert.match((await streaming).text, /event: x\.y\ndata: \{"via":"key"\}/);
+    // A key without the publish scope cannot publish.
+    const refused = await post(worker.url, '/v1/publish', `Api-Key ${reader}`, { channel, event: 'x.y', data: 1 });
+    assert.equal(refused.status, 403);
+    assert.equal(await problemOf(refused), 'insufficient_scope');
+  });
+
+  test('a key is issued stream tickets for its tenant', async () => {
+    const channel = channelOf(tenant);
+    const issued = await post(worker.url, '/v1/tickets', `Api-Key ${key}`, { channels: [channel] });
+    assert.equal(issued.status, 201);
+    const { ticket } = await issued.json();
+    const { res, text } = await readRaw(streamUrl(worker.url, [], { ticket }), { done: (t) => /event: stream-open\ndata: [^\n]*\n\n/.test(t) });
+    assert.equal(res.status, 200, text);
+    assert.match(text, new RegExp(`"channels":\\["${channel}"\\]`));
+    const spent = await fetch(streamUrl(worker.url, [], { ticket }));
+    assert.equal(spent.status, 401);
+    await spent.body?.cancel();
+    const foreign = await post(worker.url, '/v1/tickets', `Api-Key ${key}`, { channels: [channelOf(newTenant())] });
+    assert.equal(foreign.status, 403);
+    assert.equal(await problemOf(foreign), 'channel_forbidden');
   });
 
   test('the key is not a bearer token either', async () => {
@@ -134,13 +187,22 @@ describe('stream tickets', () => {
     const { ticket: second } = await (await issue(tenant, [granted])).json();
     const foreign = await fetch(streamUrl(worker.url, [channelOf(newTenant())], { ticket: second }));
     assert.equal(foreign.status, 403);
-    // A malformed request is refused before the ticket is redeemed.
-    const malformed = await fetch(streamUrl(worker.url, ['not-a-channel'], { ticket }));
-    assert.equal(malformed.status, 400);
     // The forbidden request used the ticket: redeeming happens before the
     // channel check, so probing for channels costs the prober the ticket.
     const again = await fetch(streamUrl(worker.url, [granted], { ticket }));
     assert.equal(again.status, 401);
+    // A malformed request is refused before the ticket is redeemed: a fresh
+    // ticket survives one, opens its stream, and is spent by that.
+    const { ticket: fresh } = await (await issue(tenant, [granted])).json();
+    const malformed = await fetch(streamUrl(worker.url, ['not-a-channel'], { ticket: fresh }));
+    assert.equal(malformed.status, 400);
+    assert.equal(await problemOf(malformed), 'invalid_channel');
+    const opened = await fetch(streamUrl(worker.url, [granted], { ticket: fresh }));
+    assert.equal(opened.status, 200);
+    await opened.body.cancel();
+    const spent = await fetch(streamUrl(worker.url, [granted], { ticket: fresh }));
+    assert.equal(spent.status, 401);
+    assert.equal(await problemOf(spent), 'invalid_token');
   });
 
   test("a ticket for another tenant's channel is never issued", async () => {
@@ -225,6 +287,42 @@ describe('kicks and revocation', () => {
     }
   });
 
+  test('a revoked user is admitted again once the revocation ends, and not before', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const dave = await subscriber(tenant, { sub: 'dave' });
+    const open = () => fetch(streamUrl(worker.url, [channel]), { headers: { Authorization: `Bearer ${dave}` } });
+    const kickedAt = Date.now();
+    assert.equal((await kick({ tenant, user: 'dave', ttl_seconds: 2 })).status, 200);
+    const refused = await open();
+    assert.equal(refused.status, 403);
+    assert.equal(await problemOf(refused), 'revoked');
+    // Poll until admitted; the revocation is kept in whole seconds, so it
+    // may end up to a second before the 2 s are up, never sooner.
+    let admitted;
+    for (;;) {
+      const res = await open();
+      if (res.status === 200) {
+        admitted = Date.now();
+        await res.body.cancel();
+        break;
+      }
+      assert.equal(await problemOf(res), 'revoked');
+      assert.ok(Date.now() - kickedAt < 15_000, 'still refused 15 s after a 2 s revocation');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(admitted - kickedAt >= 1_000, `admitted ${admitted - kickedAt} ms after a 2 s revocation`);
+    // Admitted means streaming again.
+    const s = subscribe(worker.url, [channel], { token: dave, types: ['x.y'] });
+    try {
+      await s.opened();
+      await publish(worker.url, await publisher(tenant), { channel, event: 'x.y', data: 2 });
+      await s.waitForData(1);
+    } finally {
+      s.close();
+    }
+  });
+
   test('kicking a token (jti) ends only streams opened with it', async () => {
     const tenant = newTenant();
     const channel = channelOf(tenant);
@@ -232,14 +330,19 @@ describe('kicks and revocation', () => {
     const stolen = await subscriber(tenant, { sub: 'carol', jti });
     const other = await subscriber(tenant, { sub: 'carol', jti: randomUUID() });
     const s1 = subscribe(worker.url, [channel], { token: stolen });
-    const s2 = subscribe(worker.url, [channel], { token: other });
+    const s2 = subscribe(worker.url, [channel], { token: other, types: ['x.y'] });
     try {
       await Promise.all([s1.opened(), s2.opened()]);
       assert.equal((await (await kick({ tenant, jti })).json()).closed, 1);
       await s1.until(() => s1.events.some((e) => e.type === 'stream-error'));
+      assert.equal(JSON.parse(s1.events.find((e) => e.type === 'stream-error').data).code, 'kicked');
       const again = await fetch(streamUrl(worker.url, [channel]), { headers: { Authorization: `Bearer ${stolen}` } });
       assert.equal(again.status, 403);
-      await again.body?.cancel();
+      assert.equal(await problemOf(again), 'revoked');
+      // The other token's stream still delivers what is published after the kick.
+      await publish(worker.url, await publisher(tenant), { channel, event: 'x.y', data: 'after' });
+      await s2.waitForData(1);
+      assert.deepEqual(s2.data().map((e) => e.data), ['"after"']);
       assert.ok(!s2.events.some((e) => e.type === 'stream-error'));
     } finally {
       s1.close();
@@ -251,18 +354,34 @@ describe('kicks and revocation', () => {
     const tenant = newTenant();
     const bystander = newTenant();
     const streams = [
-      subscribe(worker.url, [channelOf(tenant, 'a')], { token: await subscriber(tenant, { sub: 'u1' }) }),
-      subscribe(worker.url, [channelOf(tenant, 'b'), channelOf(tenant, 'c')], { token: await subscriber(tenant, { sub: 'u2' }) }),
+      subscribe(worker.url, [channelOf(tenant, 'a')], { token: await subscriber(tenant, { sub: 'u1' }), types: ['x.y'] }),
+      subscribe(worker.url, [channelOf(tenant, 'b'), channelOf(tenant, 'c')], { token: await subscriber(tenant, { sub: 'u2' }), types: ['x.y'] }),
     ];
-    const other = subscribe(worker.url, [channelOf(bystander)], { token: await subscriber(bystander) });
+    const bystanderChannel = channelOf(bystander);
+    const other = subscribe(worker.url, [bystanderChannel], { token: await subscriber(bystander), types: ['x.y'] });
     try {
       await Promise.all([...streams, other].map((s) => s.opened()));
       const res = await kick({ tenant });
       // Sockets, not streams: closing one of a stream's channel sockets ends
       // the stream, which may release its other sockets first.
       assert.ok((await res.json()).closed >= streams.length);
-      for (const s of streams) await s.until(() => s.events.some((e) => e.type === 'stream-error'));
+      for (const s of streams) {
+        await s.until(() => s.events.some((e) => e.type === 'stream-error'));
+        assert.equal(JSON.parse(s.events.find((e) => e.type === 'stream-error').data).code, 'kicked');
+      }
+      // A tenant kick revokes no one: the clients reconnect by themselves
+      // and are admitted again.
+      for (const s of streams) await s.until(() => s.events.filter((e) => e.type === 'stream-open').length === 2, 10_000, 'readmission');
+      // The bystander tenant's stream was never touched and still delivers
+      // what is published after the kick; so do the readmitted streams.
+      const pubTenant = await publisher(tenant);
+      await publish(worker.url, await publisher(bystander), { channel: bystanderChannel, event: 'x.y', data: 'after' });
+      await publish(worker.url, pubTenant, { channel: channelOf(tenant, 'a'), event: 'x.y', data: 'after' });
+      await publish(worker.url, pubTenant, { channel: channelOf(tenant, 'c'), event: 'x.y', data: 'after' });
+      for (const s of [...streams, other]) await s.waitForData(1);
+      assert.deepEqual([...streams, other].map((s) => s.data().map((e) => e.data)), [['"after"'], ['"after"'], ['"after"']]);
       assert.ok(!other.events.some((e) => e.type === 'stream-error'));
+      assert.equal(other.connections.length, 1);
     } finally {
       [...streams, other].forEach((s) => s.close());
     }

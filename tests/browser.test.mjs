@@ -9,12 +9,12 @@ import { startWorker, logCollector } from './support/worker.mjs';
 import { publish } from './support/sse.mjs';
 import { publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { cursorOf } from './support/http.mjs';
-import { launchBrowser, artifactPath, watchPage } from './support/browser.mjs';
+import { launchBrowser, artifactPath, watchPage, BROWSER_SKIP } from './support/browser.mjs';
 
 const VARS = { DEV_MODE: '1', RETRY_MS: '500', JWT_LEEWAY_SECONDS: '0' };
 const WAIT = { timeout: 10_000 };
 
-describe('in Chromium', () => {
+describe('in Chromium', { skip: BROWSER_SKIP }, () => {
   let worker;
   let persistPath;
   let browser;

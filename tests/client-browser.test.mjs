@@ -8,7 +8,7 @@ import { startWorker, logCollector } from './support/worker.mjs';
 import { publish } from './support/sse.mjs';
 import { token, subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { cursorOf } from './support/http.mjs';
-import { launchBrowser, watchPage } from './support/browser.mjs';
+import { launchBrowser, watchPage, BROWSER_SKIP } from './support/browser.mjs';
 import { routeClient, CLIENT_PATH } from './support/client.mjs';
 
 const VARS = { RETRY_MS: '500', JWT_LEEWAY_SECONDS: '0' };
@@ -16,7 +16,7 @@ const WAIT = { timeout: 10_000 };
 const PAGE = '/client-test-page';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-describe('typed client in Chromium', () => {
+describe('typed client in Chromium', { skip: BROWSER_SKIP }, () => {
   let worker;
   let browser;
   let context;

@@ -87,7 +87,7 @@ describe('consumers', () => {
     const last = `"n":${published},`;
     const { text: rest } = await readRaw(
       streamUrl(worker.url, [channel], { lastEventId: `${encodeURIComponent(channel)}:${lastSeen}` }),
-      { headers: { Authorization: `Bearer ${token}` }, done: (t) => t.includes(last, t.length - 200_000), timeoutMs: 15_000 },
+      { headers: { Authorization: `Bearer ${token}` }, done: (t) => t.includes(last, t.length - 200_000), timeoutMs: 60_000 },
     );
     assert.ok(!rest.includes('event: stream-error'), rest.slice(rest.indexOf('event: stream-error')).slice(0, 200));
     const resumed = [...rest.matchAll(/"n":(\d+),/g)].map((m) => Number(m[1]));

@@ -118,6 +118,29 @@ describe('CORS', () => {
     assert.match(methods, /\bGET\b/);
   });
 
+  it('every response says Vary: Origin, with an allowed origin, another one or none', async () => {
+    // A cache in front of the relay must not serve one origin's CORS
+    // headers (or their absence) to another.
+    const t = newTenant();
+    const token = await subscriber(t);
+    const vary = (res) => (res.headers.get('vary') ?? '').split(',').map((v) => v.trim().toLowerCase());
+    for (const origin of [ALLOWED, 'https://evil.example', undefined]) {
+      const headers = origin ? { Origin: origin } : {};
+      const responses = {
+        stream: (await openStream(base, [channelOf(t)], { token, headers })).res,
+        'stream refused': (await openStream(base, [channelOf(t)], { headers })).res,
+        health: await fetch(`${base}/healthz`, { headers }),
+        'unknown path': await fetch(`${base}/nope`, { headers }),
+        publish: await fetch(`${base}/v1/publish`, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' }, body: '{}' }),
+        preflight: await fetch(`${base}/v1/stream`, { method: 'OPTIONS', headers: { ...headers, 'Access-Control-Request-Method': 'GET' } }),
+      };
+      for (const [name, res] of Object.entries(responses)) {
+        if (!res.bodyUsed) await res.body?.cancel().catch(() => {});
+        assert.ok(vary(res).includes('origin'), `${name} from ${origin ?? 'no origin'}: Vary ${res.headers.get('vary')}`);
+      }
+    }
+  });
+
   it('a preflight from another origin grants nothing', async () => {
     const res = await fetch(`${base}/v1/stream`, {
       method: 'OPTIONS',

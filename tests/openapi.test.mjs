@@ -13,16 +13,12 @@ import { loadOpenApi } from './support/openapi.mjs';
 const api = loadOpenApi();
 const exercised = new Set();
 
-/**
- * Sends a request, checks the response against the document, returns it.
- * `pathName` is the documented path; `path` the one requested, for a path
- * with parameters.
- */
-async function call(base, method, pathName, { path, query = '', headers = {}, body } = {}) {
+/** Sends a request, checks the response against the document, returns it. */
+async function call(base, method, pathName, { query = '', headers = {}, body, path = pathName } = {}) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), 10_000);
   try {
-    const res = await fetch(`${new URL(path ?? pathName, base)}${query}`, { method, headers, body, signal: controller.signal });
+    const res = await fetch(`${new URL(path, base)}${query}`, { method, headers, body, signal: controller.signal });
     // A stream is cut after its headers: the body never ends.
     const text = res.headers.get('content-type')?.startsWith('text/event-stream') ? '' : await res.text();
     api.checkResponse(method, pathName, { status: res.status, headers: res.headers, text });
@@ -241,11 +237,35 @@ describe('the running worker matches docs/openapi.yaml', () => {
     assert.equal(refused.json.code, 'revoked');
   });
 
-  it('GET /v1/channels/{channel} and its presence', async () => {
+  it('GET /v1/channels/{channel}', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const path = `/v1/channels/${encodeURIComponent(channel)}`;
+    const stats = (headers, at = path) => call(worker.url, 'GET', '/v1/channels/{channel}', { path: at, headers });
+    const empty = await stats(bearer(await subscriber(tenant)));
+    assert.equal(empty.status, 200, empty.text);
+    assert.deepEqual(empty.json, { channel, streams: 0, last_id: null, last_event_at: null, history: 0 });
+    assert.equal((await publish(worker.url, await publisher(tenant), { channel, event: 'x.y', data: 1 })).status, 202);
+    const after = await stats(bearer(await subscriber(tenant)));
+    assert.equal(after.json.last_id, 1);
+    assert.equal(after.json.history, 1);
+    const refusals = [
+      [400, 'invalid_channel', bearer(await subscriber(tenant)), '/v1/channels/nope'],
+      [401, 'missing_credentials', {}, path],
+      [403, 'channel_forbidden', bearer(await subscriber(newTenant())), path],
+    ];
+    for (const [status, code, headers, at] of refusals) {
+      const r = await stats(headers, at);
+      assert.equal(r.status, status, `${code}: ${r.text}`);
+      assert.equal(r.json.code, code);
+    }
+  });
+
+  it('GET /v1/channels/{channel}/presence', async () => {
     const tenant = newTenant();
     const channel = channelOf(tenant, 'room-1', 'chat');
     const sub = await subscriber(tenant, { sub: 'alice' });
-    const path = `/v1/channels/${encodeURIComponent(channel)}`;
+    const path = `/v1/channels/${encodeURIComponent(channel)}/presence`;
     const opened = await readRaw(streamUrl(worker.url, [channel]), {
       headers: bearer(sub),
       done: (t) => eventsOf(t).some((e) => e.event === 'presence.joined'),
@@ -254,26 +274,18 @@ describe('the running worker matches docs/openapi.yaml', () => {
     const [joined] = eventsOf(opened.text).filter((e) => e.event === 'presence.joined');
     assert.ok(joined, opened.text);
     assert.deepEqual(api.validateSchema('PresenceEvent', JSON.parse(joined.data)), []);
-
-    const stats = await call(worker.url, 'GET', '/v1/channels/{channel}', { path, headers: bearer(sub) });
-    assert.equal(stats.status, 200, stats.text);
-    assert.ok(stats.json.last_id >= 1);
-    const present = await call(worker.url, 'GET', '/v1/channels/{channel}/presence', { path: `${path}/presence`, headers: bearer(sub) });
+    const present = await call(worker.url, 'GET', '/v1/channels/{channel}/presence', { path, headers: bearer(sub) });
     assert.equal(present.status, 200, present.text);
     assert.equal(present.json.channel, channel);
 
-    const other = bearer(await subscriber(newTenant()));
-    const plain = `/v1/channels/${encodeURIComponent(channelOf(tenant))}`;
-    for (const [pathName, status, code, request] of [
-      ['/v1/channels/{channel}', 400, 'invalid_channel', { path: '/v1/channels/nope', headers: bearer(sub) }],
-      ['/v1/channels/{channel}', 401, 'missing_credentials', { path }],
-      ['/v1/channels/{channel}', 403, 'channel_forbidden', { path, headers: other }],
-      ['/v1/channels/{channel}/presence', 400, 'invalid_channel', { path: '/v1/channels/nope/presence', headers: bearer(sub) }],
-      ['/v1/channels/{channel}/presence', 401, 'missing_credentials', { path: `${path}/presence` }],
-      ['/v1/channels/{channel}/presence', 403, 'channel_forbidden', { path: `${path}/presence`, headers: other }],
-      ['/v1/channels/{channel}/presence', 404, 'presence_disabled', { path: `${plain}/presence`, headers: bearer(sub) }],
+    const plain = `/v1/channels/${encodeURIComponent(channelOf(tenant))}/presence`;
+    for (const [status, code, request] of [
+      [400, 'invalid_channel', { path: '/v1/channels/nope/presence', headers: bearer(sub) }],
+      [401, 'missing_credentials', { path }],
+      [403, 'channel_forbidden', { path, headers: bearer(await subscriber(newTenant())) }],
+      [404, 'presence_disabled', { path: plain, headers: bearer(sub) }],
     ]) {
-      const r = await call(worker.url, 'GET', pathName, request);
+      const r = await call(worker.url, 'GET', '/v1/channels/{channel}/presence', request);
       assert.equal(r.status, status, `${code}: ${r.text}`);
       assert.equal(r.json.code, code);
     }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { startWorker, useWorker } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish, readRaw, streamUrl } from './support/sse.mjs';
-import { channelStats } from './support/http.mjs';
+import { channelStats, cursorOf } from './support/http.mjs';
 
 const FAST_RETRY = { RETRY_MS: '100' };
 
@@ -90,7 +90,15 @@ describe('resume from history', () => {
     assert.equal((await res.json()).code, 'invalid_cursor');
   });
 
-  test('20 clients resuming at random points while 500 events are published each end with 1..N exactly', async () => {
+  test('20 clients resuming at random points while 500 events are published each end with 1..N exactly', async (t) => {
+    // Seeded, so that a failure can be replayed.
+    const seed = Number(process.env.EDGESTREAM_RESUME_SEED ?? Date.now() % 100_000);
+    t.diagnostic(`resume seed ${seed} (EDGESTREAM_RESUME_SEED=${seed} replays it)`);
+    let state = seed;
+    const random = () => {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      return state / 2 ** 31;
+    };
     const tenant = newTenant();
     const channel = channelOf(tenant);
     const pub = await publisher(tenant);
@@ -101,12 +109,13 @@ describe('resume from history', () => {
       for (let i = 101; i <= 500; i += 20) await publishN(worker.url, pub, channel, i, i + 19);
     })();
     for (let c = 0; c < 20; c++) {
-      const from = Math.floor(Math.random() * 100);
+      const from = Math.floor(random() * 100);
       const query = from ? { lastEventId: `${encodeURIComponent(channel)}:${from}` } : {};
       // A cursor of 0 would be "no cursor": current state, not replay; use 1.
       clients.push({ from: from || 1, s: subscribe(worker.url, [channel], { token, types: ['scan.progress'], query: from ? query : { lastEventId: `${encodeURIComponent(channel)}:1` } }) });
       await new Promise((r) => setTimeout(r, 10));
     }
+    t.diagnostic(`resume points: ${clients.map((c) => c.from).join(', ')}`);
     try {
       await publishing;
       for (const { from, s } of clients) {
@@ -223,6 +232,53 @@ describe('bounded history', () => {
   });
 });
 
+describe('multi-channel resume', () => {
+  const worker = useWorker({ vars: { ...FAST_RETRY, HISTORY_SIZE: '5' } });
+
+  test('one cursor over three channels: one inside history, one older than it, one ahead of its channel', async () => {
+    const tenant = newTenant();
+    const [inside, older, ahead] = ['inside', 'older', 'ahead'].map((r) => channelOf(tenant, r));
+    const pub = await publisher(tenant);
+    const fill = async (channel, count) => {
+      const events = Array.from({ length: count }, (_, i) => ({ channel, event: 'scan.progress', data: { n: i + 1, channel } }));
+      assert.equal((await publish(worker.url, pub, { events })).status, 202);
+    };
+    await fill(inside, 8); // history keeps 4..8
+    await fill(older, 12); // history keeps 8..12
+    await fill(ahead, 2);
+    const s = subscribe(worker.url, [inside, older, ahead], {
+      token: await subscriber(tenant),
+      types: ['scan.progress'],
+      query: { lastEventId: cursorOf([[inside, 5], [older, 2], [ahead, 40]]) },
+    });
+    try {
+      // The replay of `inside` and the current state of the two others.
+      await s.waitForData(3 + 1 + 1);
+      const resets = s.events.filter((e) => e.type === 'stream-reset').map((e) => JSON.parse(e.data).channels);
+      assert.deepEqual(resets.flat().sort(), [older, ahead].sort(), `each channel whose position is not in history is reset once: ${JSON.stringify(resets)}`);
+      assert.ok(resets.every((list) => list.length >= 1));
+      const byChannel = (c) => s.data().filter((e) => JSON.parse(e.data).channel === c).map((e) => JSON.parse(e.data).n);
+      assert.deepEqual(byChannel(inside), [6, 7, 8], 'replayed after its position, no gap');
+      assert.deepEqual(byChannel(older), [12], 'the current state');
+      assert.deepEqual(byChannel(ahead), [2], 'the current state');
+      // Live events go on from there, and every id carries all three positions.
+      for (const [i, c] of [inside, older, ahead].entries()) {
+        const res = await publish(worker.url, pub, { channel: c, event: 'scan.progress', data: { n: 100 + i, channel: `live-${i}` } });
+        assert.equal(res.status, 202, res.text);
+        await s.waitForData(6 + i);
+      }
+      assert.deepEqual(s.data().slice(-3).map((e) => e.id), [
+        cursorOf([[inside, 9], [older, 12], [ahead, 2]]),
+        cursorOf([[inside, 9], [older, 13], [ahead, 2]]),
+        cursorOf([[inside, 9], [older, 13], [ahead, 3]]),
+      ]);
+      assert.equal(s.events.filter((e) => e.type === 'stream-reset').length, resets.length, 'no reset after the first events');
+    } finally {
+      s.close();
+    }
+  });
+});
+
 describe('idempotent publishing', () => {
   const worker = useWorker();
 
@@ -264,6 +320,33 @@ describe('idempotent publishing', () => {
   });
 });
 
+describe('idempotency keys expire with their event', () => {
+  const worker = useWorker({ vars: { HISTORY_TTL_SECONDS: '1' } });
+
+  test('after HISTORY_TTL_SECONDS a repeated key is a new event', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    const event = { channel, event: 'scan.progress', data: { n: 1 }, idempotency_key: 'job-9:step-1' };
+    assert.deepEqual((await publish(worker.url, pub, event)).body.results, [{ channel, id: 1, duplicate: false }]);
+    assert.deepEqual((await publish(worker.url, pub, event)).body.results, [{ channel, id: 1, duplicate: true }]);
+    // The key is kept at least as long as its event, and forgotten with it
+    // when the TTL sweep (an alarm a moment after the event expires) drops
+    // the expired history: until then a resend is still a duplicate.
+    const deadline = Date.now() + 15_000;
+    let resent;
+    for (;;) {
+      resent = (await publish(worker.url, pub, event)).body.results;
+      if (!resent[0].duplicate) break;
+      assert.deepEqual(resent, [{ channel, id: 1, duplicate: true }]);
+      assert.ok(Date.now() < deadline, 'the key outlived its event by 15 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(resent, [{ channel, id: 2, duplicate: false }]);
+    assert.deepEqual((await publish(worker.url, pub, event)).body.results, [{ channel, id: 2, duplicate: true }]);
+  });
+});
+
 describe('restart on persisted state', () => {
   let dir;
   before(() => {
@@ -296,6 +379,36 @@ describe('restart on persisted state', () => {
     }
   });
 
+  test('an idempotency key holds across a runtime restart', async () => {
+    let worker = await startWorker({ persistPath: dir });
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const pub = await publisher(tenant);
+    const event = { channel, event: 'scan.progress', data: { n: 1 }, idempotency_key: 'job-3:step-1' };
+    try {
+      assert.deepEqual((await publish(worker.url, pub, event)).body.results, [{ channel, id: 1, duplicate: false }]);
+      await worker.stop();
+      worker = await startWorker({ persistPath: dir });
+      // A subscriber that has event 1 sees what the resend delivers.
+      const s = await resumeAt(worker, tenant, channel, 1);
+      try {
+        await s.opened();
+        const again = await publish(worker.url, pub, { events: [event, { ...event, idempotency_key: 'job-3:step-2', data: { n: 2 } }] });
+        assert.deepEqual(again.body.results, [
+          { channel, id: 1, duplicate: true },
+          { channel, id: 2, duplicate: false },
+        ]);
+        await publishN(worker.url, pub, channel, 3, 3);
+        await s.waitForData(2);
+        assert.deepEqual(numbers(s), [2, 3]);
+      } finally {
+        s.close();
+      }
+    } finally {
+      await worker.stop();
+    }
+  });
+
   test('ids go on from the last one after the whole history expired and the runtime restarted', async () => {
     const vars = { HISTORY_TTL_SECONDS: '1' };
     let worker = await startWorker({ vars, persistPath: dir });
@@ -312,7 +425,12 @@ describe('restart on persisted state', () => {
         await new Promise((r) => setTimeout(r, 200));
       }
       await worker.stop();
+      // The sweep (an alarm a second after the events expired) is due while
+      // the runtime is down, so it wakes the object on the next start, before
+      // any request names it: the object must still know its channel.
+      await new Promise((r) => setTimeout(r, 1_500));
       worker = await startWorker({ vars, persistPath: dir });
+      await new Promise((r) => setTimeout(r, 500));
       const res = await publish(worker.url, pub, { channel, event: 'scan.progress', data: { n: 4 } });
       assert.equal(res.status, 202, res.text);
       assert.equal(res.body.results[0].id, 4);

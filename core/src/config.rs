@@ -36,6 +36,10 @@ pub struct Settings {
     /// Streams a channel's object serves itself before it spreads further
     /// streams over shard objects.
     pub shard_subscribers: u64,
+    /// How often a stream opened with an API key checks that the key still
+    /// exists: the longest a deleted key's stream stays open. Each check is
+    /// one KV read per stream.
+    pub api_key_recheck_seconds: u64,
 }
 
 /// A variable that is set to something unusable.
@@ -63,6 +67,7 @@ impl Default for Settings {
             allowed_origins: Vec::new(),
             presence_prefixes: Vec::new(),
             shard_subscribers: DEFAULT_SHARD_SUBSCRIBERS,
+            api_key_recheck_seconds: 60,
         }
     }
 }
@@ -164,6 +169,13 @@ impl Settings {
                 2,
                 32_768,
                 " (a Durable Object holds at most 32,768 hibernatable WebSockets)",
+            )?,
+            api_key_recheck_seconds: number(
+                "API_KEY_RECHECK_SECONDS",
+                defaults.api_key_recheck_seconds,
+                1,
+                3600,
+                "",
             )?,
         })
     }
@@ -348,6 +360,7 @@ mod tests {
         );
         assert_eq!(s.tenant_claim, "tenant_id");
         assert_eq!(s.token_type_claim, "token_type");
+        assert_eq!(s.api_key_recheck_seconds, 60);
         assert!(s.jwt_issuer.is_none() && s.jwt_audience.is_none() && s.allowed_origins.is_empty());
     }
 
@@ -367,6 +380,7 @@ mod tests {
             "JWT_LEEWAY_SECONDS",
             "ALLOWED_ORIGINS",
             "PRESENCE_PREFIXES",
+            "API_KEY_RECHECK_SECONDS",
         ];
         for blank in ["", "  "] {
             let vars: Vec<_> = names.iter().map(|n| (*n, blank)).collect();
@@ -394,6 +408,7 @@ mod tests {
             ),
             ("PRESENCE_PREFIXES", "chat"),
             ("SHARD_SUBSCRIBERS", "10"),
+            ("API_KEY_RECHECK_SECONDS", "2"),
         ])
         .unwrap();
         assert_eq!(
@@ -418,6 +433,7 @@ mod tests {
                 ],
                 presence_prefixes: vec!["chat".into()],
                 shard_subscribers: 10,
+                api_key_recheck_seconds: 2,
             }
         );
     }
@@ -464,6 +480,8 @@ mod tests {
             ("RETRY_MS", "99", "100"),
             ("RETRY_MS", "600001", "600000"),
             ("JWT_LEEWAY_SECONDS", "301", "300"),
+            ("API_KEY_RECHECK_SECONDS", "0", "1"),
+            ("API_KEY_RECHECK_SECONDS", "3601", "3600"),
         ] {
             assert_eq!(error_for(&[(name, bad)]), name, "{name}={bad}");
             assert!(settings(&[(name, good)]).is_ok(), "{name}={good}");

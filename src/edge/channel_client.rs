@@ -8,8 +8,8 @@ use edgestream_core::protocol::channel::shard::{
     retire_call, shard_name, stats_call, Push, ShardLoad,
 };
 use edgestream_core::protocol::channel::{
-    presence, publish, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick, Kicked,
-    PresenceList, Published, ShardRoster, Subscribe, ToShard,
+    presence, publish, reset, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick,
+    Kicked, PresenceList, Published, ShardRoster, Subscribe, ToShard,
 };
 use edgestream_core::protocol::Call;
 use worker::{Env, ObjectNamespace, Response, Stub, WebSocket};
@@ -109,6 +109,12 @@ impl ChannelClient {
 
     pub async fn push(&self, channel: &str, relay: &str) -> Result<ShardLoad, Problem> {
         self.load(&Push::call(channel, relay)).await
+    }
+
+    /// Resets the object (and a channel's shards). The object aborts while
+    /// it answers, so the call's failure is its expected outcome.
+    pub async fn reset(&self) {
+        drop(objects::send(&self.stub, &reset::call()).await);
     }
 
     pub async fn retire(&self) -> Result<ShardLoad, Problem> {

@@ -214,18 +214,17 @@ impl Channel {
             .map_err(|e| e.to_string())?;
         let store = Store::open(state.storage().sql(), settings.history_size as u64)
             .map_err(|e| e.to_string())?;
-        // An object started by its alarm (a grace period or the TTL sweep
-        // after a restart) is not told its name, so the name it was first
-        // reached by is kept.
-        let kept: Option<String> = store.meta("name").map_err(|e| e.to_string())?;
-        let name = match (state.id().name(), kept) {
-            (Some(name), kept) => {
-                if kept.as_deref() != Some(name.as_str()) {
+        let saved: Option<String> = store.meta("name").map_err(|e| e.to_string())?;
+        // An object woken by its alarm gets no name from the runtime, so the
+        // name a request gave it is saved for then (one write per object).
+        let name = match (state.id().name(), saved) {
+            (Some(name), saved) => {
+                if saved.as_deref() != Some(name.as_str()) {
                     store.set_meta("name", &name).map_err(|e| e.to_string())?;
                 }
                 name
             }
-            (None, Some(kept)) => kept,
+            (None, Some(saved)) => saved,
             (None, None) => return Err("the object has no name".into()),
         };
         let name = ChannelName::parse(&name).map_err(|e| format!("not a channel: {e}"))?;
@@ -324,6 +323,7 @@ impl Channel {
                 self.ensure_presence_alarm().await?;
                 Ok(Response::empty()?.with_status(204))
             }
+            ChannelRequest::Reset => self.reset().await,
             ChannelRequest::Join(join) => self.join(join.shard).await,
         }
     }
@@ -478,19 +478,24 @@ impl Channel {
     /// `edgestream_core::history`).
     async fn publish(self: &Rc<Self>, batch: &Publish<'_>) -> Result<Response> {
         self.register().await?;
-        let response = self.store_batch(batch)?;
+        let Some(results) = self.store_batch(batch, now_ms())? else {
+            return Ok(Response::empty()?.with_status(REVOKED));
+        };
         self.schedule_flush();
         self.ensure_alarm().await?;
-        Ok(response)
+        Response::ok(
+            serde_json::to_string(&Published { results })
+                .map_err(|e| worker::Error::RustError(e.to_string()))?,
+        )
     }
 
-    /// The part of a publish that runs as one step.
-    fn store_batch(&self, batch: &Publish<'_>) -> Result<Response> {
-        let now = now_ms();
+    /// Stores a batch and queues it for the next flush, without yielding;
+    /// none if the publisher is revoked.
+    fn store_batch(&self, batch: &Publish<'_>, now: u64) -> Result<Option<Vec<Outcome>>> {
         let cutoff = self.cutoff(now);
         let mut memory = self.memory.borrow_mut();
         if memory.revocations.revokes(&batch.publisher_tags, now) {
-            return Ok(Response::empty()?.with_status(REVOKED));
+            return Ok(None);
         }
         if memory.keys.is_none() && batch.events.iter().any(|e| e.idempotency_key.is_some()) {
             memory.keys = Some(self.store.keys(cutoff)?);
@@ -520,10 +525,7 @@ impl Channel {
                 duplicate: false,
             });
         }
-        Response::ok(
-            serde_json::to_string(&Published { results })
-                .map_err(|e| worker::Error::RustError(e.to_string()))?,
-        )
+        Ok(Some(results))
     }
 
     /// Numbers and stores one event, and queues it for the next flush.
@@ -874,6 +876,20 @@ impl Channel {
             rows_written: self.store.rows_written(),
         };
         Response::ok(stats.to_json())
+    }
+
+    /// Resets the shards, then this object (development only).
+    async fn reset(&self) -> Result<Response> {
+        let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
+        let env = &self.env;
+        let name = self.name.as_str();
+        futures_util::future::join_all(shards.into_iter().map(|shard| async move {
+            if let Ok(client) = ChannelClient::shard(env, name, shard) {
+                client.reset().await;
+            }
+        }))
+        .await;
+        super::objects::abort(&self.state)
     }
 
     /// Registers with the tenant's object, once at a time: requests that

@@ -1,5 +1,6 @@
-//! Development-only routes: the live demo page (`GET /demo` and its assets)
-//! and a token minter for it (`POST /dev/token`).
+//! Development-only routes: the live demo page (`GET /demo` and its assets),
+//! a token minter for it (`POST /dev/token`), and `POST /dev/reset`, which
+//! resets a channel's objects as a deploy does, to watch streams survive it.
 //!
 //! They exist only when the var `DEV_MODE` is `1` *and* the request's URL
 //! names a loopback host (`127.0.0.1`, `localhost`, `[::1]`). A deployed
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use worker::{Env, Headers, Method, Request, Response, Url};
 
+use super::channel_client::ChannelClient;
 use super::config::Config;
 use super::http::{json, read_body, SMALL_BODY_BYTES};
 
@@ -26,7 +28,7 @@ const TOKEN_TTL_SECONDS: u64 = 3600;
 
 /// Whether `path` is one of the development routes.
 pub fn is_dev_path(path: &str) -> bool {
-    path == "/demo" || path.starts_with("/demo/") || path == "/dev/token"
+    path == "/demo" || path.starts_with("/demo/") || path == "/dev/token" || path == "/dev/reset"
 }
 
 /// Whether development routes are served for this request.
@@ -61,7 +63,8 @@ pub async fn handle(
         (Method::Get, "/demo/app.js") => asset(APP_JS, "text/javascript; charset=utf-8"),
         (Method::Get, "/demo/style.css") => asset(STYLE_CSS, "text/css; charset=utf-8"),
         (Method::Post, "/dev/token") => token(req, env, config).await,
-        (_, "/dev/token") => {
+        (Method::Post, "/dev/reset") => reset(req, env).await,
+        (_, "/dev/token" | "/dev/reset") => {
             let mut response = super::http::problem(&Problem::method_not_allowed());
             let _ = response.headers_mut().set("Allow", "POST");
             Ok(response)
@@ -85,21 +88,12 @@ fn asset(body: &'static str, content_type: &str) -> Result<Response, Problem> {
         .fixed(body.as_bytes().to_vec()))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenRequest {
-    tenant: String,
-    #[serde(default)]
-    publish: bool,
-}
-
-/// `POST /dev/token {"tenant": "<uuid>", "publish": bool}`: an HS256 access
-/// token for that tenant, valid for an hour, with `events:publish` on request.
-/// It names the tenant in the configured `TENANT_CLAIM` and carries the
-/// configured issuer and audience, so the relay accepts it as it is set up.
-/// JSON only: a cross-site page can send a form or `text/plain` body without
-/// asking, but not `application/json`.
-async fn token(req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
+/// The body of a development request, JSON only: a cross-site page can send a
+/// form or `text/plain` body without asking, but not `application/json`.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: &Request,
+    expected: &str,
+) -> Result<T, Problem> {
     let content_type = req
         .headers()
         .get("Content-Type")
@@ -112,10 +106,43 @@ async fn token(req: Request, env: &Env, config: &Config) -> Result<Response, Pro
     {
         return Err(Problem::unsupported_media_type());
     }
-    let body = read_body(&req, SMALL_BODY_BYTES, Problem::body_too_large).await?;
-    let request: TokenRequest = serde_json::from_slice(&body).map_err(|_| {
-        Problem::invalid_body(r#"expected {"tenant": "<uuid>", "publish": true|false}"#)
-    })?;
+    let body = read_body(req, SMALL_BODY_BYTES, Problem::body_too_large).await?;
+    serde_json::from_slice(&body).map_err(|_| Problem::invalid_body(format!("expected {expected}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    channel: String,
+}
+
+/// `POST /dev/reset {"channel": "<name>"}`: the channel's object and its
+/// shards drop their memory and sockets, as a deploy or an eviction does to
+/// them, while their storage stays. Streams of the channel re-attach.
+async fn reset(req: Request, env: &Env) -> Result<Response, Problem> {
+    let request: ResetRequest = json_body(&req, r#"{"channel": "<channel>"}"#).await?;
+    let channel = ChannelName::parse(&request.channel)?;
+    ChannelClient::channel(env, channel.as_str())?.reset().await;
+    Ok(Response::empty()
+        .map_err(super::http::internal)?
+        .with_status(204))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    tenant: String,
+    #[serde(default)]
+    publish: bool,
+}
+
+/// `POST /dev/token {"tenant": "<uuid>", "publish": bool}`: an HS256 access
+/// token for that tenant, valid for an hour, with `events:publish` on request.
+/// It names the tenant in the configured `TENANT_CLAIM` and carries the
+/// configured issuer and audience, so the relay accepts it as it is set up.
+async fn token(req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
+    let request: TokenRequest =
+        json_body(&req, r#"{"tenant": "<uuid>", "publish": true|false}"#).await?;
     // The tenant must be one a channel name accepts: canonical lowercase UUID.
     ChannelName::build("dev", &request.tenant, "token")
         .map_err(|_| Problem::invalid_body("tenant must be a lowercase hyphenated UUID"))?;

@@ -5,9 +5,10 @@
 
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::{Call, Incoming, Method as CallMethod};
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::{
-    Headers, Method, ObjectNamespace, Request, RequestInit, Response, ResponseBody, Stub,
+    Headers, Method, ObjectNamespace, Request, RequestInit, Response, ResponseBody, State, Stub,
 };
 
 use super::http::internal;
@@ -47,6 +48,26 @@ fn request(call: &Call) -> worker::Result<Request> {
 pub fn overloaded(error: worker::Error) -> Problem {
     super::log::error("object unavailable", &error.to_string());
     Problem::overloaded("the relay is busy; retry shortly")
+}
+
+/// Resets the object (`ctx.abort()`): the runtime drops its memory and closes
+/// its sockets, as a deploy does, and starts it again from storage on its
+/// next request. workers-rs has no binding for it.
+///
+/// The object answers first, and a JavaScript timer calls `abort` bound to
+/// the state, with no Rust frame on the stack: `abort` throws, and a throw
+/// through the task queue that polls Rust futures leaves that queue marked
+/// as running, so no future in the isolate would ever be polled again.
+pub fn abort(state: &State) -> worker::Result<Response> {
+    let raw: &JsValue = state.as_raw().as_ref();
+    let abort = js_sys::Reflect::get(raw, &JsValue::from_str("abort"))?
+        .dyn_into::<js_sys::Function>()?
+        .bind1(raw, &JsValue::from_str("reset"));
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))?
+        .dyn_into::<js_sys::Function>()?
+        .call2(&global, &abort, &JsValue::from(1))?;
+    Response::empty().map(|r| r.with_status(204))
 }
 
 /// What arrived at an object, with its body read. The parsed request

@@ -55,8 +55,6 @@ const STALLED_KEEPALIVES: u32 = 2;
 /// Failed attempts in a row to attach a channel again (or to read a page of
 /// its history) before the stream gives up on it.
 const MAX_FAILURES: u32 = 5;
-/// How often a stream opened with an API key checks that the key still exists.
-const API_KEY_RECHECK: Duration = Duration::from_secs(60);
 
 enum Input {
     Relay {
@@ -146,6 +144,8 @@ pub struct OpenStream {
     /// The fingerprint of the API key the stream was opened with: the stream
     /// ends when the key is deleted or expires.
     pub api_key: Option<String>,
+    /// How often that key is looked up again (`API_KEY_RECHECK_SECONDS`).
+    pub api_key_recheck: Duration,
 }
 
 /// A channel's current socket and what listens on it.
@@ -233,9 +233,8 @@ impl Pump {
             disconnected.into_stream().map(|_| Input::Disconnected),
         ));
         if self.stream.api_key.is_some() {
-            sources.push(Box::pin(ticks(API_KEY_RECHECK, API_KEY_RECHECK, || {
-                Input::Recheck
-            })));
+            let every = self.stream.api_key_recheck;
+            sources.push(Box::pin(ticks(every, every, || Input::Recheck)));
         }
         let mut inputs = select_all(sources);
 
@@ -464,14 +463,19 @@ impl Pump {
         true
     }
 
-    /// A channel's socket is gone: what its tap wrote is delivered.
+    /// A channel's socket is gone: what its tap wrote is delivered, and its
+    /// listener retires, so that the live path is released only on the tap
+    /// of the socket that replaces it.
     fn detach(&mut self, index: usize) {
         let link = &mut self.links[index];
         link.socket = None;
-        if let Some(Listener::Tap(tap)) = &link.listener {
-            tap.stop();
-            self.stream.merge.delivered(index, tap.position());
-            self.tap_live = false;
+        if let Some(listener) = link.listener.take() {
+            if let Listener::Tap(tap) = &listener {
+                tap.stop();
+                self.stream.merge.delivered(index, tap.position());
+                self.tap_live = false;
+            }
+            self.retired.push(listener);
         }
     }
 

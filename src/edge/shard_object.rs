@@ -194,6 +194,7 @@ impl Shard {
             }
             ShardRequest::Stats => self.load(),
             ShardRequest::Presence => Response::ok(self.roster().to_json()),
+            ShardRequest::Reset => super::objects::abort(&self.state),
         }
     }
 

@@ -119,6 +119,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         // client that reads keeps up with that, so only more is lagging.
         max_pending_bytes: MAX_BATCH_EVENTS * settings.max_event_bytes + (1 << 20),
         api_key,
+        api_key_recheck: Duration::from_secs(settings.api_key_recheck_seconds),
     });
     wasm_bindgen_futures::spawn_local(pump.run(sockets));
 

@@ -6,6 +6,7 @@ import { Miniflare } from 'miniflare';
 import { unstable_getMiniflareWorkerOptions } from 'wrangler';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import fs from 'node:fs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const TEST_SECRET = 'edgestream-test-secret-0123456789abcdef';
@@ -26,7 +27,16 @@ const NO_ENV_FILE = '.edgestream-tests-read-no-env-file';
  * through miniflare's entry worker (a development proxy that re-streams every
  * response body, which production does not have); the benchmark uses it.
  */
-export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs, kvNamespaces, direct = false } = {}) {
+/**
+ * With `resettable`, the channel object class is wrapped (by a module added
+ * at run time; the bundle is not changed) so that the handle's
+ * `resetChannel(name)` can reset one channel's object as workerd does to an
+ * object that broke or is moved: its memory and every socket attached to it
+ * are gone, in-flight requests to it fail, and the next request builds it
+ * again from storage. Each construction logs a line
+ * `{"test":"channel-object-constructed"}`.
+ */
+export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs, kvNamespaces, direct = false, resettable = false } = {}) {
   // No env files: a developer's .dev.vars must not change what tests see.
   // (wrangler reads .dev.vars whenever `envFiles` is empty, so it is given one
   // file that does not exist instead.)
@@ -46,22 +56,115 @@ export async function startWorker({ vars = {}, persistPath, port = 0, handleStru
         ...workerOptions,
         name: 'edgestream',
         rootPath: ROOT,
-        modules: true,
-        scriptPath: path.join(ROOT, 'build/index.js'),
+        ...(resettable ? resettableModules() : { modules: true, scriptPath: path.join(ROOT, 'build/index.js') }),
         bindings: { ...workerOptions.bindings, JWT_SECRET: TEST_SECRET, ...vars },
         ...(kvNamespaces ? { kvNamespaces } : {}),
         ...(direct ? { unsafeDirectSockets: [{ host: '127.0.0.1', port }] } : {}),
       },
     ],
   });
+  const earlier = new Set(runtimeProcesses());
   const url = direct ? (await mf.ready, await mf.unsafeGetDirectURL('edgestream')) : await mf.ready;
+  // The runtime miniflare spawned for this worker (tests start one at a time).
+  const runtime = runtimeProcesses().filter((pid) => !earlier.has(pid));
   return {
     url: url.origin,
     mf,
     async stop() {
       await mf.dispose();
     },
+    /**
+     * Resets the object of channel `name` (needs `resettable`): `now`, or
+     * `after-publish`, when its next publish has been handled and before the
+     * answer leaves the object (the events may be stored; the publisher is
+     * told it failed).
+     */
+    async resetChannel(name, when = 'now') {
+      if (!resettable) throw new Error('resetChannel needs startWorker({ resettable: true })');
+      const namespace = await mf.getDurableObjectNamespace('CHANNELS', 'edgestream');
+      const res = await namespace.get(namespace.idFromName(name)).fetch('http://reset/', { headers: { [RESET_HEADER]: when } }).catch((e) => e);
+      if (when === 'now' && !(res instanceof Error)) throw new Error(`the reset request was answered (${res.status}), so the object was not reset`);
+      if (when !== 'now' && res.status !== 204) throw new Error(`the reset was not armed: ${res.status ?? res}`);
+    },
+    /**
+     * SIGKILLs the workerd process, as a crash or a machine loss would: no
+     * object finishes what it was doing, and every connection drops at once.
+     * Storage keeps only what was committed. Then releases what miniflare
+     * holds, so that a new worker can take the port.
+     */
+    async kill() {
+      if (runtime.length !== 1) throw new Error(`expected one workerd process of this worker, found ${runtime.length}`);
+      const [pid] = runtime;
+      process.kill(pid, 'SIGKILL');
+      const deadline = Date.now() + 10_000;
+      while (fs.existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readOr(`/proc/${pid}/status`))) {
+        if (Date.now() > deadline) throw new Error(`workerd ${pid} outlived SIGKILL`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await mf.dispose().catch(() => {});
+    },
   };
+}
+
+const RESET_HEADER = 'x-edgestream-test-reset';
+
+const RESETTABLE_ENTRY = `
+import worker, * as bundle from './index.js';
+export * from './index.js';
+export default worker;
+const armed = new Set();
+export class ChannelObject {
+  constructor(state, env) {
+    console.log(JSON.stringify({ test: 'channel-object-constructed' }));
+    const inner = new bundle.ChannelObject(state, env);
+    const fetch = inner.fetch.bind(inner);
+    const id = state.id.toString();
+    inner.fetch = async (request) => {
+      const when = request.headers.get('${RESET_HEADER}');
+      if (when === 'now') state.abort('reset by a fault test');
+      if (when === 'after-publish') {
+        armed.add(id);
+        return new Response(null, { status: 204 });
+      }
+      const response = await fetch(request);
+      if (new URL(request.url).pathname === '/publish' && armed.delete(id)) state.abort('reset by a fault test during a publish');
+      return response;
+    };
+    return inner;
+  }
+}
+`;
+
+function resettableModules() {
+  const build = path.join(ROOT, 'build');
+  return {
+    modulesRoot: build,
+    modules: [
+      { type: 'ESModule', path: path.join(build, 'test-resettable-entry.mjs'), contents: RESETTABLE_ENTRY },
+      { type: 'ESModule', path: path.join(build, 'index.js') },
+      { type: 'CompiledWasm', path: path.join(build, 'index_bg.wasm') },
+    ],
+  };
+}
+
+const readOr = (file) => {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+};
+
+/** The pids of workerd processes that are children of this process. */
+function runtimeProcesses() {
+  const pids = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    const stat = readOr(`/proc/${pid}/stat`);
+    const close = stat.lastIndexOf(')');
+    if (close < 0 || stat.slice(stat.indexOf('(') + 1, close) !== 'workerd') continue;
+    if (Number(stat.slice(close + 2).split(' ')[1]) === process.pid) pids.push(Number(pid));
+  }
+  return pids;
 }
 
 /**

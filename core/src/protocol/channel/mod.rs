@@ -7,6 +7,7 @@ pub mod history;
 pub mod kick;
 pub mod presence;
 pub mod publish;
+pub mod reset;
 pub mod shard;
 pub mod stats;
 pub mod subscribe;
@@ -34,6 +35,8 @@ pub enum ChannelRequest<'a> {
     Presence,
     /// A shard's subjects changed.
     ShardRoster(ShardRoster),
+    /// Drop memory and sockets, shards first (development only).
+    Reset,
     /// A shard of this channel starts serving streams.
     Join(Join),
 }
@@ -57,6 +60,7 @@ impl<'a> ChannelRequest<'a> {
             (Method::Post, presence::REPORT_PATH) => {
                 ChannelRequest::ShardRoster(ShardRoster::parse(incoming.body)?)
             }
+            (Method::Post, reset::PATH) => ChannelRequest::Reset,
             (Method::Post, shard::JOIN_PATH) => ChannelRequest::Join(Join::parse(incoming.body)?),
             (method, path) => {
                 return Err(ProtocolError::new(format!(
@@ -116,6 +120,7 @@ mod tests {
             subjects: vec![],
         };
         assert_eq!(parse(&roster.call()), ChannelRequest::ShardRoster(roster));
+        assert_eq!(parse(&reset::call()), ChannelRequest::Reset);
         assert_eq!(
             parse(&Join { shard: 2 }.call()),
             ChannelRequest::Join(Join { shard: 2 })

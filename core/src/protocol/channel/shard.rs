@@ -126,6 +126,8 @@ pub enum ShardRequest<'a> {
     Stats,
     /// The subjects of its streams, for presence.
     Presence,
+    /// Drop memory and sockets (development only).
+    Reset,
 }
 
 impl<'a> ShardRequest<'a> {
@@ -139,6 +141,7 @@ impl<'a> ShardRequest<'a> {
             (Method::Post, RETIRE_PATH) => ShardRequest::Retire,
             (Method::Get, STATS_PATH) => ShardRequest::Stats,
             (Method::Get, super::presence::SHARD_PATH) => ShardRequest::Presence,
+            (Method::Post, super::reset::PATH) => ShardRequest::Reset,
             (method, path) => {
                 return Err(ProtocolError::new(format!(
                     "shard: no request {method:?} {path}"
@@ -187,6 +190,7 @@ mod tests {
             parse(&super::super::presence::shard_call()),
             ShardRequest::Presence
         );
+        assert_eq!(parse(&super::super::reset::call()), ShardRequest::Reset);
         let kick = Kick {
             tag: Some("u:1".into()),
             until_ms: Some(5),
