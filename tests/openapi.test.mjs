@@ -73,7 +73,10 @@ describe('the running worker matches docs/openapi.yaml', () => {
   let unconfigured;
   before(async () => {
     [worker, unconfigured] = await Promise.all([
-      startWorker({ vars: { JWT_LEEWAY_SECONDS: '0' }, handleStructuredLogs: logCollector().handleStructuredLogs }),
+      startWorker({
+        vars: { JWT_LEEWAY_SECONDS: '0', PRESENCE_PREFIXES: 'chat' },
+        handleStructuredLogs: logCollector().handleStructuredLogs,
+      }),
       startWorker({ vars: { JWT_SECRET: '' }, handleStructuredLogs: logCollector().handleStructuredLogs }),
     ]);
   });
@@ -253,6 +256,36 @@ describe('the running worker matches docs/openapi.yaml', () => {
     ];
     for (const [status, code, headers, at] of refusals) {
       const r = await stats(headers, at);
+      assert.equal(r.status, status, `${code}: ${r.text}`);
+      assert.equal(r.json.code, code);
+    }
+  });
+
+  it('GET /v1/channels/{channel}/presence', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant, 'room-1', 'chat');
+    const sub = await subscriber(tenant, { sub: 'alice' });
+    const path = `/v1/channels/${encodeURIComponent(channel)}/presence`;
+    const opened = await readRaw(streamUrl(worker.url, [channel]), {
+      headers: bearer(sub),
+      done: (t) => eventsOf(t).some((e) => e.event === 'presence.joined'),
+      timeoutMs: 10_000,
+    });
+    const [joined] = eventsOf(opened.text).filter((e) => e.event === 'presence.joined');
+    assert.ok(joined, opened.text);
+    assert.deepEqual(api.validateSchema('PresenceEvent', JSON.parse(joined.data)), []);
+    const present = await call(worker.url, 'GET', '/v1/channels/{channel}/presence', { path, headers: bearer(sub) });
+    assert.equal(present.status, 200, present.text);
+    assert.equal(present.json.channel, channel);
+
+    const plain = `/v1/channels/${encodeURIComponent(channelOf(tenant))}/presence`;
+    for (const [status, code, request] of [
+      [400, 'invalid_channel', { path: '/v1/channels/nope/presence', headers: bearer(sub) }],
+      [401, 'missing_credentials', { path }],
+      [403, 'channel_forbidden', { path, headers: bearer(await subscriber(newTenant())) }],
+      [404, 'presence_disabled', { path: plain, headers: bearer(sub) }],
+    ]) {
+      const r = await call(worker.url, 'GET', '/v1/channels/{channel}/presence', request);
       assert.equal(r.status, status, `${code}: ${r.text}`);
       assert.equal(r.json.code, code);
     }

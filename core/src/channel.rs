@@ -130,7 +130,7 @@ impl ChannelName {
 }
 
 /// `a-z 0-9 -`, 1-64 characters, starting with a letter.
-fn is_prefix(s: &str) -> bool {
+pub fn is_prefix(s: &str) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= MAX_PREFIX_CHARS

@@ -7,6 +7,7 @@
 //! deploy, not quietly run with other limits than the operator wrote down.
 //! An empty (or all-whitespace) value counts as unset.
 
+use crate::channel::{is_prefix, ChannelName};
 use crate::token::VerifierConfig;
 use std::fmt;
 
@@ -30,6 +31,8 @@ pub struct Settings {
     pub jwks_refresh_cooldown_seconds: u64,
     /// Exact origins (`https://app.example`) that get CORS headers.
     pub allowed_origins: Vec<String>,
+    /// Channel prefixes whose channels have presence (`crate::presence`).
+    pub presence_prefixes: Vec<String>,
     /// Streams a channel's object serves itself before it spreads further
     /// streams over shard objects.
     pub shard_subscribers: u64,
@@ -62,6 +65,7 @@ impl Default for Settings {
             jwt_leeway_seconds: 30,
             jwks_refresh_cooldown_seconds: 60,
             allowed_origins: Vec::new(),
+            presence_prefixes: Vec::new(),
             shard_subscribers: DEFAULT_SHARD_SUBSCRIBERS,
             api_key_recheck_seconds: 60,
         }
@@ -155,6 +159,10 @@ impl Settings {
                 None => Vec::new(),
                 Some(list) => parse_origins(&list)?,
             },
+            presence_prefixes: match get("PRESENCE_PREFIXES") {
+                None => Vec::new(),
+                Some(list) => parse_prefixes(&list)?,
+            },
             shard_subscribers: number(
                 "SHARD_SUBSCRIBERS",
                 defaults.shard_subscribers,
@@ -177,6 +185,13 @@ impl Settings {
     /// configured ones were checked to be in that spelling.
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|allowed| allowed == origin)
+    }
+
+    /// Whether the channel's prefix is one `PRESENCE_PREFIXES` names.
+    pub fn has_presence(&self, channel: &ChannelName) -> bool {
+        self.presence_prefixes
+            .iter()
+            .any(|prefix| prefix == channel.prefix())
     }
 
     /// The JWT rules these settings describe, with the secret (`JWT_SECRET`,
@@ -262,6 +277,31 @@ fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
     Ok(origins)
 }
 
+/// Comma- and/or whitespace-separated channel prefixes. A prefix no channel
+/// name could have would silently turn presence on for nothing.
+fn parse_prefixes(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut prefixes: Vec<String> = Vec::new();
+    for prefix in list
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|s| !s.is_empty())
+    {
+        if !is_prefix(prefix) {
+            return Err(ConfigError {
+                variable: "PRESENCE_PREFIXES",
+                reason: format!(
+                    "\"{}\" is not a channel prefix (1-64 characters of a-z, 0-9 and '-', \
+                     starting with a letter, without the ':')",
+                    prefix.escape_debug()
+                ),
+            });
+        }
+        if !prefixes.iter().any(|p| p == prefix) {
+            prefixes.push(prefix.to_owned());
+        }
+    }
+    Ok(prefixes)
+}
+
 fn is_origin(s: &str) -> bool {
     let Some(authority) = s
         .strip_prefix("https://")
@@ -339,6 +379,7 @@ mod tests {
             "JWT_AUDIENCE",
             "JWT_LEEWAY_SECONDS",
             "ALLOWED_ORIGINS",
+            "PRESENCE_PREFIXES",
             "API_KEY_RECHECK_SECONDS",
         ];
         for blank in ["", "  "] {
@@ -365,6 +406,7 @@ mod tests {
                 "ALLOWED_ORIGINS",
                 "https://app.example, http://127.0.0.1:3000 https://b.example",
             ),
+            ("PRESENCE_PREFIXES", "chat"),
             ("SHARD_SUBSCRIBERS", "10"),
             ("API_KEY_RECHECK_SECONDS", "2"),
         ])
@@ -389,6 +431,7 @@ mod tests {
                     "http://127.0.0.1:3000".into(),
                     "https://b.example".into()
                 ],
+                presence_prefixes: vec!["chat".into()],
                 shard_subscribers: 10,
                 api_key_recheck_seconds: 2,
             }
@@ -481,6 +524,36 @@ mod tests {
         assert_eq!(
             s.allowed_origins,
             ["https://a.example", "http://[::1]:8080"]
+        );
+    }
+
+    #[test]
+    fn presence_prefixes_are_channel_prefixes() {
+        let s = settings(&[("PRESENCE_PREFIXES", "chat, room-2,,chat\tdoc")]).unwrap();
+        assert_eq!(s.presence_prefixes, ["chat", "room-2", "doc"]);
+        let channel = |prefix: &str| {
+            ChannelName::build(prefix, "7a3e4c1b-9f2d-4e8a-b5c6-1d2e3f4a5b6c", "r").unwrap()
+        };
+        assert!(s.has_presence(&channel("chat")) && s.has_presence(&channel("doc")));
+        assert!(!s.has_presence(&channel("chat2")) && !s.has_presence(&channel("cha")));
+        assert!(!Settings::default().has_presence(&channel("chat")));
+        for bad in [
+            "Chat",
+            "chat:",
+            "chat:*",
+            "*",
+            "2chat",
+            "-chat",
+            "chat_room",
+            &"c".repeat(65),
+        ] {
+            let err = settings(&[("PRESENCE_PREFIXES", bad)]).unwrap_err();
+            assert_eq!(err.variable, "PRESENCE_PREFIXES", "{bad}");
+            assert!(err.reason.contains("not a channel prefix"), "{err}");
+        }
+        assert_eq!(
+            error_for(&[("PRESENCE_PREFIXES", "chat, Room")]),
+            "PRESENCE_PREFIXES"
         );
     }
 

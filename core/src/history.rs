@@ -106,6 +106,8 @@ pub struct CurrentState {
     types: Vec<Latest>,
     bytes: usize,
     max_bytes: usize,
+    /// The channel has presence: its `presence.*` events are no state.
+    presence: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,12 +124,23 @@ impl CurrentState {
             types: Vec::new(),
             bytes: 0,
             max_bytes: MAX_STATE_BYTES.max(max_event_bytes),
+            presence: false,
         }
+    }
+
+    /// The state of a channel with presence, whose `presence.*` events are
+    /// not state: the latest of each would name one arbitrary subject.
+    pub fn with_presence(mut self, presence: bool) -> Self {
+        self.presence = presence;
+        self
     }
 
     /// Records that `seq` is now the latest event of its type. Returns the
     /// types that no longer fit and are forgotten, oldest first.
     pub fn publish(&mut self, event: &str, seq: u64, bytes: usize) -> Vec<Latest> {
+        if self.presence && crate::presence::is_presence_event(event) {
+            return Vec::new();
+        }
         if let Some(at) = self.types.iter().position(|t| t.event == event) {
             let old = self.types.remove(at);
             self.bytes -= old.bytes;
@@ -253,6 +266,20 @@ mod tests {
         assert_eq!(seqs, [2, 3], "in sequence order");
         assert_eq!(state.forget_through(2).len(), 1);
         assert_eq!(state.len(), 1);
+    }
+
+    #[test]
+    fn presence_events_are_not_state_on_a_channel_with_presence() {
+        let mut state = CurrentState::new(65_536).with_presence(true);
+        state.publish("a", 1, 10);
+        assert!(state.publish(crate::presence::JOINED, 2, 10).is_empty());
+        assert!(state.publish(crate::presence::LEFT, 3, 10).is_empty());
+        assert!(!state.is_latest(crate::presence::JOINED, 2));
+        assert_eq!(state.len(), 1);
+        // Elsewhere the names are a publisher's like any other.
+        let mut state = CurrentState::new(65_536);
+        state.publish(crate::presence::JOINED, 1, 10);
+        assert!(state.is_latest(crate::presence::JOINED, 1));
     }
 
     #[test]

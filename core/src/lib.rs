@@ -28,6 +28,7 @@
 //! - [`relay`]: batched relay records from a Channel Durable Object to a stream.
 //! - [`frames`]: pre-rendered SSE frames for the streams of one channel.
 //! - [`history`]: what a channel's bounded history replays and forgets.
+//! - [`presence`]: which subjects have streams open on a channel, and when they join and leave.
 //! - [`config`]: settings from wrangler vars.
 #![forbid(unsafe_code)]
 
@@ -45,6 +46,7 @@ pub mod merge;
 pub mod message;
 pub mod origin;
 mod percent;
+pub mod presence;
 pub mod problem;
 pub mod protocol;
 pub mod relay;

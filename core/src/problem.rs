@@ -214,6 +214,17 @@ impl Problem {
         Problem::new(404, "not_found", "Not found", "no such endpoint")
     }
 
+    /// A channel whose prefix `PRESENCE_PREFIXES` does not name: it tracks
+    /// no presence, so there is no list to show.
+    pub fn presence_disabled(prefix: &str) -> Self {
+        Problem::new(
+            404,
+            "presence_disabled",
+            "Presence not enabled",
+            format!("channels with the prefix \"{prefix}\" have no presence (PRESENCE_PREFIXES)"),
+        )
+    }
+
     pub fn method_not_allowed() -> Self {
         Problem::new(
             405,
@@ -338,6 +349,7 @@ mod tests {
             Problem::unsupported_media_type(),
             Problem::body_too_large(16384),
             Problem::not_found(),
+            Problem::presence_disabled("chat"),
             Problem::method_not_allowed(),
             Problem::internal("x"),
             Problem::unavailable("x"),
@@ -371,6 +383,7 @@ mod tests {
                 "unsupported_media_type",
             ),
             (Problem::not_found(), 404, "not_found"),
+            (Problem::presence_disabled("chat"), 404, "presence_disabled"),
             (Problem::method_not_allowed(), 405, "method_not_allowed"),
             (Problem::internal("x"), 500, "internal"),
             (Problem::unavailable("x"), 503, "unavailable"),

@@ -8,8 +8,8 @@ use edgestream_core::protocol::channel::shard::{
     retire_call, shard_name, stats_call, Push, ShardLoad,
 };
 use edgestream_core::protocol::channel::{
-    publish, reset, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick, Kicked,
-    Published, Subscribe, ToShard,
+    presence, publish, reset, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick,
+    Kicked, PresenceList, Published, ShardRoster, Subscribe, ToShard,
 };
 use edgestream_core::protocol::Call;
 use worker::{Env, ObjectNamespace, Response, Stub, WebSocket};
@@ -84,6 +84,22 @@ impl ChannelClient {
     pub async fn stats(&self) -> Result<ChannelStats, Problem> {
         let answer = text(self.ok(&stats::call()).await?).await?;
         ChannelStats::parse(answer.as_bytes()).map_err(protocol)
+    }
+
+    pub async fn presence(&self) -> Result<PresenceList, Problem> {
+        let answer = text(self.ok(&presence::call()).await?).await?;
+        PresenceList::parse(answer.as_bytes()).map_err(protocol)
+    }
+
+    /// Tells the channel the subjects of a shard's streams.
+    pub async fn report_roster(&self, roster: &ShardRoster) -> Result<(), Problem> {
+        self.ok(&roster.call()).await.map(drop)
+    }
+
+    /// Asks a shard for the subjects of its streams.
+    pub async fn shard_roster(&self) -> Result<ShardRoster, Problem> {
+        let answer = text(self.ok(&presence::shard_call()).await?).await?;
+        ShardRoster::parse(answer.as_bytes()).map_err(protocol)
     }
 
     pub async fn join(&self, shard: u32) -> Result<Joined, Problem> {

@@ -15,6 +15,12 @@
 //! the event loop together with those of every publish that arrived in the
 //! meantime, one message per socket however many publishers there are.
 //!
+//! On a channel with presence (`edgestream_core::presence`) the object
+//! counts each stream under its subject, keeps the count's seat on the
+//! socket (it outlives hibernation) and the announced subjects in storage,
+//! and publishes `presence.*` events like any other. A subject's grace
+//! period shares the object's one alarm with the TTL sweep.
+//!
 //! Kicks and revocations reach the channel from its tenant's object, which
 //! the channel registers with before it serves its first stream or publish
 //! (and again daily); opening a stream never goes through the tenant.
@@ -27,10 +33,11 @@ use std::time::Duration;
 use edgestream_core::channel::ChannelName;
 use edgestream_core::config::Settings;
 use edgestream_core::history::{self, Attach, CurrentState};
+use edgestream_core::presence::{Presence, Seat, Transition};
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{
-    ChannelRequest, ChannelStats, Joined, Kick, Kicked, Outcome, Publish, Published, Subscribe,
-    ToShard,
+    ChannelRequest, ChannelStats, Joined, Kick, Kicked, Outcome, Publish, Published, ShardRoster,
+    Subscribe, ToShard,
 };
 use edgestream_core::protocol::ProtocolError;
 use edgestream_core::relay::RelayWriter;
@@ -89,6 +96,8 @@ struct Memory {
     registered_ms: u64,
     placement: Placement,
     alarm_set: bool,
+    /// Only on a channel with presence.
+    presence: Option<Presence>,
 }
 
 enum Registration {
@@ -117,6 +126,20 @@ impl DurableObject for ChannelObject {
         let channel = Channel::open(state, env)
             .map(Rc::new)
             .inspect_err(|reason| log::error("channel object cannot start", reason));
+        if let Ok(channel) = &channel {
+            // Subjects whose streams did not survive a restart leave unless
+            // the streams re-attach; nothing else may wake the object for it.
+            // Those on shards are asked for before the grace period ends.
+            if channel.presence_deadline().is_some() {
+                let channel = channel.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    channel.ask_shards().await;
+                    if let Err(e) = channel.ensure_presence_alarm().await {
+                        log::error("presence alarm not set", &e.to_string());
+                    }
+                });
+            }
+        }
         ChannelObject { channel }
     }
 
@@ -133,7 +156,9 @@ impl DurableObject for ChannelObject {
 
     async fn alarm(&self) -> Result<Response> {
         if let Ok(channel) = &self.channel {
+            channel.presence_due()?;
             channel.expire().await?;
+            channel.ensure_presence_alarm().await?;
         }
         Response::ok("")
     }
@@ -155,11 +180,17 @@ impl DurableObject for ChannelObject {
         _clean: bool,
     ) -> Result<()> {
         close_handshake(&ws, code);
+        if let Ok(channel) = &self.channel {
+            channel.closed(&ws).await?;
+        }
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
         let _ = ws.close(Some(1011), Some("error"));
+        if let Ok(channel) = &self.channel {
+            channel.closed(&ws).await?;
+        }
         Ok(())
     }
 }
@@ -216,6 +247,23 @@ impl Channel {
             .meta("shards")
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
+        let presence = if settings.has_presence(&name) {
+            let seats = state
+                .get_websockets()
+                .iter()
+                .filter_map(|ws| ws.deserialize_attachment::<Seat>().ok().flatten())
+                .collect::<Vec<_>>();
+            let rows = store.presence().map_err(|e| e.to_string())?;
+            let (presence, transitions) = Presence::restore(rows, seats, now);
+            for transition in &transitions {
+                store
+                    .set_presence(transition.subject(), transition.row())
+                    .map_err(|e| e.to_string())?;
+            }
+            Some(presence)
+        } else {
+            None
+        };
         let memory = Memory {
             head,
             newest_ms,
@@ -225,6 +273,7 @@ impl Channel {
             registered_ms,
             placement: Placement::new(settings.shard_subscribers, shards),
             alarm_set: false,
+            presence,
         };
         let registration = if now < registered_ms + REGISTRATION_MS {
             Registration::Done
@@ -263,9 +312,57 @@ impl Channel {
                 Ok(Response::empty()?.with_status(204))
             }
             ChannelRequest::Stats => self.stats().await,
+            ChannelRequest::Presence => match &self.memory.borrow().presence {
+                Some(presence) => Response::ok(presence.list().to_json()),
+                None => Response::error("no presence on this channel", 404),
+            },
+            ChannelRequest::ShardRoster(roster) => {
+                self.shard_roster(&roster)?;
+                self.schedule_flush();
+                self.ensure_alarm().await?;
+                self.ensure_presence_alarm().await?;
+                Ok(Response::empty()?.with_status(204))
+            }
             ChannelRequest::Reset => self.reset().await,
             ChannelRequest::Join(join) => self.join(join.shard).await,
         }
+    }
+
+    /// A shard's streams changed: its subjects count as it says.
+    fn shard_roster(&self, roster: &ShardRoster) -> Result<()> {
+        let now = now_ms();
+        let mut memory = self.memory.borrow_mut();
+        let Some(transitions) = memory
+            .presence
+            .as_mut()
+            .map(|p| p.shard_roster(roster.shard, &roster.subjects, now))
+        else {
+            return Ok(());
+        };
+        for transition in &transitions {
+            self.apply_presence(&mut memory, transition, now)?;
+        }
+        Ok(())
+    }
+
+    /// Asks every shard for the subjects of its streams (the channel
+    /// restarted and knows only its own).
+    async fn ask_shards(self: &Rc<Self>) {
+        let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
+        for shard in shards {
+            let roster = match ChannelClient::shard(&self.env, self.name.as_str(), shard) {
+                Ok(client) => client.shard_roster().await,
+                Err(problem) => Err(problem),
+            };
+            let applied = match roster {
+                Ok(roster) => self.shard_roster(&roster).map_err(|e| e.to_string()),
+                Err(problem) => Err(problem.detail),
+            };
+            if let Err(reason) = applied {
+                log::error("shard presence not read", &reason);
+            }
+        }
+        self.schedule_flush();
     }
 
     /// Accepts a stream's WebSocket, or sends it to a shard. Before any
@@ -275,6 +372,14 @@ impl Channel {
     /// the cursor was unusable).
     async fn subscribe(self: &Rc<Self>, subscribe: &Subscribe) -> Result<Response> {
         self.register().await?;
+        let response = self.accept(subscribe)?;
+        self.schedule_flush();
+        self.ensure_alarm().await?;
+        Ok(response)
+    }
+
+    /// The part of a subscribe that runs as one step.
+    fn accept(&self, subscribe: &Subscribe) -> Result<Response> {
         let now = now_ms();
         let mut memory = self.memory.borrow_mut();
         if memory.revocations.revokes(&subscribe.tags, now) {
@@ -305,6 +410,18 @@ impl Channel {
         writer.live(head);
         for message in writer.into_messages() {
             pair.server.send_with_str(&message)?;
+        }
+        // After `live`: the stream sees its own subject join.
+        let transition = match memory.presence.as_mut() {
+            Some(presence) => {
+                let (seat, transition) = presence.open(subscribe.subject.as_deref());
+                pair.server.serialize_attachment(&seat)?;
+                transition
+            }
+            None => None,
+        };
+        if let Some(transition) = transition {
+            self.apply_presence(&mut memory, &transition, now)?;
         }
         Response::from_websocket(pair.client)
     }
@@ -344,7 +461,8 @@ impl Channel {
 
     fn loaded_state<'m>(&self, memory: &'m mut Memory, now: u64) -> Result<&'m CurrentState> {
         if memory.state.is_none() {
-            let mut state = CurrentState::new(self.settings.max_event_bytes);
+            let mut state = CurrentState::new(self.settings.max_event_bytes)
+                .with_presence(memory.presence.is_some());
             for (event, seq, bytes) in self.store.latest_per_type(self.cutoff(now))? {
                 for forgotten in state.publish(&event, seq, bytes) {
                     self.store.forget_state(&forgotten.event)?;
@@ -363,6 +481,7 @@ impl Channel {
         let Some(results) = self.store_batch(batch, now_ms())? else {
             return Ok(Response::empty()?.with_status(REVOKED));
         };
+        self.schedule_flush();
         self.ensure_alarm().await?;
         Response::ok(
             serde_json::to_string(&Published { results })
@@ -372,7 +491,7 @@ impl Channel {
 
     /// Stores a batch and queues it for the next flush, without yielding;
     /// none if the publisher is revoked.
-    fn store_batch(self: &Rc<Self>, batch: &Publish<'_>, now: u64) -> Result<Option<Vec<Outcome>>> {
+    fn store_batch(&self, batch: &Publish<'_>, now: u64) -> Result<Option<Vec<Outcome>>> {
         let cutoff = self.cutoff(now);
         let mut memory = self.memory.borrow_mut();
         if memory.revocations.revokes(&batch.publisher_tags, now) {
@@ -381,7 +500,6 @@ impl Channel {
         if memory.keys.is_none() && batch.events.iter().any(|e| e.idempotency_key.is_some()) {
             memory.keys = Some(self.store.keys(cutoff)?);
         }
-        let mut head = memory.head;
         let mut results = Vec::with_capacity(batch.events.len());
         let mut outbox = self.outbox.borrow_mut();
         for event in &batch.events {
@@ -394,55 +512,168 @@ impl Channel {
                     continue;
                 }
             }
-            head += 1;
-            if let Some(old) = self.store.overwritten(head)? {
-                if self
-                    .loaded_state(&mut memory, now)?
-                    .is_latest(&old.event, old.seq)
-                {
-                    self.store.keep_as_state(old.seq)?;
-                }
-                if let (Some(keys), Some(key)) = (memory.keys.as_mut(), &old.key) {
-                    keys.remove(key);
-                }
-            }
-            self.store
-                .write_event(head, event.event, event.data, event.idempotency_key, now)?;
-            if let Some(state) = memory.state.as_mut() {
-                for forgotten in state.publish(event.event, head, event.data.len()) {
-                    self.store.forget_state(&forgotten.event)?;
-                }
-            }
-            if let (Some(keys), Some(key)) = (memory.keys.as_mut(), event.idempotency_key) {
-                keys.insert(key.to_owned(), head);
-            }
-            outbox.events.push(Pending {
-                seq: head,
-                event: event.event.to_owned(),
-                data: event.data.to_owned(),
-            });
+            let id = self.append(
+                &mut memory,
+                &mut outbox,
+                event.event,
+                event.data,
+                event.idempotency_key,
+                now,
+            )?;
             results.push(Outcome {
-                id: head,
+                id,
                 duplicate: false,
             });
         }
-        if head != memory.head {
-            memory.head = head;
-            memory.newest_ms = now;
-        }
-        let schedule = !outbox.events.is_empty() && !std::mem::replace(&mut outbox.scheduled, true);
-        drop(outbox);
-        drop(memory);
-        if schedule {
-            let channel = self.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                // One turn of the event loop: publishes already queued behind
-                // this one are stored first and go out in the same messages.
-                worker::Delay::from(Duration::ZERO).await;
-                channel.flush();
-            });
-        }
         Ok(Some(results))
+    }
+
+    /// Numbers and stores one event, and queues it for the next flush.
+    fn append(
+        &self,
+        memory: &mut Memory,
+        outbox: &mut Outbox,
+        event: &str,
+        data: &str,
+        key: Option<&str>,
+        now: u64,
+    ) -> Result<u64> {
+        let head = memory.head + 1;
+        if let Some(old) = self.store.overwritten(head)? {
+            if self
+                .loaded_state(memory, now)?
+                .is_latest(&old.event, old.seq)
+            {
+                self.store.keep_as_state(old.seq)?;
+            }
+            if let (Some(keys), Some(key)) = (memory.keys.as_mut(), &old.key) {
+                keys.remove(key);
+            }
+        }
+        self.store.write_event(head, event, data, key, now)?;
+        if let Some(state) = memory.state.as_mut() {
+            for forgotten in state.publish(event, head, data.len()) {
+                self.store.forget_state(&forgotten.event)?;
+            }
+        }
+        if let (Some(keys), Some(key)) = (memory.keys.as_mut(), key) {
+            keys.insert(key.to_owned(), head);
+        }
+        outbox.events.push(Pending {
+            seq: head,
+            event: event.to_owned(),
+            data: data.to_owned(),
+        });
+        memory.head = head;
+        memory.newest_ms = now;
+        Ok(head)
+    }
+
+    /// Flushes on the next turn of the event loop, if anything is queued and
+    /// no flush is scheduled yet: what is appended meanwhile (publishes
+    /// already queued behind this one) goes out in the same messages.
+    fn schedule_flush(self: &Rc<Self>) {
+        let mut outbox = self.outbox.borrow_mut();
+        if outbox.events.is_empty() || std::mem::replace(&mut outbox.scheduled, true) {
+            return;
+        }
+        drop(outbox);
+        let channel = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            worker::Delay::from(Duration::ZERO).await;
+            channel.flush();
+        });
+    }
+
+    /// Records a presence transition and publishes its event, if it has one.
+    fn apply_presence(&self, memory: &mut Memory, transition: &Transition, now: u64) -> Result<()> {
+        self.store
+            .set_presence(transition.subject(), transition.row())?;
+        if let Some((event, data)) = transition.event() {
+            let mut outbox = self.outbox.borrow_mut();
+            self.append(memory, &mut outbox, event, &data, None, now)?;
+        }
+        Ok(())
+    }
+
+    /// A stream's socket closed: its subject may start leaving.
+    async fn closed(self: &Rc<Self>, ws: &WebSocket) -> Result<()> {
+        let Some(seat) = ws.deserialize_attachment::<Seat>().ok().flatten() else {
+            return Ok(());
+        };
+        // Counted once, though an error may be reported before the close;
+        // and no longer counted among the sockets left.
+        ws.serialize_attachment(serde_json::Value::Null)?;
+        let remaining = self
+            .state
+            .get_websockets()
+            .iter()
+            .filter(|other| {
+                other
+                    .deserialize_attachment::<Seat>()
+                    .ok()
+                    .flatten()
+                    .as_ref()
+                    == Some(&seat)
+            })
+            .count() as u64;
+        let now = now_ms();
+        let leaving = {
+            let mut memory = self.memory.borrow_mut();
+            let Some(transition) = memory
+                .presence
+                .as_mut()
+                .and_then(|p| p.close(&seat, remaining, now))
+            else {
+                return Ok(());
+            };
+            self.apply_presence(&mut memory, &transition, now)?;
+            matches!(transition, Transition::Leaving { .. })
+        };
+        if leaving {
+            self.ensure_presence_alarm().await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the `left` of every subject whose grace period is over.
+    fn presence_due(self: &Rc<Self>) -> Result<()> {
+        let now = now_ms();
+        let mut memory = self.memory.borrow_mut();
+        let Some(due) = memory.presence.as_mut().map(|p| p.due(now)) else {
+            return Ok(());
+        };
+        for transition in due {
+            self.apply_presence(&mut memory, &transition, now)?;
+        }
+        drop(memory);
+        self.schedule_flush();
+        Ok(())
+    }
+
+    fn presence_deadline(&self) -> Option<u64> {
+        self.memory
+            .borrow()
+            .presence
+            .as_ref()
+            .and_then(Presence::next_deadline)
+    }
+
+    /// Brings the alarm forward to the next subject's leaving, if that is
+    /// sooner than the alarm set (every alarm also runs the TTL sweep, which
+    /// sets the alarm again for its own time).
+    async fn ensure_presence_alarm(&self) -> Result<()> {
+        let Some(at) = self.presence_deadline() else {
+            return Ok(());
+        };
+        let storage = self.state.storage();
+        let set = storage.get_alarm().await?;
+        if set.is_some_and(|set| set as u64 <= at) {
+            return Ok(());
+        }
+        storage
+            .set_alarm(at.saturating_sub(now_ms()).max(1) as i64)
+            .await
     }
 
     /// Sends what was published since the last flush to every socket and

@@ -8,7 +8,8 @@
 //! ring        slot → seq, event, data, key, ms   one row per event, overwritten HISTORY_SIZE events later
 //! state       event → seq, data, ms              a type's latest event, copied here before the ring overwrites it
 //! revocations tag → until_ms                     the tenant's, pushed by its object
-//! meta        name → value                       head (saved before history is dropped), ring size, registration, shards
+//! meta        name → value                       head (saved before history is dropped), ring size, registration, shards, the channel name
+//! presence    subject → leaving_ms               announced subjects (presence channels only), and when each leaves
 //! ```
 //!
 //! Every statement is synchronous, so whatever a request does between two
@@ -18,6 +19,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 
 use edgestream_core::history::{CurrentState, Ring};
+use edgestream_core::presence;
 use edgestream_core::relay::{RelayWriter, MESSAGE_BYTES};
 use edgestream_core::revocation::Revocation;
 use serde::de::DeserializeOwned;
@@ -34,6 +36,7 @@ CREATE TABLE IF NOT EXISTS state (
   event TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL, ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revocations (tag TEXT PRIMARY KEY, until_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS presence (subject TEXT PRIMARY KEY, leaving_ms INTEGER);
 ";
 
 pub struct Store {
@@ -301,6 +304,38 @@ impl Store {
             "DELETE FROM revocations WHERE until_ms <= ?",
             vec![int(now_ms)],
         )
+    }
+
+    /// The announced subjects, with when each is leaving if it is.
+    pub fn presence(&self) -> Result<Vec<(String, Option<u64>)>> {
+        #[derive(Deserialize)]
+        struct Announced {
+            subject: String,
+            leaving_ms: Option<u64>,
+        }
+        let rows: Vec<Announced> =
+            self.query("SELECT subject, leaving_ms FROM presence", vec![])?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.subject, row.leaving_ms))
+            .collect())
+    }
+
+    pub fn set_presence(&self, subject: &str, row: presence::Row) -> Result<()> {
+        match row {
+            presence::Row::Present => self.write(
+                "INSERT OR REPLACE INTO presence (subject, leaving_ms) VALUES (?, NULL)",
+                vec![text(subject)],
+            ),
+            presence::Row::Leaving(at) => self.write(
+                "INSERT OR REPLACE INTO presence (subject, leaving_ms) VALUES (?, ?)",
+                vec![text(subject), int(at)],
+            ),
+            presence::Row::Gone => self.write(
+                "DELETE FROM presence WHERE subject = ?",
+                vec![text(subject)],
+            ),
+        }
     }
 
     pub fn meta<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {

@@ -1,10 +1,11 @@
 //! `GET /v1/channels/{channel}`: what is going on in a channel, for a
 //! credential of its tenant or a platform one: open streams (over all its
 //! shards), the latest id and when it was published, and how many events
-//! history holds for resume.
+//! history holds for resume. `GET /v1/channels/{channel}/presence`: the
+//! subjects with streams open on it, for a channel with presence.
 
 use edgestream_core::authority::Authority;
-use edgestream_core::channel::channel_in_path;
+use edgestream_core::channel::{channel_in_path, ChannelName};
 use edgestream_core::problem::Problem;
 use edgestream_core::time::rfc3339;
 use worker::{Env, Request, Response};
@@ -15,21 +16,48 @@ use super::config::Config;
 use super::http::{internal, json};
 
 pub const PREFIX: &str = "/v1/channels/";
+const PRESENCE_SUFFIX: &str = "/presence";
 
-pub async fn stats(
+pub async fn handle(
     req: Request,
     env: &Env,
     config: &Config,
     path: &str,
 ) -> Result<Response, Problem> {
+    let rest = path.strip_prefix(PREFIX).unwrap_or_default();
+    // A channel name has no '/', so the suffix cannot be part of one.
+    match rest.strip_suffix(PRESENCE_SUFFIX) {
+        Some(encoded) => presence(req, env, config, encoded).await,
+        None => stats(req, env, config, rest).await,
+    }
+}
+
+/// Authenticates the request and checks that its credential may see the
+/// channel named (percent-encoded) by `encoded`.
+async fn admitted(
+    req: &Request,
+    env: &Env,
+    config: &Config,
+    encoded: &str,
+) -> Result<ChannelName, Problem> {
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
-    let (claims, _) = auth::authenticate(&req, &url, env, config, Sources::HeaderOnly, now)
+    let (claims, _) = auth::authenticate(req, &url, env, config, Sources::HeaderOnly, now)
         .await?
         .into_claims()?;
     let authority = Authority::of(&claims)?;
-    let channel = channel_in_path(path.strip_prefix(PREFIX).unwrap_or_default())?;
+    let channel = channel_in_path(encoded)?;
     authority.admit(std::slice::from_ref(&channel))?;
+    Ok(channel)
+}
+
+async fn stats(
+    req: Request,
+    env: &Env,
+    config: &Config,
+    encoded: &str,
+) -> Result<Response, Problem> {
+    let channel = admitted(&req, env, config, encoded).await?;
     let stats = ChannelClient::channel(env, channel.as_str())?
         .stats()
         .await?;
@@ -41,6 +69,30 @@ pub async fn stats(
             "last_id": stats.last_id,
             "last_event_at": stats.last_event_ms.map(rfc3339),
             "history": stats.history,
+        }),
+    )
+}
+
+async fn presence(
+    req: Request,
+    env: &Env,
+    config: &Config,
+    encoded: &str,
+) -> Result<Response, Problem> {
+    let channel = admitted(&req, env, config, encoded).await?;
+    if !config.settings.has_presence(&channel) {
+        return Err(Problem::presence_disabled(channel.prefix()));
+    }
+    let list = ChannelClient::channel(env, channel.as_str())?
+        .presence()
+        .await?;
+    json(
+        200,
+        &serde_json::json!({
+            "channel": channel.as_str(),
+            "subjects": list.subjects,
+            "truncated": list.truncated,
+            "anonymous": list.anonymous,
         }),
     )
 }

@@ -110,7 +110,7 @@ async fn route(
         (Method::Post, "/v1/tickets") => tickets::issue(req, env, config).await,
         (Method::Post, "/v1/admin/kick") => admin::kick(req, env, config).await,
         (Method::Get, _) if path.starts_with(channels::PREFIX) => {
-            channels::stats(req, env, config, path).await
+            channels::handle(req, env, config, path).await
         }
         (Method::Options, "/v1/stream" | "/v1/publish" | "/v1/tickets") => Ok(http::preflight()),
         (Method::Options, _) if path.starts_with(channels::PREFIX) => Ok(http::preflight()),
@@ -134,7 +134,9 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
 
 /// The path as the request log names it.
 fn route_name(path: &str) -> &str {
-    if path.starts_with(channels::PREFIX) {
+    if path.starts_with(channels::PREFIX) && path.ends_with("/presence") {
+        "/v1/channels/{channel}/presence"
+    } else if path.starts_with(channels::PREFIX) {
         "/v1/channels/{channel}"
     } else {
         path

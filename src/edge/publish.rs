@@ -13,6 +13,7 @@ use edgestream_core::channel::ChannelName;
 use edgestream_core::message::{
     parse_publish_body, PublishEvent, PublishResponse, PublishResult, MAX_BATCH_EVENTS,
 };
+use edgestream_core::presence;
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::Published;
 use edgestream_core::revocation::stream_tags;
@@ -56,6 +57,9 @@ pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::
     let events = parse_publish_body(&body, max_event_bytes)?;
     let channels: Vec<ChannelName> = events.iter().map(|e| e.channel.clone()).collect();
     authority.admit(&channels)?;
+    for event in &events {
+        presence::check_publish(&config.settings, &event.channel, &event.event)?;
+    }
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     let groups = group_by_channel(&events);

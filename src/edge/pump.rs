@@ -130,6 +130,8 @@ pub struct OpenStream {
     pub merge: Merge,
     /// Socket tags of the stream (for kicks), sent with every attach.
     pub tags: Vec<String>,
+    /// The credential's subject, for channels with presence.
+    pub subject: Option<String>,
     pub writer: web_sys::WritableStreamDefaultWriter,
     /// The response pipe's high-water mark: unread bytes are this minus the
     /// writer's `desiredSize`.
@@ -492,6 +494,7 @@ impl Pump {
             after: self.stream.merge.position(index),
             delivery: self.delivery(),
             tags: self.stream.tags.clone(),
+            subject: self.stream.subject.clone(),
         };
         let env = self.stream.env.clone();
         let channel = self.stream.channels[index].clone();

@@ -5,15 +5,22 @@
 //! must see first (the current state, or where live delivery starts) it
 //! learns from the channel when it starts serving and keeps current from the
 //! pushes, so a stream's attach is answered here without asking the channel.
+//!
+//! On a channel with presence the shard keeps each stream's subject on its
+//! socket and reports the subjects of its streams to the channel whenever
+//! they change (one report in flight at a time, the latest roster next).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use edgestream_core::channel::ChannelName;
 use edgestream_core::config::Settings;
 use edgestream_core::history::CurrentState;
+use edgestream_core::presence::listable;
+use edgestream_core::protocol::channel::presence::Present;
 use edgestream_core::protocol::channel::shard::{ShardLoad, ShardRequest};
-use edgestream_core::protocol::channel::{Kick, Kicked, Subscribe};
+use edgestream_core::protocol::channel::{Kick, Kicked, ShardRoster, Subscribe};
 use edgestream_core::relay::{self, RelayRecord, RelayWriter};
 use edgestream_core::revocation::RevocationSet;
 use worker::{
@@ -38,6 +45,8 @@ struct Shard {
     channel: String,
     index: u32,
     max_event_bytes: usize,
+    /// The channel has presence (its presence events are no state).
+    presence: bool,
     memory: RefCell<Memory>,
 }
 
@@ -49,6 +58,11 @@ struct Memory {
     head: u64,
     state: Option<KnownState>,
     revocations: RevocationSet,
+    /// Streams per subject, rebuilt from the sockets when first needed.
+    roster: Option<BTreeMap<String, u64>>,
+    reporting: bool,
+    /// The roster changed while a report was in flight.
+    report_again: bool,
 }
 
 /// The channel's current state as this shard keeps it.
@@ -58,9 +72,9 @@ struct KnownState {
 }
 
 impl KnownState {
-    fn new(max_event_bytes: usize) -> Self {
+    fn new(max_event_bytes: usize, presence: bool) -> Self {
         KnownState {
-            bounds: CurrentState::new(max_event_bytes),
+            bounds: CurrentState::new(max_event_bytes).with_presence(presence),
             events: BTreeMap::new(),
         }
     }
@@ -69,7 +83,10 @@ impl KnownState {
         for forgotten in self.bounds.publish(event, seq, data.len()) {
             self.events.remove(&forgotten.event);
         }
-        self.events.insert(event.to_owned(), (seq, data.to_owned()));
+        // Presence events are no state on a channel with presence.
+        if self.bounds.is_latest(event, seq) {
+            self.events.insert(event.to_owned(), (seq, data.to_owned()));
+        }
     }
 
     /// Takes what `newer` knows of a type where it is newer than this.
@@ -127,11 +144,17 @@ impl DurableObject for ShardObject {
         _clean: bool,
     ) -> Result<()> {
         close_handshake(&ws, code);
+        if let Ok(shard) = &self.shard {
+            shard.closed(&ws)?;
+        }
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
         let _ = ws.close(Some(1011), Some("error"));
+        if let Ok(shard) = &self.shard {
+            shard.closed(&ws)?;
+        }
         Ok(())
     }
 }
@@ -143,17 +166,19 @@ impl Shard {
         let name = state.id().name().ok_or("the object has no name")?;
         let (channel, index) = name.rsplit_once('#').ok_or("not a shard name")?;
         let index = index.parse().map_err(|_| "not a shard number")?;
+        let presence = ChannelName::parse(channel).is_ok_and(|c| settings.has_presence(&c));
         Ok(Shard {
             channel: channel.to_owned(),
             index,
             max_event_bytes: settings.max_event_bytes,
+            presence,
             state,
             env,
             memory: RefCell::default(),
         })
     }
 
-    async fn handle(&self, request: ShardRequest<'_>) -> Result<Response> {
+    async fn handle(self: &Rc<Self>, request: ShardRequest<'_>) -> Result<Response> {
         match request {
             ShardRequest::Subscribe(subscribe) => self.subscribe(&subscribe).await,
             ShardRequest::Push(push) => {
@@ -168,8 +193,100 @@ impl Shard {
                 self.load()
             }
             ShardRequest::Stats => self.load(),
+            ShardRequest::Presence => Response::ok(self.roster().to_json()),
             ShardRequest::Reset => super::objects::abort(&self.state),
         }
+    }
+
+    /// The subjects of this shard's streams.
+    fn roster(&self) -> ShardRoster {
+        let mut memory = self.memory.borrow_mut();
+        let roster = self.loaded_roster(&mut memory);
+        ShardRoster {
+            shard: self.index,
+            subjects: roster
+                .iter()
+                .map(|(subject, streams)| Present {
+                    subject: subject.clone(),
+                    streams: *streams,
+                })
+                .collect(),
+        }
+    }
+
+    fn loaded_roster<'m>(&self, memory: &'m mut Memory) -> &'m mut BTreeMap<String, u64> {
+        memory.roster.get_or_insert_with(|| {
+            let mut roster = BTreeMap::new();
+            for ws in self.state.get_websockets() {
+                if let Ok(Some(subject)) = ws.deserialize_attachment::<String>() {
+                    *roster.entry(subject).or_insert(0) += 1;
+                }
+            }
+            roster
+        })
+    }
+
+    /// A stream's socket closed: the channel hears of the streams left.
+    fn closed(self: &Rc<Self>, ws: &WebSocket) -> Result<()> {
+        let Some(subject) = ws.deserialize_attachment::<String>().ok().flatten() else {
+            return Ok(());
+        };
+        ws.serialize_attachment(serde_json::Value::Null)?;
+        let remaining = self
+            .state
+            .get_websockets()
+            .iter()
+            .filter(|other| {
+                other
+                    .deserialize_attachment::<String>()
+                    .ok()
+                    .flatten()
+                    .as_ref()
+                    == Some(&subject)
+            })
+            .count() as u64;
+        {
+            let mut memory = self.memory.borrow_mut();
+            let roster = self.loaded_roster(&mut memory);
+            if remaining == 0 {
+                roster.remove(&subject);
+            } else {
+                roster.insert(subject, remaining);
+            }
+        }
+        self.report();
+        Ok(())
+    }
+
+    /// Sends the roster to the channel, after the report in flight if any.
+    fn report(self: &Rc<Self>) {
+        {
+            let mut memory = self.memory.borrow_mut();
+            if memory.reporting {
+                memory.report_again = true;
+                return;
+            }
+            memory.reporting = true;
+        }
+        let shard = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                shard.memory.borrow_mut().report_again = false;
+                let roster = shard.roster();
+                let reported = match ChannelClient::channel(&shard.env, &shard.channel) {
+                    Ok(client) => client.report_roster(&roster).await,
+                    Err(problem) => Err(problem),
+                };
+                if let Err(problem) = reported {
+                    log::error("presence report failed", &problem.detail);
+                }
+                let mut memory = shard.memory.borrow_mut();
+                if !memory.report_again {
+                    memory.reporting = false;
+                    return;
+                }
+            }
+        });
     }
 
     /// Keeps the head and the current state current from a push.
@@ -185,19 +302,41 @@ impl Shard {
         }
     }
 
-    async fn subscribe(&self, subscribe: &Subscribe) -> Result<Response> {
+    async fn subscribe(self: &Rc<Self>, subscribe: &Subscribe) -> Result<Response> {
         if !self.memory.borrow().joined {
             self.join().await?;
+            if self.presence {
+                // The channel may have forgotten this shard's streams, or
+                // never heard of those that survived an eviction.
+                self.report();
+            }
         }
+        let response = self.accept(subscribe)?;
+        Ok(response)
+    }
+
+    fn accept(self: &Rc<Self>, subscribe: &Subscribe) -> Result<Response> {
         let now = worker::Date::now().as_millis();
-        let memory = self.memory.borrow();
+        let mut memory = self.memory.borrow_mut();
         if memory.revocations.revokes(&subscribe.tags, now) {
             return Ok(Response::empty()?.with_status(REVOKED));
+        }
+        let subject = listable(subscribe.subject.as_deref()).filter(|_| self.presence);
+        if subject.is_some() {
+            // Counted before the new socket, which is added below.
+            self.loaded_roster(&mut memory);
         }
         let pair = WebSocketPair::new()?;
         let mut tags: Vec<&str> = vec![delivery_tag(subscribe.delivery)];
         tags.extend(subscribe.tags.iter().map(String::as_str));
         self.state.accept_websocket_with_tags(&pair.server, &tags);
+        if let Some(subject) = subject {
+            pair.server.serialize_attachment(subject)?;
+            *self
+                .loaded_roster(&mut memory)
+                .entry(subject.to_owned())
+                .or_insert(0) += 1;
+        }
         let mut writer = RelayWriter::default();
         // A stream that resumes pages its gap in from the channel's history,
         // which also decides whether that gap can still be filled; only a
@@ -219,6 +358,10 @@ impl Shard {
         for message in writer.into_messages() {
             pair.server.send_with_str(&message)?;
         }
+        drop(memory);
+        if subject.is_some() {
+            self.report();
+        }
         Response::from_websocket(pair.client)
     }
 
@@ -230,7 +373,7 @@ impl Shard {
             // Pushes that arrive while the channel answers are kept here.
             let mut memory = self.memory.borrow_mut();
             if memory.state.is_none() {
-                memory.state = Some(KnownState::new(self.max_event_bytes));
+                memory.state = Some(KnownState::new(self.max_event_bytes, self.presence));
             }
         }
         let client = ChannelClient::channel(&self.env, &self.channel)
@@ -241,7 +384,7 @@ impl Shard {
             .map_err(|p| worker::Error::RustError(p.detail))?;
         let now = worker::Date::now().as_millis();
         let mut memory = self.memory.borrow_mut();
-        let mut state = KnownState::new(self.max_event_bytes);
+        let mut state = KnownState::new(self.max_event_bytes, self.presence);
         for record in relay::records(&joined.state) {
             if let Ok(RelayRecord::Event { seq, event, data }) = record {
                 state.apply(seq, event, data);

@@ -87,6 +87,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
                 after: *after,
                 delivery,
                 tags: tags.clone(),
+                subject: claims.subject.clone(),
             };
             async move { attach(env, channel, &subscribe).await }
         }))
@@ -107,6 +108,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         channels,
         merge,
         tags,
+        subject: claims.subject.clone(),
         writer,
         high_water_mark: PIPE_HIGH_WATER_MARK,
         signal: req.inner().signal(),

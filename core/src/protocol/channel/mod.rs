@@ -5,6 +5,7 @@
 pub mod admit;
 pub mod history;
 pub mod kick;
+pub mod presence;
 pub mod publish;
 pub mod reset;
 pub mod shard;
@@ -14,6 +15,7 @@ pub mod subscribe;
 pub use admit::Admit;
 pub use history::History;
 pub use kick::{Kick, Kicked};
+pub use presence::{PresenceList, ShardRoster};
 pub use publish::{Outcome, Publish, Published};
 pub use shard::{Join, Joined};
 pub use stats::ChannelStats;
@@ -30,6 +32,9 @@ pub enum ChannelRequest<'a> {
     Kick(Kick),
     Admit(Admit),
     Stats,
+    Presence,
+    /// A shard's subjects changed.
+    ShardRoster(ShardRoster),
     /// Drop memory and sockets, shards first (development only).
     Reset,
     /// A shard of this channel starts serving streams.
@@ -51,6 +56,10 @@ impl<'a> ChannelRequest<'a> {
             (Method::Post, kick::PATH) => ChannelRequest::Kick(Kick::parse(incoming.body)?),
             (Method::Get, admit::PATH) => ChannelRequest::Admit(Admit::parse(incoming.query)?),
             (Method::Get, stats::PATH) => ChannelRequest::Stats,
+            (Method::Get, presence::PATH) => ChannelRequest::Presence,
+            (Method::Post, presence::REPORT_PATH) => {
+                ChannelRequest::ShardRoster(ShardRoster::parse(incoming.body)?)
+            }
             (Method::Post, reset::PATH) => ChannelRequest::Reset,
             (Method::Post, shard::JOIN_PATH) => ChannelRequest::Join(Join::parse(incoming.body)?),
             (method, path) => {
@@ -85,6 +94,7 @@ mod tests {
             after: Some(3),
             delivery: Delivery::Frames,
             tags: vec!["u:1".into()],
+            subject: Some("alice".into()),
         };
         assert_eq!(
             parse(&subscribe.call()),
@@ -104,6 +114,12 @@ mod tests {
             ChannelRequest::Admit(Admit { tags: vec![] })
         );
         assert_eq!(parse(&stats::call()), ChannelRequest::Stats);
+        assert_eq!(parse(&presence::call()), ChannelRequest::Presence);
+        let roster = ShardRoster {
+            shard: 1,
+            subjects: vec![],
+        };
+        assert_eq!(parse(&roster.call()), ChannelRequest::ShardRoster(roster));
         assert_eq!(parse(&reset::call()), ChannelRequest::Reset);
         assert_eq!(
             parse(&Join { shard: 2 }.call()),

@@ -124,6 +124,8 @@ pub enum ShardRequest<'a> {
     /// The channel stops pushing unless the shard still has streams.
     Retire,
     Stats,
+    /// The subjects of its streams, for presence.
+    Presence,
     /// Drop memory and sockets (development only).
     Reset,
 }
@@ -138,6 +140,7 @@ impl<'a> ShardRequest<'a> {
             (Method::Post, super::kick::PATH) => ShardRequest::Kick(Kick::parse(incoming.body)?),
             (Method::Post, RETIRE_PATH) => ShardRequest::Retire,
             (Method::Get, STATS_PATH) => ShardRequest::Stats,
+            (Method::Get, super::presence::SHARD_PATH) => ShardRequest::Presence,
             (Method::Post, super::reset::PATH) => ShardRequest::Reset,
             (method, path) => {
                 return Err(ProtocolError::new(format!(
@@ -170,6 +173,7 @@ mod tests {
             after: None,
             delivery: Delivery::Relay,
             tags: vec![],
+            subject: None,
         };
         assert_eq!(parse(&subscribe.call()), ShardRequest::Subscribe(subscribe));
         let push = Push::call("c:t:r", "1 a.b {}\n2 a.b null");
@@ -182,6 +186,10 @@ mod tests {
         );
         assert_eq!(parse(&retire_call()), ShardRequest::Retire);
         assert_eq!(parse(&stats_call()), ShardRequest::Stats);
+        assert_eq!(
+            parse(&super::super::presence::shard_call()),
+            ShardRequest::Presence
+        );
         assert_eq!(parse(&super::super::reset::call()), ShardRequest::Reset);
         let kick = Kick {
             tag: Some("u:1".into()),

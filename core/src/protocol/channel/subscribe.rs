@@ -6,6 +6,9 @@
 //! `live <head>`; see [`crate::relay`]) and from then on sends every publish.
 //! `tags` (from [`crate::revocation::stream_tags`]) mark the socket so that a
 //! kick finds it, and are checked against the tenant's revocations first.
+//! `subject` (the credential's `sub`) is what presence lists, on channels
+//! that have it; it travels hex-encoded, since internal queries are never
+//! escaped.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +33,7 @@ pub struct Subscribe {
     pub after: Option<u64>,
     pub delivery: Delivery,
     pub tags: Vec<String>,
+    pub subject: Option<String>,
 }
 
 impl Subscribe {
@@ -44,6 +48,9 @@ impl Subscribe {
         for tag in &self.tags {
             query = query.pair("tag", tag);
         }
+        if let Some(subject) = &self.subject {
+            query = query.pair("subject", &hex(subject.as_bytes()));
+        }
         Call {
             upgrade: true,
             ..Call::get(PATH, query)
@@ -55,12 +62,14 @@ impl Subscribe {
             after: None,
             delivery: Delivery::Relay,
             tags: Vec::new(),
+            subject: None,
         };
         for (name, value) in pairs(query) {
             match name {
                 "after" => subscribe.after = Some(query::number("after", value)?),
                 "frames" => subscribe.delivery = Delivery::Frames,
                 "tag" => subscribe.tags.push(value.to_owned()),
+                "subject" => subscribe.subject = Some(unhex(value)?),
                 other => {
                     return Err(ProtocolError::new(format!(
                         "subscribe: unknown parameter {other}"
@@ -70,6 +79,27 @@ impl Subscribe {
         }
         Ok(subscribe)
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(value: &str) -> Result<String, ProtocolError> {
+    let bad = || ProtocolError::new("subscribe: subject is not hex-encoded UTF-8");
+    if !value.len().is_multiple_of(2) || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let bytes = (0..value.len())
+        .step_by(2)
+        .map(|i| {
+            value
+                .get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    String::from_utf8(bytes).map_err(|_| bad())
 }
 
 /// The answer when the channel has as many streams as it serves itself:
@@ -102,16 +132,19 @@ mod tests {
                 after: None,
                 delivery: Delivery::Relay,
                 tags: vec![],
+                subject: None,
             },
             Subscribe {
                 after: Some(0),
                 delivery: Delivery::Frames,
                 tags: vec!["u:00ab".into(), "j:ff".into()],
+                subject: Some("user 1&x=ü".into()),
             },
             Subscribe {
                 after: Some(u64::MAX),
                 delivery: Delivery::Relay,
                 tags: vec!["u:1".into()],
+                subject: Some(String::new()),
             },
         ] {
             let call = subscribe.call();
@@ -131,7 +164,16 @@ mod tests {
 
     #[test]
     fn unknown_or_malformed_parameters_are_refused() {
-        for query in ["after=x", "after=", "after=+1", "whatever=1"] {
+        for query in [
+            "after=x",
+            "after=",
+            "after=+1",
+            "whatever=1",
+            "subject=6",
+            "subject=zz",
+            "subject=ff",
+            "subject=+1",
+        ] {
             assert!(Subscribe::parse(query).is_err(), "{query}");
         }
     }
