@@ -14,7 +14,7 @@ import path from 'node:path';
 import { startWorker, logCollector } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf } from './support/tokens.mjs';
 import { subscribe, publish, streamUrl, readRaw } from './support/sse.mjs';
-import { channelStats, eventsOf } from './support/http.mjs';
+import { channelStats, eventsOf, rawStream } from './support/http.mjs';
 import { assertExactlyOnceInOrder } from './support/bridge.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -334,4 +334,51 @@ test('a client that stops reading is cut as lagging; the streams beside it lose 
   );
   assert.ok(!rest.includes('event: stream-error'), rest.slice(rest.indexOf('event: stream-error')).slice(0, 200));
   assert.deepEqual(eventsOf(rest).filter((e) => e.event === 'blob').map((e) => JSON.parse(e.data).n), all.slice(got.length));
+});
+
+test('a channel whose object keeps refusing ends its streams with stream-error unavailable and a jittered retry, then they come back', async (t) => {
+  const retryMs = 1000;
+  const worker = await startWorker({ vars: { RETRY_MS: String(retryMs) }, resettable: true, handleStructuredLogs: logCollector().handleStructuredLogs });
+  after(() => worker.stop());
+  const tenant = newTenant();
+  const [channel, other] = [channelOf(tenant), channelOf(tenant)];
+  const pub = await publisher(tenant);
+  // Streams of the channel alone and of both channels take the two live paths.
+  const lists = [[channel], [channel], [channel], [channel, other], [channel, other]];
+  const raws = [];
+  try {
+    for (const list of lists) {
+      const s = await rawStream(streamUrl(worker.url, list), { headers: { Authorization: `Bearer ${await subscriber(tenant)}` } });
+      await s.opened();
+      raws.push(s);
+    }
+    assert.equal((await publish(worker.url, pub, { channel, event: 'x.n', data: 1 })).status, 202);
+    await Promise.all(raws.map((s) => s.until((text) => eventsOf(text).some((e) => e.event === 'x.n'), 10_000, 'the first event')));
+    await worker.resetChannel(channel, 'refuse-subscribe');
+    // Five attempts with growing waits (about 8 s in all), then the end.
+    const ends = await Promise.all(raws.map((s) => s.end(30_000)));
+    const retries = ends.map((text, i) => {
+      const tail = text.slice(text.lastIndexOf('retry: '));
+      const error = eventsOf(tail).find((e) => e.event === 'stream-error');
+      assert.ok(error, `stream ${i} ended with a stream-error: ${JSON.stringify(tail.slice(0, 300))}`);
+      assert.equal(JSON.parse(error.data).code, 'unavailable');
+      return Number(/^retry: (\d+)$/m.exec(tail)[1]);
+    });
+    t.diagnostic(`retry: of the ended streams ${retries.join(', ')} ms`);
+    for (const retry of retries) assert.ok(retry >= retryMs && retry <= 3 * retryMs, `retry: ${retry} within RETRY_MS × 1-3`);
+    assert.ok(new Set(retries).size > 1, 'the retries are spread, not one value for every stream');
+    await worker.resetChannel(channel, 'admit');
+    const back = await rawStream(streamUrl(worker.url, [channel]), {
+      headers: { Authorization: `Bearer ${await subscriber(tenant)}`, 'Last-Event-ID': `${encodeURIComponent(channel)}:1` },
+    });
+    try {
+      await back.opened();
+      assert.equal((await publish(worker.url, pub, { channel, event: 'x.n', data: 2 })).status, 202);
+      await back.until((text) => eventsOf(text).some((e) => e.data === '2'), 10_000, 'the event after the channel came back');
+    } finally {
+      await back.close();
+    }
+  } finally {
+    await Promise.all(raws.map((s) => s.close()));
+  }
 });

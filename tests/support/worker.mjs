@@ -77,14 +77,16 @@ export async function startWorker({ vars = {}, persistPath, port = 0, handleStru
      * Resets the object of channel `name` (needs `resettable`): `now`, or
      * `after-publish`, when its next publish has been handled and before the
      * answer leaves the object (the events may be stored; the publisher is
-     * told it failed).
+     * told it failed); `refuse-subscribe` resets it now and has it refuse
+     * every stream's attach until `admit`.
      */
     async resetChannel(name, when = 'now') {
       if (!resettable) throw new Error('resetChannel needs startWorker({ resettable: true })');
       const namespace = await mf.getDurableObjectNamespace('CHANNELS', 'edgestream');
       const res = await namespace.get(namespace.idFromName(name)).fetch('http://reset/', { headers: { [RESET_HEADER]: when } }).catch((e) => e);
-      if (when === 'now' && !(res instanceof Error)) throw new Error(`the reset request was answered (${res.status}), so the object was not reset`);
-      if (when !== 'now' && res.status !== 204) throw new Error(`the reset was not armed: ${res.status ?? res}`);
+      const resets = when === 'now' || when === 'refuse-subscribe';
+      if (resets && !(res instanceof Error)) throw new Error(`the reset request was answered (${res.status}), so the object was not reset`);
+      if (!resets && res.status !== 204) throw new Error(`the reset was not armed: ${res.status ?? res}`);
     },
     /**
      * SIGKILLs the workerd process, as a crash or a machine loss would: no
@@ -113,6 +115,9 @@ import worker, * as bundle from './index.js';
 export * from './index.js';
 export default worker;
 const armed = new Set();
+// Channels whose objects answer every subscribe 503, as an object that keeps
+// failing does: module state, so it outlives the object's own resets.
+const refusing = new Set();
 export class ChannelObject {
   constructor(state, env) {
     console.log(JSON.stringify({ test: 'channel-object-constructed' }));
@@ -121,6 +126,15 @@ export class ChannelObject {
     const id = state.id.toString();
     inner.fetch = async (request) => {
       const when = request.headers.get('${RESET_HEADER}');
+      if (when === 'refuse-subscribe') {
+        refusing.add(id);
+        state.abort('reset by a fault test, refusing streams from now on');
+      }
+      if (when === 'admit') {
+        refusing.delete(id);
+        return new Response(null, { status: 204 });
+      }
+      if (refusing.has(id) && new URL(request.url).pathname === '/subscribe') return new Response(null, { status: 503 });
       if (when === 'now') state.abort('reset by a fault test');
       if (when === 'after-publish') {
         armed.add(id);
