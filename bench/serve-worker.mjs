@@ -6,7 +6,7 @@
 // layer.
 //
 //   node bench/serve-worker.mjs --port 8899 [--var NAME=VALUE]... [--probe-hibernation]
-//                               [--profile-dir DIR]
+//                               [--profile-dir DIR] [--stats-port 8898]
 //
 // The HS256 secret comes from BENCH_JWT_SECRET (the benchmark mints its tokens
 // with it). With --probe-hibernation the Durable Object class is wrapped so
@@ -14,6 +14,13 @@
 // constructs a channel object again only after it evicted (hibernated) it, so
 // counting constructions shows when hibernation happened. The wrapper is a
 // module added at run time; the bundle itself is not changed.
+//
+// With --stats-port, a second loopback socket answers
+// `GET /channel-stats?channel=NAME` with the channel object's own stats, which
+// count the SQLite rows it wrote (`rows_written`; the benchmark reports them
+// per event). The public `GET /v1/channels/{channel}` leaves that count out;
+// this reaches the object through miniflare's binding, as a test would, so
+// the Worker exposes nothing for it.
 //
 // With --profile-dir, workerd's inspector is opened and V8's sampling CPU
 // profiler runs between SIGUSR1 and SIGUSR2 (the benchmark sends them around
@@ -25,6 +32,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import fs from 'node:fs';
 import { createServer } from 'node:net';
+import http from 'node:http';
 import WebSocket from 'ws';
 import { startWorker, ROOT } from '../tests/support/worker.mjs';
 
@@ -34,6 +42,7 @@ const { values } = parseArgs({
     var: { type: 'string', multiple: true, default: [] },
     'probe-hibernation': { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
+    'stats-port': { type: 'string' },
   },
 });
 const vars = {};
@@ -95,7 +104,7 @@ async function startCustom({ probe, inspectorPort }) {
   });
   await mf.ready;
   const url = await mf.unsafeGetDirectURL('edgestream');
-  return { url: url.origin, stop: () => mf.dispose() };
+  return { url: url.origin, mf, stop: () => mf.dispose() };
 }
 
 async function freePort() {
@@ -196,12 +205,40 @@ function summarize(profile) {
   };
 }
 
+/** The channel objects' own stats answers, on a loopback socket of their own. */
+async function serveChannelStats(mf, statsPort) {
+  const channels = await mf.getDurableObjectNamespace('CHANNELS', 'edgestream');
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://stats');
+    if (url.pathname === '/healthz') {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    const name = url.searchParams.get('channel');
+    if (url.pathname !== '/channel-stats' || !name) {
+      res.writeHead(404).end();
+      return;
+    }
+    try {
+      const answer = await channels.get(channels.idFromName(name)).fetch('https://object/stats');
+      res.writeHead(answer.status, { 'Content-Type': 'application/json' }).end(await answer.text());
+    } catch (e) {
+      res.writeHead(502, { 'Content-Type': 'text/plain' }).end(String(e));
+    }
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(statsPort, '127.0.0.1', resolve);
+  });
+}
+
 const started = performance.now();
 let inspectorPort;
 if (values['profile-dir']) inspectorPort = await freePort();
 const probe = values['probe-hibernation'];
 const worker = probe || inspectorPort ? await startCustom({ probe, inspectorPort }) : await startWorker({ vars, port, direct: true });
 if (values['profile-dir']) await attachProfiler(inspectorPort, values['profile-dir']);
+if (values['stats-port']) await serveChannelStats(worker.mf, Number(values['stats-port']));
 console.log(JSON.stringify({ bench: 'ready', url: worker.url, ms: Math.round(performance.now() - started) }));
 
 let stopping = false;

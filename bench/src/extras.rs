@@ -1,5 +1,6 @@
 //! Measurements besides the scenarios: bundle size, start-up time to the
-//! first served stream, the hibernation probe and the cost estimate.
+//! first served stream, the hibernation probe, stream set-up by tenant
+//! layout and the cost estimate.
 
 use std::fmt::Write;
 use std::io::Write as _;
@@ -28,10 +29,17 @@ pub async fn measure(ctx: &Ctx, peers: &[PeerKind], results: &Results) -> Value 
     }
     eprintln!("bench: extras: hibernation probe (about 30 s)");
     let hibernation = crate::hibernation::probe(ctx, 20, 5, 15.0).await;
+    let setup = if peers.contains(&PeerKind::Edgestream) {
+        eprintln!("bench: extras: stream set-up, one tenant against a tenant per stream");
+        crate::setup::measure(ctx).await
+    } else {
+        Value::Null
+    };
     json!({
         "size": size,
         "startup": startup,
         "hibernation": hibernation,
+        "setup_by_tenant": setup,
         "cost": crate::cost::estimate(&results.runs),
     })
 }
@@ -255,6 +263,73 @@ pub fn markdown(extras: &Value) -> String {
                 r("after_idle"),
                 r("after_wake"),
             );
+        }
+    }
+    if let Some(setup) = extras.pointer("/setup_by_tenant").filter(|s| !s.is_null()) {
+        let _ = writeln!(
+            md,
+            "### Stream set-up: one tenant against a tenant per stream\n"
+        );
+        if let Some(e) = setup.pointer("/error").and_then(Value::as_str) {
+            let _ = writeln!(md, "The measurement failed: `{e}`\n");
+        } else {
+            let _ = writeln!(
+                md,
+                "edgestream, {} streams opened {} at a time, each on a channel of its own: all of one tenant, or each of its own tenant (its own token). Every stream opens a new channel object (and a new tenant object in the second layout). The layouts alternate (A B B A) on one server, fresh channels and tenants every round; medians of {} rounds each.\n\n| layout | streams/s per round | streams/s (median) | set-up p99, ms | server CPU per stream, µs |\n|---|---:|---:|---:|---:|",
+                setup.pointer("/streams").and_then(Value::as_u64).unwrap_or(0),
+                setup.pointer("/concurrency").and_then(Value::as_u64).unwrap_or(0),
+                setup.pointer("/rounds").and_then(Value::as_array).map_or(0, |r| r.len() / 2),
+            );
+            for (key, layout, label) in [
+                ("one_tenant", "one-tenant", "1 tenant × N channels"),
+                (
+                    "tenant_per_stream",
+                    "tenant-per-stream",
+                    "N tenants × 1 channel",
+                ),
+            ] {
+                let per_round: Vec<String> = setup
+                    .pointer("/rounds")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r.pointer("/layout").and_then(Value::as_str) == Some(layout))
+                    .map(|r| format!("{:.0}", f(r, "/connect/per_s")))
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "| {label} | {} | {:.0} | {:.1} | {:.0} |",
+                    per_round.join(", "),
+                    f(setup, &format!("/{key}/per_s")),
+                    f(setup, &format!("/{key}/p99_ms")),
+                    f(setup, &format!("/{key}/server_cpu_us_per_stream")),
+                );
+            }
+            let _ = writeln!(
+                md,
+                "\nOne tenant's rate over a tenant per stream's: **{:.2}×**.\n",
+                f(setup, "/ratio")
+            );
+            let failed = setup
+                .pointer("/failed")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if failed > 0 {
+                let first: Vec<String> = setup
+                    .pointer("/rounds")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.pointer("/first_errors")?.as_array()?.first()?.as_str())
+                    .take(3)
+                    .map(|e| format!("`{}`", e.replace('`', "'")))
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "**{failed} streams did not open** (rates are of those that did); first errors: {}.\n",
+                    first.join("; ")
+                );
+            }
         }
     }
     if let Some(cost) = extras.pointer("/cost") {

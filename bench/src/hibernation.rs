@@ -79,7 +79,7 @@ async fn run(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Result<Val
             channel,
             path,
             headers,
-            expected: 3,
+            expected: vec![3],
         };
         tasks.push(tokio::spawn(subscriber::run(
             spec,
@@ -189,7 +189,7 @@ async fn publish(
         .map(|(i, c)| Out {
             channel: c,
             event: payload::TICK,
-            data: payload::tick(i as u32, seq, ts, ""),
+            data: payload::tick(i as u32, 0, seq, ts, ""),
         })
         .collect();
     for chunk in events.chunks(ep.max_batch(100)) {

@@ -18,6 +18,7 @@ mod publisher;
 mod report;
 mod rss;
 mod scenario;
+mod setup;
 mod sse;
 mod subscriber;
 mod valkey;
@@ -32,7 +33,7 @@ use peers::{Ctx, PeerKind, Target};
 use scenario::{RunResult, Scenario};
 
 const USAGE: &str = "usage:
-  edgestream-bench run [--smoke] [--peers edgestream,nchan,django] [--scenarios fanout,max-rate,max-rate-single,burst,breadth,idle,bridge]
+  edgestream-bench run [--smoke] [--peers edgestream,nchan,django] [--scenarios fanout,max-rate,max-rate-single,many-publishers,burst,breadth,idle,bridge]
                        [--set SCENARIO.FIELD=VALUE]... [--extras] [--out FILE] [--docs FILE]
                        [--client-threads N] [--django-workers N] [--profile DIR]
   edgestream-bench report --in FILE --docs FILE
@@ -401,6 +402,9 @@ fn failed_start(scenario: &Scenario, kind: PeerKind, error: String) -> RunResult
         connect_cpu_us_per_stream: 0.0,
         server_cpu_us_per_delivery: 0.0,
         idle: None,
+        rows_written: None,
+        rows_written_per_event: None,
+        rows_unmeasured: None,
         errors: Vec::new(),
         error_count: 0,
         load_start: scenario::load_1m(),

@@ -3,12 +3,14 @@
 //! Latency is measured from a timestamp inside the payload rather than from
 //! the publisher's bookkeeping, so the number is the same whatever the peer's
 //! ids or publish acknowledgements look like. The payload also carries its
-//! channel index and a per-channel sequence number, which is what the
-//! exactly-once check reads: peers number events differently (edgestream per
-//! channel, nchan by time, django-eventstream not at all without storage), so
-//! the benchmark numbers them itself.
+//! channel index, its publisher's index and that publisher's sequence number
+//! on the channel, which is what the exactly-once check reads: peers number
+//! events differently (edgestream per channel, nchan by time,
+//! django-eventstream not at all without storage), and several publishers of
+//! one channel only order their own events, so the benchmark numbers them
+//! itself.
 //!
-//! Parsing is a byte scan for three known keys, not a JSON parse: the client
+//! Parsing is a byte scan for four known keys, not a JSON parse: the client
 //! shares two cores with the server under test, and a full JSON parse per
 //! delivery would be a large part of its cost at 100k deliveries/s.
 
@@ -30,10 +32,11 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// A measured event: `{"ch":<i>,"seq":<n>,"ts":<us>,"pad":"xx…"}` (compact
-/// JSON, so every peer forwards it byte for byte).
-pub fn tick(channel: u32, seq: u64, ts_us: u64, pad: &str) -> String {
-    format!(r#"{{"ch":{channel},"seq":{seq},"ts":{ts_us},"pad":"{pad}"}}"#)
+/// A measured event: `{"ch":<i>,"pub":<p>,"seq":<n>,"ts":<us>,"pad":"xx…"}`
+/// (compact JSON, so every peer forwards it byte for byte). `seq` counts the
+/// events of publisher `pub` on channel `ch`.
+pub fn tick(channel: u32, publisher: u32, seq: u64, ts_us: u64, pad: &str) -> String {
+    format!(r#"{{"ch":{channel},"pub":{publisher},"seq":{seq},"ts":{ts_us},"pad":"{pad}"}}"#)
 }
 
 /// A warm-up event: `{"ch":<i>,"warm":<round>}`.
@@ -43,14 +46,21 @@ pub fn warmup(channel: u32, round: u64) -> String {
 
 /// Padding that brings a tick to about `bytes` bytes of JSON.
 pub fn padding(bytes: usize) -> String {
-    // `{"ch":0,"seq":1,"ts":1700000000000000,"pad":""}` is about 50 bytes.
-    "x".repeat(bytes.saturating_sub(50))
+    // `{"ch":0,"pub":0,"seq":1,"ts":1700000000000000,"pad":""}` is about 58 bytes.
+    "x".repeat(bytes.saturating_sub(58))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parsed {
-    Tick { channel: u32, seq: u64, ts_us: u64 },
-    Warmup { channel: u32 },
+    Tick {
+        channel: u32,
+        publisher: u32,
+        seq: u64,
+        ts_us: u64,
+    },
+    Warmup {
+        channel: u32,
+    },
     Other,
 }
 
@@ -62,9 +72,13 @@ pub fn parse(data: &[u8]) -> Parsed {
     };
     let channel = channel as u32;
     if let Some(seq) = number_after(data, b"\"seq\":") {
-        if let Some(ts_us) = number_after(data, b"\"ts\":") {
+        if let (Some(publisher), Some(ts_us)) = (
+            number_after(data, b"\"pub\":"),
+            number_after(data, b"\"ts\":"),
+        ) {
             return Parsed::Tick {
                 channel,
+                publisher: publisher as u32,
                 seq,
                 ts_us,
             };
@@ -97,12 +111,13 @@ mod tests {
 
     #[test]
     fn ticks_round_trip() {
-        let p = tick(7, 42, 1_700_000_000_000_123, &padding(100));
+        let p = tick(7, 3, 42, 1_700_000_000_000_123, &padding(100));
         assert!(p.len() >= 95 && p.len() <= 105, "{}", p.len());
         assert_eq!(
             parse(p.as_bytes()),
             Parsed::Tick {
                 channel: 7,
+                publisher: 3,
                 seq: 42,
                 ts_us: 1_700_000_000_000_123
             }
@@ -116,14 +131,16 @@ mod tests {
             Parsed::Warmup { channel: 3 }
         );
         assert_eq!(
-            parse(br#"{"ch": 1, "seq": 2, "ts": 3, "pad": ""}"#),
+            parse(br#"{"ch": 1, "pub": 0, "seq": 2, "ts": 3, "pad": ""}"#),
             Parsed::Tick {
                 channel: 1,
+                publisher: 0,
                 seq: 2,
                 ts_us: 3
             }
         );
         assert_eq!(parse(br#"{"channels":["a"]}"#), Parsed::Other);
+        assert_eq!(parse(br#"{"ch":1,"seq":2,"ts":3}"#), Parsed::Other);
         assert_eq!(parse(b""), Parsed::Other);
     }
 }

@@ -1,9 +1,11 @@
 //! Publishing: at a fixed rate, or as fast as the peer accepts.
 //!
-//! Each publisher owns a disjoint set of channels and keeps one request in
-//! flight, so every channel's events are published in order and the order a
-//! subscriber sees can be checked against it. Parallelism comes from several
-//! publishers (one connection each), never from reordering one channel.
+//! Each publisher keeps one request in flight, so its events are published
+//! in order and the order a subscriber sees can be checked against it.
+//! Usually each publisher owns a disjoint set of channels; when publishers
+//! share channels (`many-publishers`), each numbers its own events, and only
+//! each publisher's order is checked. Parallelism comes from several
+//! publishers (one connection each), never from reordering one publisher.
 //!
 //! Batching: a publish operation carries up to `batch` events when the peer
 //! can take several (edgestream's `{"events":[...]}` up to 100, the Django
@@ -29,8 +31,11 @@ const MAX_RETRIES: u32 = 50;
 
 pub struct Plan {
     pub channels: Arc<Vec<String>>,
-    /// Indices into `channels` this publisher owns.
+    /// Indices into `channels` this publisher publishes to.
     pub owned: Vec<u32>,
+    /// The publisher's index in its payloads (0 when channels are not shared).
+    pub publisher: u32,
+    /// Events this publisher sends to each of its channels.
     pub events_per_channel: u64,
     /// Events per second for this publisher; `None` is as fast as accepted.
     pub rate: Option<f64>,
@@ -196,7 +201,7 @@ pub async fn run(ep: Arc<Endpoint>, plan: Plan) -> Result<PubStats, String> {
                 Out {
                     channel: &plan.channels[channel as usize],
                     event: payload::TICK,
-                    data: payload::tick(channel, seq, ts, &plan.pad),
+                    data: payload::tick(channel, plan.publisher, seq, ts, &plan.pad),
                 }
             })
             .collect();

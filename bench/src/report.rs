@@ -102,6 +102,9 @@ fn rows() -> Vec<(&'static str, Getter)> {
         ("server CPU per delivery, µs", |v| {
             num(v, "/server_cpu_us_per_delivery")
         }),
+        ("SQLite rows written per event", |v| {
+            num(v, "/rows_written_per_event")
+        }),
         ("idle: server RSS per open stream, KiB", |v| {
             num(v, "/idle/per_stream_kb")
         }),
@@ -160,6 +163,14 @@ fn params(v: &Value) -> String {
         s("publishers"),
         s("payload_bytes")
     );
+    if v.pointer("/scenario/shared_channels")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        text.push_str(
+            ", every publisher on every channel with one request in flight, each numbering its own events (checked per publisher)",
+        );
+    }
     if v.pointer("/scenario/hold_s")
         .and_then(Value::as_f64)
         .unwrap_or(0.0)
@@ -178,6 +189,7 @@ fn scenario_title(name: &str) -> &'static str {
         "fanout" => "Fan-out: one channel, many subscribers, steady rate",
         "max-rate" => "Max rate: one channel, many subscribers, as fast as accepted",
         "max-rate-single" => "Max rate, one event per publish request",
+        "many-publishers" => "Many publishers: eight of them on one channel, one event per request",
         "burst" => "Burst: many events at once to 100 subscribers",
         "breadth" => "Breadth: many channels with one subscriber each",
         "idle" => "Idle: open streams, memory per stream",
@@ -330,6 +342,9 @@ pub fn markdown(results: &Results) -> String {
             );
         }
         for r in &runs {
+            if let Some(why) = r.pointer("/rows_unmeasured").and_then(Value::as_str) {
+                let _ = writeln!(md, "Rows written not counted for {}: {why}.\n", label(r));
+            }
             if let Some(errors) = r.pointer("/errors").and_then(Value::as_array) {
                 if !errors.is_empty() {
                     let _ = writeln!(

@@ -29,8 +29,12 @@ pub struct Scenario {
     pub rate: Option<f64>,
     /// Most events per publish operation (where the peer takes batches).
     pub batch: usize,
-    /// Concurrent publishers (each owns a share of the channels).
+    /// Concurrent publishers (each owns a share of the channels, unless
+    /// `shared_channels`).
     pub publishers: usize,
+    /// Every publisher publishes to every channel, `events_per_channel`
+    /// split between them, each numbering its own events.
+    pub shared_channels: bool,
     pub payload_bytes: usize,
     /// Idle scenario: seconds the open streams are left alone before the
     /// final event checks that they all still work.
@@ -52,6 +56,37 @@ impl Scenario {
         self.name == "idle"
     }
 
+    /// Publishers actually run: each needs a channel of its own unless they
+    /// share them.
+    pub fn publisher_count(&self) -> usize {
+        if self.shared_channels {
+            self.publishers.max(1)
+        } else {
+            self.publishers.clamp(1, self.channels.max(1))
+        }
+    }
+
+    /// Events publisher `p` sends to each channel it publishes to.
+    pub fn events_of_publisher(&self, p: usize) -> u64 {
+        if !self.shared_channels {
+            return self.events_per_channel;
+        }
+        let n = self.publisher_count() as u64;
+        self.events_per_channel / n + u64::from((p as u64) < self.events_per_channel % n)
+    }
+
+    /// What a subscriber expects from each publisher index of its channel's
+    /// payloads (one index, 0, when channels are not shared).
+    pub fn expected_per_publisher(&self) -> Vec<u64> {
+        if self.shared_channels {
+            (0..self.publisher_count())
+                .map(|p| self.events_of_publisher(p))
+                .collect()
+        } else {
+            vec![self.events_per_channel]
+        }
+    }
+
     /// The scenarios of issue 6 at full size.
     pub fn defaults() -> Vec<Scenario> {
         let base = Scenario {
@@ -62,6 +97,7 @@ impl Scenario {
             rate: Some(10.0),
             batch: 100,
             publishers: 1,
+            shared_channels: false,
             payload_bytes: 128,
             hold_s: 0.0,
             via_valkey: false,
@@ -85,6 +121,18 @@ impl Scenario {
                 events_per_channel: 300,
                 rate: None,
                 batch: 1,
+                ..base.clone()
+            },
+            // Eight publishers on one channel, one event per request each:
+            // what the channel object does with publishes that arrive while
+            // it is fanning out.
+            Scenario {
+                name: "many-publishers".into(),
+                events_per_channel: 800,
+                rate: None,
+                batch: 1,
+                publishers: 8,
+                shared_channels: true,
                 ..base.clone()
             },
             Scenario {
@@ -135,6 +183,7 @@ impl Scenario {
                     }
                     "max-rate" => (s.subs_per_channel, s.events_per_channel) = (20, 300),
                     "max-rate-single" => (s.subs_per_channel, s.events_per_channel) = (20, 50),
+                    "many-publishers" => (s.subs_per_channel, s.events_per_channel) = (20, 80),
                     "burst" => (s.subs_per_channel, s.events_per_channel) = (10, 500),
                     "breadth" => (s.channels, s.events_per_channel, s.rate) = (20, 5, Some(200.0)),
                     "idle" => (s.channels, s.subs_per_channel, s.hold_s) = (5, 10, 1.0),
@@ -189,6 +238,34 @@ pub struct ConnectStats {
     pub max_ms: f64,
 }
 
+impl ConnectStats {
+    /// From each opened stream's set-up time (ms), of `subscribers` tried in
+    /// `total_s` seconds.
+    pub fn new(subscribers: usize, failed: usize, total_s: f64, mut ms: Vec<f64>) -> Self {
+        ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            if ms.is_empty() {
+                0.0
+            } else {
+                ms[((ms.len() - 1) as f64 * p).round() as usize]
+            }
+        };
+        ConnectStats {
+            subscribers,
+            failed,
+            total_s,
+            per_s: if total_s > 0.0 {
+                ms.len() as f64 / total_s
+            } else {
+                0.0
+            },
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+            max_ms: ms.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Delivery {
     pub outcome: Outcome,
@@ -237,6 +314,12 @@ pub struct RunResult {
     /// That CPU per measured delivery, microseconds.
     pub server_cpu_us_per_delivery: f64,
     pub idle: Option<IdleStats>,
+    /// SQLite rows the channel objects wrote for the measured events
+    /// (edgestream), in all and per event published.
+    pub rows_written: Option<u64>,
+    pub rows_written_per_event: Option<f64>,
+    /// Why the rows could not be counted, when they could not.
+    pub rows_unmeasured: Option<String>,
     pub errors: Vec<String>,
     pub error_count: u64,
     /// The machine's 1-minute load average at the start and the end of the
@@ -329,7 +412,7 @@ pub async fn run(
             channel,
             path,
             headers,
-            expected: scenario.events_per_channel,
+            expected: scenario.expected_per_publisher(),
         };
         tasks.push(tokio::spawn(subscriber::run(
             spec,
@@ -397,7 +480,14 @@ pub async fn run(
         }
     }
 
-    // 4. Measured events.
+    // 4. Measured events, and the rows the channel objects write for them
+    // (their counts before and after; edgestream only).
+    let rows_before = match ep.stats {
+        Some(stats) if failure.is_none() => {
+            Some(crate::peers::edgestream::rows_written(stats, &channels).await)
+        }
+        _ => None,
+    };
     let cpu_before = crate::rss::server_cpu_s(&roots);
     let client_cpu_before = client_cpu_s();
     if let Some(pid) = target.profiler_pid {
@@ -407,18 +497,27 @@ pub async fn run(
     let publish_start = Instant::now();
     let mut publish = PubStats::default();
     if failure.is_none() {
-        let publishers = scenario.publishers.clamp(1, scenario.channels);
+        let publishers = scenario.publisher_count();
         let pad = Arc::new(payload::padding(scenario.payload_bytes));
         let mut handles = Vec::new();
         for p in 0..publishers {
             let owned: Vec<u32> = (0..scenario.channels as u32)
-                .filter(|c| *c as usize % publishers == p)
+                .filter(|c| scenario.shared_channels || *c as usize % publishers == p)
                 .collect();
-            let share = owned.len() as f64 / scenario.channels as f64;
+            let share = if scenario.shared_channels {
+                1.0 / publishers as f64
+            } else {
+                owned.len() as f64 / scenario.channels as f64
+            };
             let plan = Plan {
                 channels: Arc::clone(&channels),
                 owned,
-                events_per_channel: scenario.events_per_channel,
+                publisher: if scenario.shared_channels {
+                    p as u32
+                } else {
+                    0
+                },
+                events_per_channel: scenario.events_of_publisher(p),
                 rate: scenario.rate.map(|r| r * share),
                 batch: scenario.batch,
                 pad: Arc::clone(&pad),
@@ -457,6 +556,20 @@ pub async fn run(
     }
     let server_cpu = crate::rss::server_cpu_s(&roots) - cpu_before;
     let client_cpu = client_cpu_s() - client_cpu_before;
+    let rows = match (ep.stats, rows_before) {
+        (Some(stats), Some(before)) if failure.is_none() => Some(
+            match (
+                before,
+                crate::peers::edgestream::rows_written(stats, &channels).await,
+            ) {
+                (Ok(before), Ok(after)) if after >= before => Ok(after - before),
+                // The counts start with each object: one restarted meanwhile.
+                (Ok(_), Ok(_)) => Err("a channel object restarted while measured".to_owned()),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            },
+        ),
+        _ => None,
+    };
     if let (Some(pid), Some(dir)) = (target.profiler_pid, profile_dir) {
         // The launcher writes the profile; wait for it (bounded) before the
         // server is stopped.
@@ -499,28 +612,12 @@ pub async fn run(
             connect_ms.push(ms);
         }
     }
-    connect_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        if connect_ms.is_empty() {
-            0.0
-        } else {
-            connect_ms[((connect_ms.len() - 1) as f64 * p).round() as usize]
-        }
-    };
-    let failed = shared.failed.load(Ordering::Relaxed);
-    let connect = ConnectStats {
-        subscribers: n,
-        failed,
-        total_s: connect_total,
-        per_s: if connect_total > 0.0 {
-            connected as f64 / connect_total
-        } else {
-            0.0
-        },
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-        max_ms: connect_ms.last().copied().unwrap_or(0.0),
-    };
+    let connect = ConnectStats::new(
+        n,
+        shared.failed.load(Ordering::Relaxed),
+        connect_total,
+        connect_ms,
+    );
     let first_send_us = publish
         .first_send
         .map(|t| (t - start).as_micros() as u64)
@@ -546,6 +643,10 @@ pub async fn run(
             outcome.relay_seq_breaks
         ));
     }
+    let rows_written_per_event = match &rows {
+        Some(Ok(rows)) if publish.events > 0 => Some(*rows as f64 / publish.events as f64),
+        _ => None,
+    };
     let error_count = shared.error_count.load(Ordering::Relaxed);
     if failure.is_none() && error_count > 0 {
         failure = Some(format!("{error_count} stream errors"));
@@ -584,6 +685,9 @@ pub async fn run(
             0.0
         },
         idle,
+        rows_written: rows.as_ref().and_then(|r| r.as_ref().ok().copied()),
+        rows_written_per_event,
+        rows_unmeasured: rows.and_then(Result::err),
         errors,
         error_count,
         load_start,

@@ -17,7 +17,7 @@ use crate::latency::Recorder;
 use crate::payload::{self, Parsed};
 use crate::peers::Endpoint;
 use crate::sse;
-use crate::verify::{Checker, Outcome};
+use crate::verify::{Outcome, StreamCheck};
 
 /// Errors kept verbatim per run; the rest are only counted.
 const MAX_ERRORS_KEPT: usize = 20;
@@ -68,8 +68,9 @@ pub struct Spec {
     pub channel: u32,
     pub path: String,
     pub headers: Vec<(String, String)>,
-    /// Measured events this subscriber must receive (sequence 1..=expected).
-    pub expected: u64,
+    /// Measured events this subscriber must receive from each publisher of
+    /// its channel (sequence 1..=expected[p] from publisher p).
+    pub expected: Vec<u64>,
 }
 
 pub struct SubResult {
@@ -87,7 +88,7 @@ pub async fn run(
     connect_slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) -> SubResult {
-    let mut checker = Checker::new(spec.expected);
+    let mut checker = StreamCheck::new(&spec.expected);
     let mut result = SubResult {
         outcome: Outcome::default(),
         connect_ms: None,
@@ -177,6 +178,7 @@ pub async fn run(
             match payload::parse(event.data) {
                 Parsed::Tick {
                     channel,
+                    publisher,
                     seq,
                     ts_us,
                 } => {
@@ -184,7 +186,7 @@ pub async fn run(
                         checker.foreign += 1;
                         return;
                     }
-                    checker.record(seq);
+                    checker.record(publisher, seq);
                     local.record(payload::now_us().saturating_sub(ts_us));
                     ticks += 1;
                 }

@@ -1,4 +1,5 @@
-//! Exactly-once, in-order delivery check for one subscriber.
+//! Exactly-once, in-order delivery check for one subscriber: per publisher
+//! of its channel, and over the relay's ids.
 //!
 //! A bitmap of the sequence numbers seen makes the accounting exact: a
 //! duplicate is a number seen twice, a reordering is a number that arrives
@@ -16,10 +17,6 @@ pub struct Checker {
     pub duplicates: u64,
     pub out_of_order: u64,
     pub foreign: u64,
-    /// The relay's own id sequence, when the peer exposes one per channel
-    /// (edgestream): it must step by exactly one per event, warm-ups included.
-    last_relay_seq: Option<u64>,
-    pub relay_seq_breaks: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
@@ -64,8 +61,6 @@ impl Checker {
             duplicates: 0,
             out_of_order: 0,
             foreign: 0,
-            last_relay_seq: None,
-            relay_seq_breaks: 0,
         }
     }
 
@@ -88,16 +83,6 @@ impl Checker {
         self.highest = self.highest.max(seq);
     }
 
-    /// Records the relay's sequence number carried in the event id.
-    pub fn record_relay_seq(&mut self, seq: u64) {
-        if let Some(last) = self.last_relay_seq {
-            if seq != last + 1 {
-                self.relay_seq_breaks += 1;
-            }
-        }
-        self.last_relay_seq = Some(seq);
-    }
-
     /// Every expected event has arrived (duplicates aside).
     pub fn complete(&self) -> bool {
         self.distinct == self.expected
@@ -111,8 +96,68 @@ impl Checker {
             duplicates: self.duplicates,
             out_of_order: self.out_of_order,
             foreign: self.foreign,
-            relay_seq_breaks: self.relay_seq_breaks,
+            relay_seq_breaks: 0,
         }
+    }
+}
+
+/// One subscriber's check. Publishers of one channel are not ordered among
+/// themselves, so each publisher's events are checked on their own: exactly
+/// once, in that publisher's order. The relay's ids, when the peer exposes
+/// one sequence per channel (edgestream), cover every publisher and must step
+/// by exactly one per event, warm-ups included.
+pub struct StreamCheck {
+    publishers: Vec<Checker>,
+    /// Events naming a publisher the channel does not have.
+    pub foreign: u64,
+    last_relay_seq: Option<u64>,
+    relay_seq_breaks: u64,
+}
+
+impl StreamCheck {
+    /// Expects sequence numbers `1..=expected[p]` from publisher `p`.
+    pub fn new(expected: &[u64]) -> Self {
+        StreamCheck {
+            publishers: expected.iter().map(|&n| Checker::new(n)).collect(),
+            foreign: 0,
+            last_relay_seq: None,
+            relay_seq_breaks: 0,
+        }
+    }
+
+    /// Records event `seq` of `publisher`.
+    pub fn record(&mut self, publisher: u32, seq: u64) {
+        match self.publishers.get_mut(publisher as usize) {
+            Some(checker) => checker.record(seq),
+            None => self.foreign += 1,
+        }
+    }
+
+    /// Records the relay's sequence number carried in the event id.
+    pub fn record_relay_seq(&mut self, seq: u64) {
+        if let Some(last) = self.last_relay_seq {
+            if seq != last + 1 {
+                self.relay_seq_breaks += 1;
+            }
+        }
+        self.last_relay_seq = Some(seq);
+    }
+
+    /// Every publisher's events have all arrived (duplicates aside).
+    pub fn complete(&self) -> bool {
+        self.publishers.iter().all(Checker::complete)
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        let mut outcome = Outcome {
+            foreign: self.foreign,
+            relay_seq_breaks: self.relay_seq_breaks,
+            ..Outcome::default()
+        };
+        for checker in &self.publishers {
+            outcome.add(&checker.outcome());
+        }
+        outcome
     }
 }
 
@@ -146,10 +191,32 @@ mod tests {
 
     #[test]
     fn relay_ids_must_step_by_one() {
-        let mut c = Checker::new(1);
+        let mut c = StreamCheck::new(&[1]);
         for seq in [4, 5, 7, 8] {
             c.record_relay_seq(seq);
         }
-        assert_eq!(c.relay_seq_breaks, 1);
+        assert_eq!(c.outcome().relay_seq_breaks, 1);
+    }
+
+    #[test]
+    fn publishers_interleave_but_each_keeps_its_order() {
+        let mut c = StreamCheck::new(&[3, 2]);
+        for (publisher, seq) in [(1, 1), (0, 1), (0, 2), (1, 2), (0, 3)] {
+            c.record(publisher, seq);
+        }
+        assert!(c.complete());
+        assert!(c.outcome().clean());
+        assert_eq!(c.outcome().received, 5);
+
+        let mut c = StreamCheck::new(&[2, 2]);
+        for (publisher, seq) in [(0, 2), (1, 1), (0, 1), (1, 1), (2, 1)] {
+            c.record(publisher, seq);
+        }
+        let o = c.outcome();
+        assert!(!c.complete());
+        assert_eq!(
+            (o.received, o.lost, o.duplicates, o.out_of_order, o.foreign),
+            (3, 1, 1, 1, 1)
+        );
     }
 }

@@ -43,6 +43,7 @@ pub async fn start(ctx: &Ctx, log_name: &str, via_valkey: bool) -> Result<Target
             addr,
             sub_token: None,
             pub_token: None,
+            stats: None,
         }),
         processes: vec![server, valkey],
         started_in_ms: spawned.elapsed().as_secs_f64() * 1000.0,

@@ -2,15 +2,23 @@
 //! through miniflare's API (never `wrangler dev`, whose development proxy in
 //! front of workerd would be measured instead). Optionally with Valkey and
 //! edgestream-bridge in front, for the bridge path.
+//!
+//! The launcher also answers, on a second loopback socket, what a channel's
+//! object reports about itself, `rows_written` included: the public
+//! `GET /v1/channels/{channel}` leaves that out, and the launcher reaches the
+//! object through miniflare's binding, so the Worker exposes nothing for it.
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edgestream_core::protocol::channel::ChannelStats;
+use hyper::Method;
 use serde_json::json;
 
-use super::{Ctx, Endpoint, Out, PeerKind, PublishReq, Target, Via};
+use super::{query_escape, Ctx, Endpoint, Out, PeerKind, PublishReq, Target, Via};
+use crate::http;
 use crate::payload::now_us;
 use crate::process::{free_port, wait_healthy, Proc};
 use crate::valkey;
@@ -31,12 +39,16 @@ pub struct Options {
 pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let stats_port = free_port()?;
+    let stats: SocketAddr = ([127, 0, 0, 1], stats_port).into();
     let mut command = Command::new("node");
     command
         .current_dir(&ctx.root)
         .arg("bench/serve-worker.mjs")
         .arg("--port")
         .arg(port.to_string())
+        .arg("--stats-port")
+        .arg(stats_port.to_string())
         .env("BENCH_JWT_SECRET", &ctx.secret);
     if options.probe {
         command.arg("--probe-hibernation");
@@ -55,6 +67,7 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
     let mut launcher = Proc::spawn("launcher", command, &log)?;
     wait_healthy(&mut launcher, addr, "/healthz", Duration::from_secs(120)).await?;
     let started_in_ms = spawned.elapsed().as_secs_f64() * 1000.0;
+    wait_healthy(&mut launcher, stats, "/healthz", Duration::from_secs(30)).await?;
 
     let profiler_pid = ctx.profile_dir.as_ref().map(|_| launcher.pid());
     let mut processes = vec![launcher];
@@ -85,8 +98,9 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
             kind: PeerKind::Edgestream,
             via,
             addr,
-            sub_token: Some(token(ctx, false)),
-            pub_token: Some(token(ctx, true)),
+            sub_token: Some(token(ctx, &ctx.tenant, false)),
+            pub_token: Some(token(ctx, &ctx.tenant, true)),
+            stats: Some(stats),
         }),
         processes,
         started_in_ms,
@@ -94,12 +108,12 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
     })
 }
 
-/// A subscriber or publisher JWT for the run's tenant, valid for two hours.
-pub fn token(ctx: &Ctx, publisher: bool) -> String {
+/// A subscriber or publisher JWT for `tenant`, valid for two hours.
+pub fn token(ctx: &Ctx, tenant: &str, publisher: bool) -> String {
     let exp = now_us() / 1_000_000 + 7200;
     let mut claims = json!({
         "sub": if publisher { "bench-publisher" } else { "bench-subscriber" },
-        "tenant_id": ctx.tenant,
+        "tenant_id": tenant,
         "exp": exp,
         "token_type": "access",
     });
@@ -137,4 +151,29 @@ pub fn publish_request(target: &Endpoint, events: &[Out<'_>]) -> PublishReq {
         headers,
         body: Bytes::from(body),
     }
+}
+
+/// SQLite rows the objects of `channels` have written since they started,
+/// summed, from the launcher's stats socket (`stats`).
+pub async fn rows_written(stats: SocketAddr, channels: &[String]) -> Result<u64, String> {
+    let mut sender = http::connect(stats, Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("channel stats: {}", http::describe(e.as_ref())))?;
+    let mut rows = 0;
+    for channel in channels {
+        let path = format!("/channel-stats?channel={}", query_escape(channel));
+        let (status, body) = http::send(&mut sender, Method::GET, stats, &path, &[], Bytes::new())
+            .await
+            .map_err(|e| format!("channel stats: {}", http::describe(e.as_ref())))?;
+        if !status.is_success() {
+            return Err(format!(
+                "channel stats answered {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            ));
+        }
+        rows += ChannelStats::parse(&body)
+            .map_err(|e| format!("channel stats: {e}"))?
+            .rows_written;
+    }
+    Ok(rows)
 }

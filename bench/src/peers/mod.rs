@@ -124,6 +124,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     pub sub_token: Option<String>,
     pub pub_token: Option<String>,
+    /// Where the channel objects' own stats can be read (edgestream).
+    pub stats: Option<SocketAddr>,
 }
 
 impl Endpoint {
@@ -147,10 +149,19 @@ impl Endpoint {
 
     /// Path and headers of a subscription to one channel.
     pub fn subscribe(&self, channel: &str) -> (String, Vec<(String, String)>) {
+        self.subscribe_as(channel, self.sub_token.as_deref())
+    }
+
+    /// The same with a token of its own (a channel of another tenant).
+    pub fn subscribe_as(
+        &self,
+        channel: &str,
+        token: Option<&str>,
+    ) -> (String, Vec<(String, String)>) {
         let mut headers = vec![("Accept".to_owned(), "text/event-stream".to_owned())];
         let path = match self.kind {
             PeerKind::Edgestream => {
-                if let Some(token) = &self.sub_token {
+                if let Some(token) = token {
                     headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
                 }
                 format!("/v1/stream?channel={}", query_escape(channel))

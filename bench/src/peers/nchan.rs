@@ -47,6 +47,7 @@ pub async fn start(ctx: &Ctx, log_name: &str) -> Result<Target, String> {
             addr,
             sub_token: None,
             pub_token: None,
+            stats: None,
         }),
         processes: vec![server],
         started_in_ms: spawned.elapsed().as_secs_f64() * 1000.0,
