@@ -99,7 +99,7 @@ describe('sharded fan-out', () => {
   });
   after(() => worker.stop());
 
-  test('150 streams over 15 objects: every event once, in order, ids stepping by one; stats count every stream', async () => {
+  test('150 streams over 15 objects: every event once, in order, ids stepping by one; stats count every stream; a late stream on a shard gets the current state', async () => {
     const tenant = newTenant();
     const channel = channelOf(tenant);
     const pub = await publisher(tenant);
@@ -113,6 +113,17 @@ describe('sharded fan-out', () => {
       }
       await Promise.all(streams.map((s) => s.until(gotAll(30), 30_000, '30 events')));
       assertEveryEventOnce(streams, 30, 1);
+      // A new stream lands on a shard and opens with the current state, as it
+      // would on the channel's own object: the latest event of each type.
+      const late = await rawStream(streamUrl(worker.url, [channel]), { headers: { Authorization: `Bearer ${await subscriber(tenant)}` } });
+      try {
+        await late.until(gotAll(1), 10_000, 'the current state');
+        const state = eventsOf(late.text).filter((e) => e.event === 'x.n');
+        assert.deepEqual(state.map((e) => [seqOf(e.id), JSON.parse(e.data)]), [[30, 29]]);
+        assert.equal((await channelStats(worker.url, channel)).streams, 151);
+      } finally {
+        await late.close();
+      }
     } finally {
       await Promise.all(streams.map((s) => s.close()));
     }
