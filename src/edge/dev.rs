@@ -17,7 +17,7 @@ use worker::{Env, Headers, Method, Request, Response, Url};
 
 use super::channel_client::ChannelClient;
 use super::config::Config;
-use super::http::{json, read_body, SMALL_BODY_BYTES};
+use super::http::{json, read_body, require_json, SMALL_BODY_BYTES};
 
 const INDEX_HTML: &str = include_str!("../../demo/index.html");
 const APP_JS: &str = include_str!("../../demo/app.js");
@@ -88,24 +88,12 @@ fn asset(body: &'static str, content_type: &str) -> Result<Response, Problem> {
         .fixed(body.as_bytes().to_vec()))
 }
 
-/// The body of a development request, JSON only: a cross-site page can send a
-/// form or `text/plain` body without asking, but not `application/json`.
+/// The body of a development request, JSON only.
 async fn json_body<T: serde::de::DeserializeOwned>(
     req: &Request,
     expected: &str,
 ) -> Result<T, Problem> {
-    let content_type = req
-        .headers()
-        .get("Content-Type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(Problem::unsupported_media_type());
-    }
+    require_json(req)?;
     let body = read_body(req, SMALL_BODY_BYTES, Problem::body_too_large).await?;
     serde_json::from_slice(&body).map_err(|_| Problem::invalid_body(format!("expected {expected}")))
 }

@@ -66,6 +66,25 @@ pub async fn read_body(
     }
 }
 
+/// Refuses a body that is not `application/json` (`415`): a cross-site page
+/// can send a form or `text/plain` body without asking, but not JSON.
+pub fn require_json(req: &Request) -> Result<(), Problem> {
+    let content_type = req
+        .headers()
+        .get("Content-Type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        Ok(())
+    } else {
+        Err(Problem::unsupported_media_type())
+    }
+}
+
 pub fn problem(problem: &Problem) -> Response {
     let headers = Headers::new();
     let _ = headers.set("Content-Type", Problem::CONTENT_TYPE);

@@ -23,7 +23,7 @@ use worker::{Env, Request, Url};
 use super::auth;
 use super::channel_client::ChannelClient;
 use super::config::Config;
-use super::http::{internal, json, read_body};
+use super::http::{internal, json, read_body, require_json};
 
 /// A Worker invocation may have six connections open at once.
 const PARALLEL_CHANNELS: usize = 6;
@@ -33,18 +33,7 @@ pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::
     let now = worker::Date::now().as_millis() / 1000;
     let claims = auth::require_scope(&req, &url, env, config, PUBLISH_SCOPE, now).await?;
     let authority = Authority::of(&claims)?;
-    let content_type = req
-        .headers()
-        .get("Content-Type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(Problem::unsupported_media_type());
-    }
+    require_json(&req)?;
     // JSON framing around each event is small next to MAX_EVENT_BYTES, so
     // twice the data budget of a full batch is ample.
     let max_event_bytes = config.settings.max_event_bytes;
