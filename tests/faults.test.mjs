@@ -382,3 +382,39 @@ test('a channel whose object keeps refusing ends its streams with stream-error u
     await Promise.all(raws.map((s) => s.close()));
   }
 });
+
+test('a channel object evicted while idle, its streams still connected, wakes for the next publish and every stream gets it once', async (t) => {
+  const logs = logCollector();
+  const worker = await startWorker({ vars: { RETRY_MS: '100' }, resettable: true, handleStructuredLogs: logs.handleStructuredLogs });
+  after(() => worker.stop());
+  const constructions = () => logs.lines.filter((l) => l.message.includes('"test":"channel-object-constructed"')).length;
+  const tenant = newTenant();
+  const [channel, other] = [channelOf(tenant), channelOf(tenant)];
+  const pub = await publisher(tenant);
+  const raws = [];
+  try {
+    for (const list of [[channel], [channel], [channel, other]]) {
+      const s = await rawStream(streamUrl(worker.url, list), { headers: { Authorization: `Bearer ${await subscriber(tenant)}` } });
+      await s.opened();
+      raws.push(s);
+    }
+    const got = (n) => (text) => eventsOf(text).filter((e) => e.event === 'x.n').length >= n;
+    assert.equal((await publish(worker.url, pub, { channel, event: 'x.n', data: 1 })).status, 202);
+    await Promise.all(raws.map((s) => s.until(got(1), 10_000, 'the first event')));
+    const before = constructions();
+    // workerd evicts an object with no request in flight after 10 s; its
+    // accepted sockets go to the hibernation manager and stay connected.
+    await new Promise((resolve) => setTimeout(resolve, 13_000));
+    assert.equal((await publish(worker.url, pub, { channel, event: 'x.n', data: 2 })).status, 202);
+    await Promise.all(raws.map((s) => s.until(got(2), 10_000, 'the event after the eviction')));
+    t.diagnostic(`channel object constructions: ${before} before the idle hold, ${constructions()} after`);
+    assert.ok(constructions() > before, 'the idle object was evicted and built again for the publish');
+    for (const s of raws) {
+      assert.deepEqual(eventsOf(s.text).filter((e) => e.event === 'x.n').map((e) => e.data), ['1', '2']);
+      assert.equal(eventsOf(s.text).filter((e) => e.event === 'stream-open').length, 1, 'no reconnect');
+      assert.equal(s.ended, false);
+    }
+  } finally {
+    await Promise.all(raws.map((s) => s.close()));
+  }
+});
