@@ -1,4 +1,4 @@
-// A short soak run (scripts/soak.mjs) as part of the suite: about a minute of
+// A short soak run (scripts/soak.mjs) as part of the suite: two minutes of
 // the whole stack under the seeded schedule, with the run's own accounting
 // asserted here, and every kind of stream ending the schedule provokes seen
 // at least once, so a run that skipped a part cannot pass.
@@ -9,7 +9,7 @@ import path from 'node:path';
 import { ROOT } from './support/worker.mjs';
 import { bridgeBuilt, BRIDGE_BIN } from './support/bridge.mjs';
 
-const MINUTES = process.env.EDGESTREAM_SOAK_MINUTES ?? '1';
+const MINUTES = process.env.EDGESTREAM_SOAK_MINUTES ?? '2';
 
 test('soak: every acknowledged event reaches every subscriber once and in order, memory stays flat', { timeout: 10 * 60_000 }, async () => {
   assert.ok(bridgeBuilt(), `${BRIDGE_BIN} is missing: run cargo build --release -p edgestream-bridge`);
