@@ -604,19 +604,7 @@ impl Channel {
         // Counted once, though an error may be reported before the close;
         // and no longer counted among the sockets left.
         ws.serialize_attachment(serde_json::Value::Null)?;
-        let remaining = self
-            .state
-            .get_websockets()
-            .iter()
-            .filter(|other| {
-                other
-                    .deserialize_attachment::<Seat>()
-                    .ok()
-                    .flatten()
-                    .as_ref()
-                    == Some(&seat)
-            })
-            .count() as u64;
+        let remaining = super::objects::sockets_with(&self.state, &seat);
         let now = now_ms();
         let leaving = {
             let mut memory = self.memory.borrow_mut();

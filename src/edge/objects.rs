@@ -70,6 +70,21 @@ pub fn abort(state: &State) -> worker::Result<Response> {
     Response::empty().map(|r| r.with_status(204))
 }
 
+/// How many of the object's sockets carry `attachment` (a presence seat or
+/// subject): the streams that one socket's close leaves of it.
+pub fn sockets_with<T: serde::de::DeserializeOwned + PartialEq>(
+    state: &State,
+    attachment: &T,
+) -> u64 {
+    state
+        .get_websockets()
+        .iter()
+        .filter(|socket| {
+            socket.deserialize_attachment::<T>().ok().flatten().as_ref() == Some(attachment)
+        })
+        .count() as u64
+}
+
 /// What arrived at an object, with its body read. The parsed request
 /// borrows from it.
 pub struct Arrived {

@@ -232,19 +232,7 @@ impl Shard {
             return Ok(());
         };
         ws.serialize_attachment(serde_json::Value::Null)?;
-        let remaining = self
-            .state
-            .get_websockets()
-            .iter()
-            .filter(|other| {
-                other
-                    .deserialize_attachment::<String>()
-                    .ok()
-                    .flatten()
-                    .as_ref()
-                    == Some(&subject)
-            })
-            .count() as u64;
+        let remaining = super::objects::sockets_with(&self.state, &subject);
         {
             let mut memory = self.memory.borrow_mut();
             let roster = self.loaded_roster(&mut memory);
