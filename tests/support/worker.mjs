@@ -69,7 +69,7 @@ export async function startWorker({ vars = {}, persistPath, port = 0, handleStru
         ...(direct ? { unsafeDirectSockets: [{ host: '127.0.0.1', port }] } : {}),
         ...(usage ? { wrappedBindings: { USAGE: { scriptName: USAGE_RECORDER } } } : {}),
       },
-      ...(usage ? [{ name: USAGE_RECORDER, modules: true, script: USAGE_RECORDER_SCRIPT, compatibilityDate: workerOptions.compatibilityDate }] : []),
+      ...(usage ? [{ name: USAGE_RECORDER, modules: true, script: USAGE_RECORDER_SCRIPT }] : []),
     ],
   });
   const earlier = new Set(runtimeProcesses());
