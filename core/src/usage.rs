@@ -24,6 +24,7 @@ pub const CLIENT_GONE: &str = "client_gone";
 /// about 250, and the stream's open and end points are two of them. What a
 /// longer stream delivers after its last progress point is in its end point.
 pub const MAX_PROGRESS_POINTS: u32 = 240;
+const _: () = assert!(MAX_PROGRESS_POINTS + 2 <= 250, "open and end fit too");
 /// Progress points per interval before the interval doubles, so that the
 /// budget covers days of a stream, not hours.
 const POINTS_PER_STEP: u32 = 60;
@@ -463,10 +464,6 @@ mod tests {
             written += 1;
         }
         assert_eq!(written, MAX_PROGRESS_POINTS);
-        assert!(
-            MAX_PROGRESS_POINTS + 2 <= 250,
-            "open and end fit the budget"
-        );
         assert_eq!(meter.progress(at + 1, delivered(1_000, 0)), None);
         let Metric::StreamEnd { delivered: d, .. } =
             meter.end(at + 2, delivered(1_000, 0), "kicked")
