@@ -102,13 +102,15 @@ describe('npm run api-key --run against a local relay', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'edgestream-api-key-'));
     state = path.join(dir, 'state');
     config = path.join(dir, 'wrangler.toml');
-    // The repository's configuration with API_KEYS bound, as a deployment
-    // that takes API keys has it; the worker is already built, so no [build].
+    // The repository's configuration, which `npm start` runs: it binds
+    // API_KEYS without an id, so the local namespace is the one the KV
+    // commands of `--local` write to. The worker is already built, so no [build].
     const toml = readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8')
       .replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(ROOT, 'build/index.js'))}`)
       .replace(/^\[build\]\n(?:[^[\n].*\n|\n)*/m, '');
     assert.doesNotMatch(toml, /^\[build\]/m);
-    writeFileSync(config, `${toml}\n[[kv_namespaces]]\nbinding = "API_KEYS"\nid = "local-api-keys"\n`);
+    assert.match(toml, /^\[\[kv_namespaces\]\]\nbinding = "API_KEYS"\n/m, 'npm start binds API_KEYS');
+    writeFileSync(config, toml);
     // wrangler dev reads the secrets next to the configuration. The key
     // check's interval is shortened where the relay has that setting (it
     // checks every 60 s otherwise; the test waits for either).

@@ -120,12 +120,25 @@ describe('token sources', () => {
     await assertInvalidToken(channel, { query: { access_token: 'not-a-jwt' } });
   });
 
-  it('API keys are refused (401 invalid_token) when no API_KEYS namespace is bound', async () => {
+  it('unknown API keys are refused (401 invalid_token), and so is a JWT presented as one', async () => {
     const { channel, valid } = await fixture();
     await assertInvalidToken(channel, { headers: { Authorization: 'Api-Key ek_live_0123456789' } });
     // Not even a valid JWT passed as an "API key", and not with a valid query token.
     await assertInvalidToken(channel, { headers: { Authorization: `Api-Key ${valid}` } });
     await assertInvalidToken(channel, { headers: { Authorization: 'Api-Key k' }, query: { access_token: valid } });
+  });
+
+  it('a configuration without the API_KEYS binding refuses every API key and still takes tokens', async () => {
+    const unbound = await startWorker({ kvNamespaces: [] });
+    try {
+      const { channel, valid } = await fixture();
+      const r = await openStream(unbound.url, [channel], { headers: { Authorization: 'Api-Key ek_live_0123456789' } });
+      const problem = await assertProblem(r.res, 401, 'invalid_token', { error: 'invalid_token', text: r.text });
+      assert.match(problem.detail, /API keys are not enabled/);
+      await assertStreamOpens(unbound.url, [channel], { headers: { Authorization: `Bearer ${valid}` } });
+    } finally {
+      await unbound.stop();
+    }
   });
 
   it('an API key is never taken from the query string', async () => {

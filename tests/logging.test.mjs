@@ -137,7 +137,7 @@ describe('logs', () => {
     const replayed = await openStream(base, [], { query: { ticket } });
     assert.equal(replayed.status, 401);
     requests += 1;
-    // An API key presented where API keys are not enabled.
+    // An API key the relay does not know.
     const apiKey = 'es_not-a-real-key-but-secret-all-the-same';
     secrets.push(apiKey);
     const refused = await publish(base, undefined, { channel: a, event: 'x.y', data: 1 }, { Authorization: `Api-Key ${apiKey}` });
