@@ -35,7 +35,7 @@ describe('wrangler environments', () => {
       assert.deepEqual(Object.keys(config.vars).sort(), Object.keys(top.vars).sort(), 'the same settings');
       // Other bindings may name per-environment resources (a KV namespace id),
       // but every binding the code reads must exist in each environment.
-      for (const kind of ['kv_namespaces', 'r2_buckets', 'd1_databases', 'services', 'queues']) {
+      for (const kind of ['kv_namespaces', 'r2_buckets', 'd1_databases', 'services', 'queues', 'analytics_engine_datasets']) {
         const names = (c) => [...(kind === 'queues' ? c.queues?.producers ?? [] : c[kind] ?? [])].map((b) => b.binding).sort();
         assert.deepEqual(names(config), names(top), `${kind} bindings`);
       }

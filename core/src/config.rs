@@ -40,6 +40,9 @@ pub struct Settings {
     /// exists: the longest a deleted key's stream stays open. Each check is
     /// one KV read per stream.
     pub api_key_recheck_seconds: u64,
+    /// How often an open stream writes a usage point (with the `USAGE`
+    /// dataset bound), at first; `crate::usage::progress_wait` stretches it.
+    pub usage_interval_seconds: u64,
 }
 
 /// A variable that is set to something unusable.
@@ -68,6 +71,7 @@ impl Default for Settings {
             presence_prefixes: Vec::new(),
             shard_subscribers: DEFAULT_SHARD_SUBSCRIBERS,
             api_key_recheck_seconds: 60,
+            usage_interval_seconds: 300,
         }
     }
 }
@@ -175,6 +179,13 @@ impl Settings {
                 defaults.api_key_recheck_seconds,
                 1,
                 3600,
+                "",
+            )?,
+            usage_interval_seconds: number(
+                "USAGE_INTERVAL_SECONDS",
+                defaults.usage_interval_seconds,
+                1,
+                86_400,
                 "",
             )?,
         })
@@ -361,6 +372,7 @@ mod tests {
         assert_eq!(s.tenant_claim, "tenant_id");
         assert_eq!(s.token_type_claim, "token_type");
         assert_eq!(s.api_key_recheck_seconds, 60);
+        assert_eq!(s.usage_interval_seconds, 300);
         assert!(s.jwt_issuer.is_none() && s.jwt_audience.is_none() && s.allowed_origins.is_empty());
     }
 
@@ -381,6 +393,7 @@ mod tests {
             "ALLOWED_ORIGINS",
             "PRESENCE_PREFIXES",
             "API_KEY_RECHECK_SECONDS",
+            "USAGE_INTERVAL_SECONDS",
         ];
         for blank in ["", "  "] {
             let vars: Vec<_> = names.iter().map(|n| (*n, blank)).collect();
@@ -409,6 +422,7 @@ mod tests {
             ("PRESENCE_PREFIXES", "chat"),
             ("SHARD_SUBSCRIBERS", "10"),
             ("API_KEY_RECHECK_SECONDS", "2"),
+            ("USAGE_INTERVAL_SECONDS", "30"),
         ])
         .unwrap();
         assert_eq!(
@@ -434,6 +448,7 @@ mod tests {
                 presence_prefixes: vec!["chat".into()],
                 shard_subscribers: 10,
                 api_key_recheck_seconds: 2,
+                usage_interval_seconds: 30,
             }
         );
     }
@@ -482,6 +497,8 @@ mod tests {
             ("JWT_LEEWAY_SECONDS", "301", "300"),
             ("API_KEY_RECHECK_SECONDS", "0", "1"),
             ("API_KEY_RECHECK_SECONDS", "3601", "3600"),
+            ("USAGE_INTERVAL_SECONDS", "0", "1"),
+            ("USAGE_INTERVAL_SECONDS", "86401", "86400"),
         ] {
             assert_eq!(error_for(&[(name, bad)]), name, "{name}={bad}");
             assert!(settings(&[(name, good)]).is_ok(), "{name}={good}");

@@ -30,6 +30,7 @@
 //! - [`history`]: what a channel's bounded history replays and forgets.
 //! - [`presence`]: which subjects have streams open on a channel, and when they join and leave.
 //! - [`config`]: settings from wrangler vars.
+//! - [`usage`]: usage data points for Workers Analytics Engine.
 #![forbid(unsafe_code)]
 
 pub mod api_key;
@@ -56,3 +57,4 @@ pub mod sse;
 pub mod ticket;
 pub mod time;
 pub mod token;
+pub mod usage;

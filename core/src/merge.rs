@@ -30,6 +30,8 @@ pub struct Merge {
     held_bytes: usize,
     /// A page of history is being fetched.
     paging: bool,
+    /// Events written so far, for the stream's usage points.
+    written: u64,
 }
 
 /// A channel the stream is behind on: events up to `until` are paged in from
@@ -62,6 +64,7 @@ impl Merge {
             catchups: names.iter().map(|_| None).collect(),
             held_bytes: 0,
             paging: false,
+            written: 0,
         }
     }
 
@@ -81,6 +84,12 @@ impl Merge {
     /// Whether channel `index` is up to date with what its socket sent.
     pub fn is_live(&self, index: usize) -> bool {
         self.catchups[index].is_none() && self.cursor.get(index).is_some()
+    }
+
+    /// Events this stream has written (the live frames of a stream of one
+    /// channel are the pump's to count: they do not pass through here).
+    pub fn events_written(&self) -> u64 {
+        self.written
     }
 
     /// Bytes of live messages held back while pages come in.
@@ -182,6 +191,7 @@ impl Merge {
                         .set(index, seen.map_or(seq, |seen| seq.max(seen)));
                     self.cursor.encode_into(&mut self.id);
                     sse::write_event(out, Some(&self.id), event, data);
+                    self.written += 1;
                 }
                 Ok(RelayRecord::Reset { head }) => {
                     state_after_reset = true;

@@ -178,3 +178,16 @@ fn a_bad_record_is_reported_and_the_rest_still_delivered() {
     );
     assert_eq!(seqs(&out), [1, 2]);
 }
+
+#[test]
+fn counts_each_event_written_once_whatever_arrives_twice() {
+    let mut merge = Merge::new(&[A, B], &[Some(1), None]);
+    let mut out = String::new();
+    merge.live(&mut out, 0, "2 a 2\n3 a 3").unwrap();
+    // Sent again on a re-attach: already delivered, not written again.
+    merge.live(&mut out, 0, "2 a 2\n3 a 3\n4 a 4").unwrap();
+    merge.live(&mut out, 1, "live 7").unwrap();
+    merge.live(&mut out, 1, "8 b 8").unwrap();
+    assert_eq!(seqs(&out), [2, 3, 4, 8]);
+    assert_eq!(merge.events_written(), 4);
+}

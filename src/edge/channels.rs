@@ -14,6 +14,7 @@ use super::auth::{self, Sources};
 use super::channel_client::ChannelClient;
 use super::config::Config;
 use super::http::{internal, json};
+use super::usage::Usage;
 
 pub const PREFIX: &str = "/v1/channels/";
 const PRESENCE_SUFFIX: &str = "/presence";
@@ -22,13 +23,14 @@ pub async fn handle(
     req: Request,
     env: &Env,
     config: &Config,
+    usage: &Usage,
     path: &str,
 ) -> Result<Response, Problem> {
     let rest = path.strip_prefix(PREFIX).unwrap_or_default();
     // A channel name has no '/', so the suffix cannot be part of one.
     match rest.strip_suffix(PRESENCE_SUFFIX) {
-        Some(encoded) => presence(req, env, config, encoded).await,
-        None => stats(req, env, config, rest).await,
+        Some(encoded) => presence(req, env, config, usage, encoded).await,
+        None => stats(req, env, config, usage, rest).await,
     }
 }
 
@@ -38,6 +40,7 @@ async fn admitted(
     req: &Request,
     env: &Env,
     config: &Config,
+    usage: &Usage,
     encoded: &str,
 ) -> Result<ChannelName, Problem> {
     let url = req.url().map_err(internal)?;
@@ -46,6 +49,9 @@ async fn admitted(
         .await?
         .into_claims()?;
     let authority = Authority::of(&claims)?;
+    if let Authority::Tenant(tenant) = &authority {
+        usage.acts_for(tenant);
+    }
     let channel = channel_in_path(encoded)?;
     authority.admit(std::slice::from_ref(&channel))?;
     Ok(channel)
@@ -55,9 +61,10 @@ async fn stats(
     req: Request,
     env: &Env,
     config: &Config,
+    usage: &Usage,
     encoded: &str,
 ) -> Result<Response, Problem> {
-    let channel = admitted(&req, env, config, encoded).await?;
+    let channel = admitted(&req, env, config, usage, encoded).await?;
     let stats = ChannelClient::channel(env, channel.as_str())?
         .stats()
         .await?;
@@ -77,9 +84,10 @@ async fn presence(
     req: Request,
     env: &Env,
     config: &Config,
+    usage: &Usage,
     encoded: &str,
 ) -> Result<Response, Problem> {
-    let channel = admitted(&req, env, config, encoded).await?;
+    let channel = admitted(&req, env, config, usage, encoded).await?;
     if !config.settings.has_presence(&channel) {
         return Err(Problem::presence_disabled(channel.prefix()));
     }

@@ -37,6 +37,9 @@ export class FrameTap {
     this.stopped = false;
     this.held = [];
     this.heldBytes = 0;
+    // What this tap wrote, for the stream's usage points.
+    this.events = 0;
+    this.bytes = 0;
     socket.binaryType = 'arraybuffer';
     socket.addEventListener('message', (event) => this.message(event.data));
     socket.addEventListener('close', (event) => this.control(null, event.code || 0));
@@ -97,13 +100,16 @@ export class FrameTap {
     }
     const frames = 4 + 12 * count;
     let start = frames;
+    let next = 0;
     if (first <= this.cursor) {
-      let next = 1;
+      next = 1;
       while (next < count && view.getFloat64(4 + 8 * next, true) <= this.cursor) next++;
       if (next === count) return;
       start = frames + view.getUint32(4 + 8 * count + 4 * (next - 1), true);
     }
     this.cursor = view.getFloat64(4 + 8 * (count - 1), true);
+    this.events += count - next;
+    this.bytes += data.byteLength - start;
     // A failed write means the client is gone; the pump learns that from the
     // request's abort signal or its own next write.
     this.writer.write(new Uint8Array(data, start)).catch(ignore);

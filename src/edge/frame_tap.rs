@@ -1,6 +1,7 @@
 //! The Rust side of `frame_tap.js`, the live path of a stream of one channel:
 //! what the tap hands back to the pump arrives as [`TapSignal`]s.
 
+use edgestream_core::usage::Delivered;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -77,6 +78,14 @@ impl Tap {
         self.tap.position() as u64
     }
 
+    /// What the tap wrote to the response.
+    pub fn delivered(&self) -> Delivered {
+        Delivered {
+            events: self.tap.events() as u64,
+            bytes: self.tap.bytes() as u64,
+        }
+    }
+
     pub fn stop(&self) {
         self.tap.stop();
     }
@@ -99,4 +108,8 @@ extern "C" {
     fn position(this: &FrameTap) -> f64;
     #[wasm_bindgen(method)]
     fn stop(this: &FrameTap);
+    #[wasm_bindgen(method, getter)]
+    fn events(this: &FrameTap) -> f64;
+    #[wasm_bindgen(method, getter)]
+    fn bytes(this: &FrameTap) -> f64;
 }

@@ -27,6 +27,7 @@ mod stream;
 mod tenant_client;
 mod tenant_object;
 mod tickets;
+mod usage;
 
 use edgestream_core::problem::Problem;
 use worker::{event, Context, Env, Method, Request, Response};
@@ -41,12 +42,15 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     // The same JavaScript request (not a copy of its body), to drain it after a refusal.
     let raw = Clone::clone(req.inner());
     let config = config::Config::load(&env);
-    let mut response = match &config {
-        Ok(config) => route(req, &env, config, &method, &path)
-            .await
-            .unwrap_or_else(|problem| http::problem(&problem)),
-        Err(problem) => http::problem(problem),
+    let usage = usage::Usage::new(&env);
+    let answer = match &config {
+        Ok(config) => route(req, &env, config, &usage, &method, &path).await,
+        Err(problem) => Err(problem.clone()),
     };
+    let mut response = answer.unwrap_or_else(|problem| {
+        usage.refusal(&problem, usage_route(&path));
+        http::problem(&problem)
+    });
     if response.status_code() >= 400 {
         drain_body(&raw).await;
     }
@@ -97,6 +101,7 @@ async fn route(
     req: Request,
     env: &Env,
     config: &config::Config,
+    usage: &usage::Usage,
     method: &Method,
     path: &str,
 ) -> Result<Response, Problem> {
@@ -105,12 +110,12 @@ async fn route(
     }
     match (method, path) {
         (Method::Get, "/healthz") => http::json(200, &serde_json::json!({"status": "ok"})),
-        (Method::Get, "/v1/stream") => stream::open(req, env, config).await,
-        (Method::Post, "/v1/publish") => publish::handle(req, env, config).await,
-        (Method::Post, "/v1/tickets") => tickets::issue(req, env, config).await,
+        (Method::Get, "/v1/stream") => stream::open(req, env, config, usage).await,
+        (Method::Post, "/v1/publish") => publish::handle(req, env, config, usage).await,
+        (Method::Post, "/v1/tickets") => tickets::issue(req, env, config, usage).await,
         (Method::Post, "/v1/admin/kick") => admin::kick(req, env, config).await,
         (Method::Get, _) if path.starts_with(channels::PREFIX) => {
-            channels::handle(req, env, config, path).await
+            channels::handle(req, env, config, usage, path).await
         }
         (Method::Options, "/v1/stream" | "/v1/publish" | "/v1/tickets") => Ok(http::preflight()),
         (Method::Options, _) if path.starts_with(channels::PREFIX) => Ok(http::preflight()),
@@ -129,6 +134,16 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         "/v1/admin/kick" => Some("POST"),
         _ if path.starts_with(channels::PREFIX) => Some("GET, OPTIONS"),
         _ => None,
+    }
+}
+
+/// The route as usage points name it: unknown paths are all one, so no
+/// client-chosen text reaches a point.
+fn usage_route(path: &str) -> &str {
+    if allowed_methods(path).is_some() {
+        route_name(path)
+    } else {
+        "other"
     }
 }
 

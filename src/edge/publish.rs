@@ -17,6 +17,7 @@ use edgestream_core::presence;
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::Published;
 use edgestream_core::revocation::stream_tags;
+use edgestream_core::usage::Metric;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use worker::{Env, Request, Url};
 
@@ -24,15 +25,24 @@ use super::auth;
 use super::channel_client::ChannelClient;
 use super::config::Config;
 use super::http::{internal, json, read_body, require_json};
+use super::usage::Usage;
 
 /// A Worker invocation may have six connections open at once.
 const PARALLEL_CHANNELS: usize = 6;
 
-pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::Response, Problem> {
+pub async fn handle(
+    req: Request,
+    env: &Env,
+    config: &Config,
+    usage: &Usage,
+) -> Result<worker::Response, Problem> {
     let url: Url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
     let claims = auth::require_scope(&req, &url, env, config, PUBLISH_SCOPE, now).await?;
     let authority = Authority::of(&claims)?;
+    if let Authority::Tenant(tenant) = &authority {
+        usage.acts_for(tenant);
+    }
     require_json(&req)?;
     // JSON framing around each event is small next to MAX_EVENT_BYTES, so
     // twice the data budget of a full batch is ample.
@@ -52,14 +62,20 @@ pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     let groups = group_by_channel(&events);
-    let published: Vec<(Vec<usize>, Published)> = stream::iter(groups)
-        .map(|(channel, indices)| {
+    let published: Vec<(Vec<usize>, Published)> = stream::iter(groups.into_iter().enumerate())
+        .map(|(group, (channel, indices))| {
             let (events, tags) = (&events, &tags);
             async move {
                 let batch: Vec<&PublishEvent> = indices.iter().map(|&i| &events[i]).collect();
                 let answer = ChannelClient::channel(env, channel.as_str())?
                     .publish(channel.as_str(), tags, &batch)
                     .await?;
+                // Written as each channel answers: a channel that stored its
+                // events is counted even if another one of the batch failed.
+                let outcomes = batch.iter().zip(&answer.results);
+                let stored =
+                    outcomes.map(|(event, result)| (event.data.as_str(), result.duplicate));
+                usage.write(&Metric::published(channel, stored, group == 0), None);
                 Ok::<_, Problem>((indices, answer))
             }
         })

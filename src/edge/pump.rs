@@ -24,6 +24,7 @@
 //! `stream-error` (`lagging`). History is paged in only when the previous
 //! write has finished, so a resume is as fast as the client reads.
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use edgestream_core::merge::Merge;
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{Delivery, Subscribe};
 use edgestream_core::sse;
+use edgestream_core::usage::{self, Delivered};
 use futures_channel::mpsc;
 use futures_util::future::{select, Either};
 use futures_util::stream::{self, select_all, Stream, StreamExt};
@@ -48,6 +50,7 @@ use super::channel_object::KICKED;
 use super::frame_tap::{Tap, TapSignal};
 use super::log;
 use super::relay_socket::{RelaySignal, RelaySocket};
+use super::usage::StreamUsage;
 
 /// Keep-alive intervals a write may stay unfinished before the client counts
 /// as not reading.
@@ -87,6 +90,7 @@ enum Input {
     Disconnected,
     Recheck,
     KeyGone,
+    Usage,
 }
 
 type Inputs<'a> = Pin<Box<dyn Stream<Item = Input> + 'a>>;
@@ -146,6 +150,7 @@ pub struct OpenStream {
     pub api_key: Option<String>,
     /// How often that key is looked up again (`API_KEY_RECHECK_SECONDS`).
     pub api_key_recheck: Duration,
+    pub usage: StreamUsage,
 }
 
 /// A channel's current socket and what listens on it.
@@ -174,6 +179,8 @@ pub struct Pump {
     received: Option<mpsc::UnboundedReceiver<Input>>,
     /// The tap writes live frames (a stream of one channel, caught up).
     tap_live: bool,
+    /// Bytes the pump wrote (the taps count their own).
+    bytes_written: Cell<u64>,
 }
 
 impl Pump {
@@ -196,6 +203,7 @@ impl Pump {
             inputs,
             received: Some(received),
             tap_live: false,
+            bytes_written: Cell::new(0),
         }
     }
 
@@ -235,6 +243,9 @@ impl Pump {
         if self.stream.api_key.is_some() {
             let every = self.stream.api_key_recheck;
             sources.push(Box::pin(ticks(every, every, || Input::Recheck)));
+        }
+        if let Some(usage) = self.stream.usage.ticks() {
+            sources.push(Box::pin(usage.map(|()| Input::Usage)));
         }
         let mut inputs = select_all(sources);
 
@@ -298,7 +309,13 @@ impl Pump {
         };
         drop(inputs);
         drop(on_abort);
+        let cause = match &end {
+            End::ClientGone => usage::CLIENT_GONE,
+            End::Failed { code, .. } => code,
+        };
         self.finish(end, out, in_flight).await;
+        let delivered = self.delivered();
+        self.stream.usage.end(delivered, cause);
     }
 
     /// Handles one input; an `Err` ends the stream.
@@ -399,6 +416,10 @@ impl Pump {
             Input::Disconnected => return Err(End::ClientGone),
             Input::Recheck => self.recheck_api_key(),
             Input::KeyGone => return Err(REVOKED),
+            Input::Usage => {
+                let delivered = self.delivered();
+                self.stream.usage.progress(delivered);
+            }
         }
         Ok(())
     }
@@ -543,7 +564,28 @@ impl Pump {
         });
     }
 
+    /// What the stream wrote so far: the pump's writes and every tap's,
+    /// replaced ones included.
+    fn delivered(&self) -> Delivered {
+        let listeners = self.links.iter().filter_map(|link| link.listener.as_ref());
+        listeners
+            .chain(&self.retired)
+            .filter_map(|listener| match listener {
+                Listener::Tap(tap) => Some(tap.delivered()),
+                Listener::Relay { .. } => None,
+            })
+            .fold(
+                Delivered {
+                    events: self.stream.merge.events_written(),
+                    bytes: self.bytes_written.get(),
+                },
+                |sum, tap| sum + tap,
+            )
+    }
+
     fn start_write(&self, text: &str) -> JsFuture {
+        self.bytes_written
+            .set(self.bytes_written.get() + text.len() as u64);
         let chunk = Uint8Array::from(text.as_bytes());
         JsFuture::from(self.stream.writer.write_with_chunk(&chunk))
     }

@@ -28,8 +28,14 @@ use super::config::Config;
 use super::http::internal;
 use super::pump::{OpenStream, Pump};
 use super::tickets;
+use super::usage::Usage;
 
-pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
+pub async fn open(
+    req: Request,
+    env: &Env,
+    config: &Config,
+    usage: &Usage,
+) -> Result<Response, Problem> {
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
     let identity = auth::authenticate(&req, &url, env, config, Sources::HeaderOrQuery, now).await?;
@@ -62,8 +68,10 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
             (claims, channels, api_key)
         }
     };
-    let tenant = Authority::of(&claims)?;
-    authorize_tenant(Some(tenant.tenant()?), &channels)?;
+    let authority = Authority::of(&claims)?;
+    let tenant = authority.tenant()?;
+    usage.acts_for(tenant);
+    authorize_tenant(Some(tenant), &channels)?;
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     // With a cursor, a channel it does not name was never seen: everything in
@@ -103,6 +111,11 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     let names: Vec<&str> = channels.iter().map(ChannelName::as_str).collect();
     let merge = Merge::new(&names, &positions);
     let settings = &config.settings;
+    let usage = usage.stream(
+        tenant,
+        channels.len(),
+        Duration::from_secs(settings.usage_interval_seconds),
+    );
     let pump = Pump::new(OpenStream {
         env: env.clone(),
         channels,
@@ -120,6 +133,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         max_pending_bytes: MAX_BATCH_EVENTS * settings.max_event_bytes + (1 << 20),
         api_key,
         api_key_recheck: Duration::from_secs(settings.api_key_recheck_seconds),
+        usage,
     });
     wasm_bindgen_futures::spawn_local(pump.run(sockets));
 

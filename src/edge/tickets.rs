@@ -20,6 +20,7 @@ use super::channel_object::bad_request;
 use super::config::Config;
 use super::http::{internal, json, read_body, SMALL_BODY_BYTES};
 use super::objects::{self, text, Arrived};
+use super::usage::Usage;
 
 const GRANT_KEY: &str = "grant";
 
@@ -27,6 +28,7 @@ pub async fn issue(
     req: Request,
     env: &Env,
     config: &Config,
+    usage: &Usage,
 ) -> std::result::Result<Response, Problem> {
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
@@ -34,6 +36,9 @@ pub async fn issue(
         .await?
         .into_claims()?;
     let tenant = Authority::of(&claims)?;
+    if let Authority::Tenant(tenant) = &tenant {
+        usage.acts_for(tenant);
+    }
     let body = read_body(&req, SMALL_BODY_BYTES, Problem::body_too_large).await?;
     let channels = parse_ticket_request(&body, config.settings.max_channels_per_stream)?;
     authorize_tenant(Some(tenant.tenant()?), &channels)?;

@@ -36,7 +36,14 @@ const NO_ENV_FILE = '.edgestream-tests-read-no-env-file';
  * again from storage. Each construction logs a line
  * `{"test":"channel-object-constructed"}`.
  */
-export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs, kvNamespaces, direct = false, resettable = false } = {}) {
+/**
+ * With `usage`, the `USAGE` Analytics Engine binding is a recorder (a module
+ * added at run time, as miniflare's own local dataset is one that drops
+ * every point) that checks each point as Analytics Engine would and logs it
+ * as `{"test":"usage-data-point","point":{indexes,blobs,doubles}}`; read them
+ * with `usagePoints(lines)`.
+ */
+export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs, kvNamespaces, direct = false, resettable = false, usage = false } = {}) {
   // No env files: a developer's .dev.vars must not change what tests see.
   // (wrangler reads .dev.vars whenever `envFiles` is empty, so it is given one
   // file that does not exist instead.)
@@ -60,7 +67,9 @@ export async function startWorker({ vars = {}, persistPath, port = 0, handleStru
         bindings: { ...workerOptions.bindings, JWT_SECRET: TEST_SECRET, ...vars },
         ...(kvNamespaces ? { kvNamespaces } : {}),
         ...(direct ? { unsafeDirectSockets: [{ host: '127.0.0.1', port }] } : {}),
+        ...(usage ? { wrappedBindings: { USAGE: { scriptName: USAGE_RECORDER } } } : {}),
       },
+      ...(usage ? [{ name: USAGE_RECORDER, modules: true, script: USAGE_RECORDER_SCRIPT }] : []),
     ],
   });
   const earlier = new Set(runtimeProcesses());
@@ -109,6 +118,38 @@ export async function startWorker({ vars = {}, persistPath, port = 0, handleStru
 }
 
 const RESET_HEADER = 'x-edgestream-test-reset';
+
+const USAGE_RECORDER = 'usage-recorder';
+// Refuses what Analytics Engine refuses (one index of at most 96 bytes, at
+// most 20 blobs of strings and 20 finite doubles, 16 KiB of blobs), so a
+// point that production would drop fails here too.
+const USAGE_RECORDER_SCRIPT = `
+const bytes = (s) => new TextEncoder().encode(s).length;
+export default function () {
+  return {
+    writeDataPoint(point) {
+      const { indexes = [], blobs = [], doubles = [] } = point ?? {};
+      if (indexes.length > 1 || indexes.some((i) => typeof i !== 'string' || bytes(i) > 96)) throw new TypeError('bad index');
+      if (blobs.length > 20 || blobs.some((b) => typeof b !== 'string')) throw new TypeError('bad blobs');
+      if (blobs.reduce((n, b) => n + bytes(b), 0) > 16384) throw new TypeError('blobs too large');
+      if (doubles.length > 20 || doubles.some((d) => typeof d !== 'number' || !Number.isFinite(d))) throw new TypeError('bad doubles');
+      console.log(JSON.stringify({ test: 'usage-data-point', point: { indexes, blobs, doubles } }));
+    },
+  };
+}
+`;
+
+/** The usage points a `usage` worker recorded, from its collected log lines. */
+export function usagePoints(lines) {
+  return lines.flatMap((l) => {
+    try {
+      const line = JSON.parse(l.message);
+      return line?.test === 'usage-data-point' ? [line.point] : [];
+    } catch {
+      return [];
+    }
+  });
+}
 
 const RESETTABLE_ENTRY = `
 import worker, * as bundle from './index.js';
