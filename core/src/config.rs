@@ -199,8 +199,8 @@ impl Settings {
                     return Err(ConfigError {
                         variable: "PUBLISH_QUOTA_PERIOD_SECONDS",
                         reason: format!(
-                            "must be 10 or 60 (the periods a rate-limit binding has), got \"{value}\""
-                        ),
+                        "must be 10 or 60 (the periods a rate-limit binding has), got \"{value}\""
+                    ),
                     })
                 }
             },
