@@ -19,7 +19,8 @@ let unlimited;
 before(async () => {
   [limited, unlimited] = await Promise.all([
     startWorker({
-      vars: { MAX_STREAMS_PER_TENANT: String(MAX_STREAMS), PUBLISH_QUOTA_PERIOD_SECONDS: String(PERIOD) },
+      // A closed stream is noticed at its next keep-alive at the latest.
+      vars: { MAX_STREAMS_PER_TENANT: String(MAX_STREAMS), PUBLISH_QUOTA_PERIOD_SECONDS: String(PERIOD), KEEPALIVE_SECONDS: '1' },
       ratelimits: { PUBLISH_QUOTA: { simple: { limit: PUBLISHES, period: PERIOD } } },
     }),
     startWorker(),
@@ -166,7 +167,7 @@ describe('without the setting and the binding', () => {
     const open = [];
     try {
       for (let i = 0; i < MAX_STREAMS + 3; i++) {
-        const sub = subscribe(base, [channel], { token });
+        const sub = subscribe(base, [channel], { token, types: ['scan.progress'] });
         open.push(sub);
         await sub.opened();
       }
