@@ -7,6 +7,10 @@
 //
 //   node bench/serve-worker.mjs --port 8899 [--var NAME=VALUE]... [--probe-hibernation]
 //                               [--profile-dir DIR] [--stats-port 8898]
+//                               [--ratelimit NAME=LIMIT/PERIOD]...
+//
+// --ratelimit adds a rate-limiting binding (wrangler's `[[ratelimits]]`),
+// e.g. PUBLISH_QUOTA=100/10 for the publish quota.
 //
 // The HS256 secret comes from BENCH_JWT_SECRET (the benchmark mints its tokens
 // with it). With --probe-hibernation the Durable Object class is wrapped so
@@ -43,8 +47,15 @@ const { values } = parseArgs({
     'probe-hibernation': { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
     'stats-port': { type: 'string' },
+    ratelimit: { type: 'string', multiple: true, default: [] },
   },
 });
+const ratelimits = {};
+for (const spec of values.ratelimit) {
+  const match = /^([A-Z_][A-Z0-9_]*)=(\d+)\/(10|60)$/.exec(spec);
+  if (!match) throw new Error(`--ratelimit ${spec}: expected NAME=LIMIT/PERIOD with PERIOD 10 or 60`);
+  ratelimits[match[1]] = { simple: { limit: Number(match[2]), period: Number(match[3]) } };
+}
 const vars = {};
 for (const pair of values.var) {
   const at = pair.indexOf('=');
@@ -98,6 +109,7 @@ async function startCustom({ probe, inspectorPort }) {
         ...code,
         ...(inspectorPort ? { unsafeInspectorProxy: true } : {}),
         bindings: { ...workerOptions.bindings, ...vars },
+        ratelimits,
         unsafeDirectSockets: [{ host: '127.0.0.1', port }],
       },
     ],
@@ -236,7 +248,7 @@ const started = performance.now();
 let inspectorPort;
 if (values['profile-dir']) inspectorPort = await freePort();
 const probe = values['probe-hibernation'];
-const worker = probe || inspectorPort ? await startCustom({ probe, inspectorPort }) : await startWorker({ vars, port, direct: true });
+const worker = probe || inspectorPort ? await startCustom({ probe, inspectorPort }) : await startWorker({ vars, ratelimits, port, direct: true });
 if (values['profile-dir']) await attachProfiler(inspectorPort, values['profile-dir']);
 if (values['stats-port']) await serveChannelStats(worker.mf, Number(values['stats-port']));
 console.log(JSON.stringify({ bench: 'ready', url: worker.url, ms: Math.round(performance.now() - started) }));

@@ -40,8 +40,36 @@ describe('wrangler environments', () => {
         assert.deepEqual(names(config), names(top), `${kind} bindings`);
       }
       for (const [name, value] of Object.entries(config.vars)) assert.equal(typeof value, 'string', name);
+      assert.deepEqual(
+        (config.ratelimits ?? []).map((r) => r.name).sort(),
+        (top.ratelimits ?? []).map((r) => r.name).sort(),
+        'rate-limiting bindings',
+      );
     });
   }
+
+  it('the publish quota binding shown in wrangler.toml is valid and matches PUBLISH_QUOTA_PERIOD_SECONDS', async () => {
+    const text = await readFile(CONFIG, 'utf8');
+    const example = text.match(/^# \[\[ratelimits\]\]\n(?:# .*\n)+/m);
+    assert.ok(example, 'wrangler.toml shows the [[ratelimits]] block');
+    const block = example[0].replace(/^# /gm, '');
+    const dir = await mkdtemp(path.join(tmpdir(), 'edgestream-ratelimit-'));
+    try {
+      const config = path.join(dir, 'wrangler.toml');
+      await writeFile(config, `name = "x"\nmain = "index.js"\ncompatibility_date = "2026-04-20"\n${block}`);
+      const { ratelimits } = unstable_readConfig({ config }, { hideWarnings: true });
+      assert.equal(ratelimits.length, 1);
+      assert.equal(ratelimits[0].name, 'PUBLISH_QUOTA');
+      for (const env of [undefined, ...ENVS]) {
+        const configured = readConfig(env);
+        for (const binding of [...(configured.ratelimits ?? []), ...ratelimits].filter((r) => r.name === 'PUBLISH_QUOTA')) {
+          assert.equal(String(binding.simple.period), configured.vars.PUBLISH_QUOTA_PERIOD_SECONDS, `${env ?? 'top-level'}: the binding's period`);
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it('no environment enables the development routes', () => {
     for (const env of [undefined, ...ENVS]) {

@@ -71,18 +71,46 @@ describe('docs/openapi.yaml', () => {
 describe('the running worker matches docs/openapi.yaml', () => {
   let worker;
   let unconfigured;
+  let quotas;
   before(async () => {
-    [worker, unconfigured] = await Promise.all([
+    [worker, unconfigured, quotas] = await Promise.all([
       startWorker({
         vars: { JWT_LEEWAY_SECONDS: '0', PRESENCE_PREFIXES: 'chat' },
         handleStructuredLogs: logCollector().handleStructuredLogs,
       }),
       startWorker({ vars: { JWT_SECRET: '' }, handleStructuredLogs: logCollector().handleStructuredLogs }),
+      startWorker({
+        vars: { MAX_STREAMS_PER_TENANT: '1', PUBLISH_QUOTA_PERIOD_SECONDS: '60' },
+        ratelimits: { PUBLISH_QUOTA: { simple: { limit: 1, period: 60 } } },
+      }),
     ]);
   });
   after(async () => {
     await worker?.stop();
     await unconfigured?.stop();
+    await quotas?.stop();
+  });
+
+  it('429 quota_exceeded on GET /v1/stream and POST /v1/publish', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const held = new AbortController();
+    const res = await fetch(`${new URL('/v1/stream', quotas.url)}${channelsQuery([channel])}`, { headers: bearer(await subscriber(tenant)), signal: held.signal });
+    try {
+      assert.equal(res.status, 200);
+      const over = await call(quotas.url, 'GET', '/v1/stream', { query: channelsQuery([channel]), headers: bearer(await subscriber(tenant)) });
+      assert.equal(over.status, 429, over.text);
+      assert.equal(over.json.code, 'quota_exceeded');
+    } finally {
+      held.abort();
+    }
+    const single = json({ channel, event: 'scan.progress', data: 1 }, bearer(await publisher(tenant)));
+    const statuses = [];
+    for (let i = 0; i < 2; i++) statuses.push((await call(quotas.url, 'POST', '/v1/publish', single)).status);
+    // Two publishes against a limit of one per minute: the second is refused
+    // (or, across the limiter's window, both pass and a third is).
+    if (!statuses.includes(429)) statuses.push((await call(quotas.url, 'POST', '/v1/publish', single)).status);
+    assert.ok(statuses.includes(429), `${statuses}`);
   });
 
   it('GET /healthz', async () => {

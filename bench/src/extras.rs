@@ -1,6 +1,6 @@
 //! Measurements besides the scenarios: bundle size, start-up time to the
 //! first served stream, the hibernation probe, stream set-up by tenant
-//! layout and the cost estimate.
+//! layout, the noisy tenant and the cost estimate.
 
 use std::fmt::Write;
 use std::io::Write as _;
@@ -19,7 +19,18 @@ use crate::Results;
 /// Start-ups measured per peer (the median is reported).
 const STARTUP_RUNS: usize = 3;
 
-pub async fn measure(ctx: &Ctx, peers: &[PeerKind], results: &Results) -> Value {
+/// The extras that `--only-extra` can pick alone.
+pub const ALONE: [&str; 1] = ["noisy"];
+
+pub async fn measure(
+    ctx: &Ctx,
+    peers: &[PeerKind],
+    results: &Results,
+    only: Option<&str>,
+) -> Value {
+    if only == Some("noisy") {
+        return json!({ "noisy_tenant": crate::noisy::measure(ctx).await });
+    }
     eprintln!("bench: extras: bundle size");
     let size = size(ctx);
     let mut startup = Vec::new();
@@ -35,11 +46,17 @@ pub async fn measure(ctx: &Ctx, peers: &[PeerKind], results: &Results) -> Value 
     } else {
         Value::Null
     };
+    let noisy = if peers.contains(&PeerKind::Edgestream) {
+        crate::noisy::measure(ctx).await
+    } else {
+        Value::Null
+    };
     json!({
         "size": size,
         "startup": startup,
         "hibernation": hibernation,
         "setup_by_tenant": setup,
+        "noisy_tenant": noisy,
         "cost": crate::cost::estimate(&results.runs),
     })
 }
@@ -331,6 +348,9 @@ pub fn markdown(extras: &Value) -> String {
                 );
             }
         }
+    }
+    if let Some(noisy) = extras.pointer("/noisy_tenant").filter(|n| !n.is_null()) {
+        md.push_str(&crate::noisy::markdown(noisy));
     }
     if let Some(cost) = extras.pointer("/cost") {
         let _ = writeln!(

@@ -54,6 +54,7 @@ async fn run(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Result<Val
         bridge: false,
         probe: true,
         vars: Vec::new(),
+        ratelimits: Vec::new(),
         log_name: log_name.into(),
     };
     let mut target = peers::edgestream::start(ctx, &options).await?;

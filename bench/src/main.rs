@@ -11,6 +11,7 @@ mod hibernation;
 mod http;
 mod latency;
 mod machine;
+mod noisy;
 mod payload;
 mod peers;
 mod process;
@@ -34,12 +35,13 @@ use scenario::{RunResult, Scenario};
 
 const USAGE: &str = "usage:
   edgestream-bench run [--smoke] [--peers edgestream,nchan,django] [--scenarios fanout,max-rate,max-rate-single,many-publishers,burst,breadth,idle,bridge]
-                       [--set SCENARIO.FIELD=VALUE]... [--extras] [--out FILE] [--docs FILE]
+                       [--set SCENARIO.FIELD=VALUE]... [--extras] [--only-extra noisy] [--out FILE] [--docs FILE]
                        [--client-threads N] [--django-workers N] [--profile DIR]
   edgestream-bench report --in FILE --docs FILE
 
 FIELD is one of channels, subs (per channel), events (per channel), rate (events/s, or max),
 batch, publishers, payload (bytes), hold (idle seconds), concurrency (streams opened at once), stall.
+--only-extra NAME: with --extras, only that measurement; its table is printed.
 --profile DIR: V8 CPU profile of edgestream's isolate over each measured phase, written to DIR.";
 
 struct Args {
@@ -49,6 +51,7 @@ struct Args {
     scenarios: Option<Vec<String>>,
     sets: Vec<(String, String, String)>,
     extras: bool,
+    only_extra: Option<String>,
     out: PathBuf,
     input: Option<PathBuf>,
     docs: Option<PathBuf>,
@@ -67,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
         scenarios: None,
         sets: Vec::new(),
         extras: false,
+        only_extra: None,
         out: PathBuf::from("target/bench/results.json"),
         input: None,
         docs: None,
@@ -80,6 +84,13 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--smoke" => args.smoke = true,
             "--extras" => args.extras = true,
+            "--only-extra" => {
+                let name = value()?;
+                if !extras::ALONE.contains(&name.as_str()) {
+                    return Err(format!("--only-extra: one of {:?}", extras::ALONE));
+                }
+                args.only_extra = Some(name);
+            }
             "--peers" => {
                 peers_given = true;
                 args.peers = value()?
@@ -224,6 +235,7 @@ pub async fn start_peer(
                 bridge: scenario.via_valkey,
                 probe: false,
                 vars: Vec::new(),
+                ratelimits: Vec::new(),
                 log_name: log_name.to_owned(),
             };
             peers::edgestream::start(ctx, &options).await
@@ -353,7 +365,11 @@ async fn run(args: &Args) -> i32 {
         }
     }
     if args.extras {
-        results.extras = extras::measure(&ctx, &args.peers, &results).await;
+        results.extras =
+            extras::measure(&ctx, &args.peers, &results, args.only_extra.as_deref()).await;
+        if args.only_extra.is_some() {
+            println!("{}", extras::markdown(&results.extras));
+        }
     }
     if let Some(parent) = args.out.parent() {
         let _ = std::fs::create_dir_all(parent);

@@ -54,6 +54,7 @@ async fn run(ctx: &Ctx) -> Result<Value, String> {
         bridge: false,
         probe: false,
         vars: Vec::new(),
+        ratelimits: Vec::new(),
         log_name: "setup-by-tenant".into(),
     };
     let mut target = peers::edgestream::start(ctx, &options).await?;

@@ -43,6 +43,11 @@ pub struct Settings {
     /// How often an open stream writes a usage point (with the `USAGE`
     /// dataset bound), at first; `crate::usage::progress_wait` stretches it.
     pub usage_interval_seconds: u64,
+    /// Streams one tenant may have open at once; 0 is no limit.
+    pub max_streams_per_tenant: u64,
+    /// The period the `PUBLISH_QUOTA` rate-limit binding was created with:
+    /// the `Retry-After` of a publish over it.
+    pub publish_quota_period_seconds: u64,
 }
 
 /// A variable that is set to something unusable.
@@ -72,6 +77,8 @@ impl Default for Settings {
             shard_subscribers: DEFAULT_SHARD_SUBSCRIBERS,
             api_key_recheck_seconds: 60,
             usage_interval_seconds: 300,
+            max_streams_per_tenant: 0,
+            publish_quota_period_seconds: 60,
         }
     }
 }
@@ -188,6 +195,26 @@ impl Settings {
                 86_400,
                 "",
             )?,
+            max_streams_per_tenant: number(
+                "MAX_STREAMS_PER_TENANT",
+                defaults.max_streams_per_tenant,
+                0,
+                10_000_000,
+                " (0 is no limit)",
+            )?,
+            publish_quota_period_seconds: match get("PUBLISH_QUOTA_PERIOD_SECONDS").as_deref() {
+                None => defaults.publish_quota_period_seconds,
+                Some("10") => 10,
+                Some("60") => 60,
+                Some(value) => {
+                    return Err(ConfigError {
+                        variable: "PUBLISH_QUOTA_PERIOD_SECONDS",
+                        reason: format!(
+                        "must be 10 or 60 (the periods a rate-limit binding has), got \"{value}\""
+                    ),
+                    })
+                }
+            },
         })
     }
 
@@ -373,6 +400,8 @@ mod tests {
         assert_eq!(s.token_type_claim, "token_type");
         assert_eq!(s.api_key_recheck_seconds, 60);
         assert_eq!(s.usage_interval_seconds, 300);
+        assert_eq!(s.max_streams_per_tenant, 0, "no stream quota unless set");
+        assert_eq!(s.publish_quota_period_seconds, 60);
         assert!(s.jwt_issuer.is_none() && s.jwt_audience.is_none() && s.allowed_origins.is_empty());
     }
 
@@ -394,6 +423,8 @@ mod tests {
             "PRESENCE_PREFIXES",
             "API_KEY_RECHECK_SECONDS",
             "USAGE_INTERVAL_SECONDS",
+            "MAX_STREAMS_PER_TENANT",
+            "PUBLISH_QUOTA_PERIOD_SECONDS",
         ];
         for blank in ["", "  "] {
             let vars: Vec<_> = names.iter().map(|n| (*n, blank)).collect();
@@ -423,6 +454,8 @@ mod tests {
             ("SHARD_SUBSCRIBERS", "10"),
             ("API_KEY_RECHECK_SECONDS", "2"),
             ("USAGE_INTERVAL_SECONDS", "30"),
+            ("MAX_STREAMS_PER_TENANT", "500"),
+            ("PUBLISH_QUOTA_PERIOD_SECONDS", "10"),
         ])
         .unwrap();
         assert_eq!(
@@ -449,6 +482,8 @@ mod tests {
                 shard_subscribers: 10,
                 api_key_recheck_seconds: 2,
                 usage_interval_seconds: 30,
+                max_streams_per_tenant: 500,
+                publish_quota_period_seconds: 10,
             }
         );
     }
@@ -499,9 +534,24 @@ mod tests {
             ("API_KEY_RECHECK_SECONDS", "3601", "3600"),
             ("USAGE_INTERVAL_SECONDS", "0", "1"),
             ("USAGE_INTERVAL_SECONDS", "86401", "86400"),
+            ("MAX_STREAMS_PER_TENANT", "10000001", "10000000"),
+            ("MAX_STREAMS_PER_TENANT", "-1", "0"),
         ] {
             assert_eq!(error_for(&[(name, bad)]), name, "{name}={bad}");
             assert!(settings(&[(name, good)]).is_ok(), "{name}={good}");
+        }
+    }
+
+    #[test]
+    fn the_publish_quota_period_is_one_a_rate_limit_binding_has() {
+        for bad in ["0", "1", "30", "61", "600", "1m", "ten"] {
+            let err = settings(&[("PUBLISH_QUOTA_PERIOD_SECONDS", bad)]).unwrap_err();
+            assert_eq!(err.variable, "PUBLISH_QUOTA_PERIOD_SECONDS", "{bad}");
+            assert!(err.reason.contains("10 or 60"), "{err}");
+        }
+        for (good, period) in [("10", 10), (" 60 ", 60)] {
+            let s = settings(&[("PUBLISH_QUOTA_PERIOD_SECONDS", good)]).unwrap();
+            assert_eq!(s.publish_quota_period_seconds, period);
         }
     }
 

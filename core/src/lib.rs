@@ -29,6 +29,7 @@
 //! - [`frames`]: pre-rendered SSE frames for the streams of one channel.
 //! - [`history`]: what a channel's bounded history replays and forgets.
 //! - [`presence`]: which subjects have streams open on a channel, and when they join and leave.
+//! - [`quota`]: per-tenant stream slots, leased to isolates in blocks.
 //! - [`config`]: settings from wrangler vars.
 //! - [`usage`]: usage data points for Workers Analytics Engine.
 #![forbid(unsafe_code)]
@@ -50,6 +51,7 @@ mod percent;
 pub mod presence;
 pub mod problem;
 pub mod protocol;
+pub mod quota;
 pub mod relay;
 pub mod revocation;
 pub mod shards;

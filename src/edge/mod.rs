@@ -20,6 +20,7 @@ mod log;
 mod objects;
 mod publish;
 mod pump;
+mod quota;
 mod relay_socket;
 mod shard_object;
 mod sql;

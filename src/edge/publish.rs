@@ -25,6 +25,7 @@ use super::auth;
 use super::channel_client::ChannelClient;
 use super::config::Config;
 use super::http::{internal, json, read_body, require_json};
+use super::quota;
 use super::usage::Usage;
 
 /// A Worker invocation may have six connections open at once.
@@ -59,6 +60,12 @@ pub async fn handle(
     for event in &events {
         presence::check_publish(&config.settings, &event.channel, &event.event)?;
     }
+    // Counted only once the batch is known to be valid, and before any
+    // channel is written, so a refused batch stores nothing.
+    let mut tenants: Vec<&str> = channels.iter().map(ChannelName::tenant).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    quota::admit_publish(env, &config.settings, &tenants).await?;
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     let groups = group_by_channel(&events);

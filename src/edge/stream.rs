@@ -6,7 +6,8 @@
 //! The Worker, not the Durable Object, holds the browser's response: the
 //! objects then only hold hibernatable sockets and cost nothing while idle.
 //! Opening a stream asks no per-tenant object: the channels themselves
-//! refuse revoked users and tokens.
+//! refuse revoked users and tokens, and a stream quota is counted from the
+//! isolate's leased block of slots (`quota.rs`).
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use super::auth::{self, Identity, Sources};
 use super::config::Config;
 use super::http::internal;
 use super::pump::{OpenStream, Pump};
+use super::quota;
 use super::tickets;
 use super::usage::Usage;
 
@@ -72,6 +74,7 @@ pub async fn open(
     let tenant = authority.tenant()?;
     usage.acts_for(tenant);
     authorize_tenant(Some(tenant), &channels)?;
+    let slot = quota::admit_stream(env, &config.settings, tenant).await?;
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     // With a cursor, a channel it does not name was never seen: everything in
@@ -135,7 +138,7 @@ pub async fn open(
         api_key_recheck: Duration::from_secs(settings.api_key_recheck_seconds),
         usage,
     });
-    wasm_bindgen_futures::spawn_local(pump.run(sockets));
+    wasm_bindgen_futures::spawn_local(quota::holding(slot, pump.run(sockets)));
 
     let headers = Headers::new();
     for (name, value) in [

@@ -1,7 +1,9 @@
 //! A typed client for a tenant's object (`edgestream_core::protocol::tenant`).
 
 use edgestream_core::problem::Problem;
-use edgestream_core::protocol::tenant::{KickOrder, KickReport, Register, Revocations};
+use edgestream_core::protocol::tenant::{
+    KickOrder, KickReport, LeaseAsk, LeaseGrant, Register, Revocations,
+};
 use edgestream_core::protocol::Call;
 use worker::{Env, Stub};
 
@@ -37,6 +39,12 @@ impl TenantClient {
     pub async fn kick(&self, order: &KickOrder) -> Result<KickReport, Problem> {
         let answer = self.call(&order.call()).await?;
         KickReport::parse(answer.as_bytes()).map_err(protocol)
+    }
+
+    /// Asks for the isolate's lease of the tenant's stream slots.
+    pub async fn lease(&self, ask: &LeaseAsk) -> Result<LeaseGrant, Problem> {
+        let answer = self.call(&ask.call()).await?;
+        LeaseGrant::parse(answer.as_bytes()).map_err(protocol)
     }
 
     async fn call(&self, call: &Call) -> Result<String, Problem> {

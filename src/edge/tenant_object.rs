@@ -15,11 +15,18 @@
 //! rest); what one request does not finish, the object's alarm continues
 //! until every channel has it. Padding the tenant's list with throw-away
 //! channels therefore delays a kick but cannot escape it.
+//!
+//! With `MAX_STREAMS_PER_TENANT` it also keeps the tenant's ledger of stream
+//! slots (`edgestream_core::quota`): isolates lease blocks of slots here and
+//! hand them to streams themselves, so it is asked once per block and on
+//! renewals, never per stream. Leases are stored, so a restarted object
+//! still counts the slots it granted.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use edgestream_core::protocol::channel::Kick;
 use edgestream_core::protocol::tenant::{KickOrder, KickReport, Revocations, TenantRequest};
+use edgestream_core::quota::{Lease, LeaseAsk, Ledger, LedgerChange};
 use edgestream_core::revocation::{Revocation, MAX_REVOCATIONS};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -45,6 +52,8 @@ CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, seen_ms INTEGER NOT 
 CREATE TABLE IF NOT EXISTS kicks (
   id INTEGER PRIMARY KEY, tag TEXT, until_ms INTEGER, after TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS retries (kick INTEGER NOT NULL, channel TEXT NOT NULL, PRIMARY KEY (kick, channel));
+CREATE TABLE IF NOT EXISTS leases (
+  holder TEXT PRIMARY KEY, slots INTEGER NOT NULL, expires_ms INTEGER NOT NULL, seq INTEGER NOT NULL);
 ";
 
 #[durable_object]
@@ -53,6 +62,8 @@ pub struct TenantObject {
     sql: SqlStorage,
     env: Env,
     alarm_set: Cell<bool>,
+    /// The stream-slot leases, read from storage at the first ask.
+    ledger: RefCell<Option<Ledger>>,
 }
 
 /// A kick being swept: its channels are done in name order up to `after`.
@@ -81,6 +92,7 @@ impl DurableObject for TenantObject {
             sql,
             env,
             alarm_set: Cell::new(false),
+            ledger: RefCell::new(None),
         }
     }
 
@@ -102,6 +114,7 @@ impl DurableObject for TenantObject {
                 )
             }
             Ok(TenantRequest::Kick(order)) => self.kick(&order, now).await,
+            Ok(TenantRequest::Lease(ask)) => self.lease(&ask, now),
             Err(error) => bad_request(&error),
         }
     }
@@ -133,6 +146,38 @@ impl DurableObject for TenantObject {
 }
 
 impl TenantObject {
+    /// Decides a lease ask in the ledger and stores what it changed before
+    /// answering, so a grant is never lost to a restart.
+    fn lease(&self, ask: &LeaseAsk, now: u64) -> Result<Response> {
+        let mut ledger = self.ledger.borrow_mut();
+        if ledger.is_none() {
+            let stored: Vec<Lease> = self
+                .sql
+                .exec("SELECT holder, slots, expires_ms, seq FROM leases", None)?
+                .to_array()?;
+            *ledger = Some(Ledger::from_leases(stored));
+        }
+        let ledger = ledger.get_or_insert_with(Ledger::default);
+        let (grant, changes) = ledger.ask(ask, now);
+        for change in changes {
+            match change {
+                LedgerChange::Put(lease) => self.sql.exec(
+                    "INSERT OR REPLACE INTO leases (holder, slots, expires_ms, seq) VALUES (?, ?, ?, ?)",
+                    vec![
+                        text(&lease.holder),
+                        int(lease.slots),
+                        int(lease.expires_ms),
+                        int(lease.seq),
+                    ],
+                )?,
+                LedgerChange::Remove(holder) => self
+                    .sql
+                    .exec("DELETE FROM leases WHERE holder = ?", vec![text(&holder)])?,
+            };
+        }
+        Response::ok(grant.to_json())
+    }
+
     /// Records the kick's revocation, then sweeps the first batch of
     /// channels; the alarm finishes the sweep.
     async fn kick(&self, order: &KickOrder, now: u64) -> Result<Response> {

@@ -19,6 +19,8 @@ const NO_ENV_FILE = '.edgestream-tests-read-no-env-file';
  * @param {string} [options.persistPath] keep Durable Object storage here across restarts
  * @param {number} [options.port] fixed port (0 picks a free one)
  * @param {string[]} [options.kvNamespaces] KV bindings to add (e.g. API_KEYS)
+ * @param {Record<string,{simple:{limit:number,period:number}}>} [options.ratelimits]
+ *   rate-limiting bindings to add (e.g. PUBLISH_QUOTA), as wrangler's `[[ratelimits]]`
  * @param {(log: {timestamp: number, level: string, message: string}) => void} [options.handleStructuredLogs]
  *   receives every line the worker logs (instead of miniflare printing it)
  */
@@ -43,7 +45,7 @@ const NO_ENV_FILE = '.edgestream-tests-read-no-env-file';
  * as `{"test":"usage-data-point","point":{indexes,blobs,doubles}}`; read them
  * with `usagePoints(lines)`.
  */
-export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs, kvNamespaces, direct = false, resettable = false, usage = false } = {}) {
+export async function startWorker({ vars = {}, persistPath, port = 0, handleStructuredLogs, kvNamespaces, ratelimits, direct = false, resettable = false, usage = false } = {}) {
   // No env files: a developer's .dev.vars must not change what tests see.
   // (wrangler reads .dev.vars whenever `envFiles` is empty, so it is given one
   // file that does not exist instead.)
@@ -66,6 +68,7 @@ export async function startWorker({ vars = {}, persistPath, port = 0, handleStru
         ...(resettable ? resettableModules() : { modules: true, scriptPath: path.join(ROOT, 'build/index.js') }),
         bindings: { ...workerOptions.bindings, JWT_SECRET: TEST_SECRET, ...vars },
         ...(kvNamespaces ? { kvNamespaces } : {}),
+        ...(ratelimits ? { ratelimits } : {}),
         ...(direct ? { unsafeDirectSockets: [{ host: '127.0.0.1', port }] } : {}),
         ...(usage ? { wrappedBindings: { USAGE: { scriptName: USAGE_RECORDER } } } : {}),
       },

@@ -33,6 +33,8 @@ pub struct Options {
     pub probe: bool,
     /// Extra worker vars.
     pub vars: Vec<(String, String)>,
+    /// Rate-limiting bindings: (name, limit, period in seconds).
+    pub ratelimits: Vec<(String, u64, u64)>,
     pub log_name: String,
 }
 
@@ -61,6 +63,11 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
     }
     for (k, v) in &options.vars {
         command.arg("--var").arg(format!("{k}={v}"));
+    }
+    for (name, limit, period) in &options.ratelimits {
+        command
+            .arg("--ratelimit")
+            .arg(format!("{name}={limit}/{period}"));
     }
     let log = ctx.work.join(format!("{}.log", options.log_name));
     let spawned = Instant::now();

@@ -1,15 +1,19 @@
 //! What a tenant's object is asked: by channel objects, to register and learn
 //! the tenant's revocations ([`Register`]), and by the Worker, to carry out a
-//! kick ([`KickOrder`]). Opening a stream never reaches this object: the
+//! kick ([`KickOrder`]) and, with `MAX_STREAMS_PER_TENANT`, to lease a block
+//! of stream slots ([`LeaseAsk`], answered with a [`LeaseGrant`]). Opening a
+//! stream reaches this object only when its isolate's block is used up: the
 //! channel checks revocations itself, from what it learnt here.
 
 use serde::{Deserialize, Serialize};
 
 use super::{json, to_json, Call, Incoming, Method, ProtocolError};
+pub use crate::quota::{LeaseAsk, LeaseGrant};
 use crate::revocation::Revocation;
 
 const REGISTER_PATH: &str = "/register";
 const KICK_PATH: &str = "/kick";
+const LEASE_PATH: &str = "/lease";
 
 /// A channel of the tenant has streams (sent once per activation of the
 /// channel's object, and at most hourly while it stays active), so that
@@ -78,10 +82,27 @@ impl KickReport {
     }
 }
 
+impl LeaseAsk {
+    pub fn call(&self) -> Call {
+        Call::post(LEASE_PATH, to_json(self))
+    }
+}
+
+impl LeaseGrant {
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, ProtocolError> {
+        json(body, "lease grant")
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum TenantRequest {
     Register(Register),
     Kick(KickOrder),
+    Lease(LeaseAsk),
 }
 
 impl TenantRequest {
@@ -91,6 +112,7 @@ impl TenantRequest {
                 TenantRequest::Register(json(incoming.body, "register")?)
             }
             (Method::Post, KICK_PATH) => TenantRequest::Kick(json(incoming.body, "kick order")?),
+            (Method::Post, LEASE_PATH) => TenantRequest::Lease(json(incoming.body, "lease ask")?),
             (method, path) => {
                 return Err(ProtocolError::new(format!(
                     "tenant: no request {method:?} {path}"
@@ -142,6 +164,26 @@ mod tests {
             pending: 1,
         };
         assert_eq!(KickReport::parse(report.to_json().as_bytes()), Ok(report));
+        let ask = LeaseAsk {
+            holder: "h".into(),
+            seq: 4,
+            want: 9,
+            limit: 100,
+        };
+        assert_eq!(parse(&ask.call()), TenantRequest::Lease(ask));
+        let grant = LeaseGrant {
+            seq: 4,
+            slots: 9,
+            expires_in_ms: 30_000,
+        };
+        assert_eq!(LeaseGrant::parse(grant.to_json().as_bytes()), Ok(grant));
+        let unknown_field = Incoming {
+            method: Method::Post,
+            path: LEASE_PATH,
+            query: "",
+            body: br#"{"holder":"h","seq":1,"want":1,"limit":1,"extra":1}"#,
+        };
+        assert!(TenantRequest::parse(&unknown_field).is_err());
         let unknown = Incoming {
             method: Method::Post,
             path: "/admit",
