@@ -695,8 +695,11 @@ mod tests {
 
     #[test]
     fn residency_settings_fail_closed_naming_the_variable() {
-        let s = settings(&[("TENANT_JURISDICTIONS", "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19=eu")])
-            .unwrap();
+        let s = settings(&[(
+            "TENANT_JURISDICTIONS",
+            "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19=eu",
+        )])
+        .unwrap();
         assert_eq!(
             s.residency.of("0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19"),
             Some(crate::residency::Jurisdiction::Eu)
@@ -712,7 +715,10 @@ mod tests {
             "DEFAULT_JURISDICTION"
         );
         assert_eq!(
-            error_for(&[("TENANT_JURISDICTIONS", "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19=mars")]),
+            error_for(&[(
+                "TENANT_JURISDICTIONS",
+                "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19=mars"
+            )]),
             "TENANT_JURISDICTIONS"
         );
     }

@@ -124,7 +124,12 @@ impl Problem {
     /// another Durable Object jurisdiction than the one the configuration
     /// places its tenant's data in (`crate::residency`).
     pub fn jurisdiction_mismatch(detail: impl Into<String>) -> Self {
-        Problem::new(403, "jurisdiction_mismatch", "Jurisdiction mismatch", detail)
+        Problem::new(
+            403,
+            "jurisdiction_mismatch",
+            "Jurisdiction mismatch",
+            detail,
+        )
     }
 
     pub fn platform_only() -> Self {

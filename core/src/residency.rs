@@ -74,6 +74,21 @@ impl Jurisdiction {
         }
     }
 
+    /// An object's jurisdiction from what its id reports now and what it
+    /// saved when an id last reported one. An id made in a jurisdiction can
+    /// come without it (an object woken by an alarm the platform stored
+    /// without it), so a jurisdiction once seen is kept; two that differ
+    /// cannot both be true of one object, and the object refuses to run.
+    pub fn settle(reported: Option<Self>, saved: Option<Self>) -> Result<Option<Self>, String> {
+        match (reported, saved) {
+            (Some(now), Some(before)) if now != before => Err(format!(
+                "the object's id says jurisdiction {now}, its storage {before}"
+            )),
+            (Some(j), _) | (None, Some(j)) => Ok(Some(j)),
+            (None, None) => Ok(None),
+        }
+    }
+
     fn names() -> String {
         Self::ALL.map(Jurisdiction::as_str).join(", ")
     }
@@ -193,7 +208,11 @@ impl Residency {
     /// tenant the configuration keeps outside any jurisdiction) is refused:
     /// the issuer expects the data where the claim says, and serving it from
     /// anywhere else would break that expectation silently.
-    pub fn admit(&self, tenant: &str, claim: Option<&str>) -> Result<Option<Jurisdiction>, Problem> {
+    pub fn admit(
+        &self,
+        tenant: &str,
+        claim: Option<&str>,
+    ) -> Result<Option<Jurisdiction>, Problem> {
         let placed = self.of(tenant);
         match claim {
             None => Ok(placed),
@@ -236,7 +255,17 @@ mod tests {
             assert_eq!(from_wire(to_wire(Some(j))), Some(Some(j)));
         }
         assert_eq!(from_wire(to_wire(None)), Some(None));
-        for bad in ["EU", "Eu", " eu", "eu ", "europe", "fedramp_high", "", "-x", "us-east"] {
+        for bad in [
+            "EU",
+            "Eu",
+            " eu",
+            "eu ",
+            "europe",
+            "fedramp_high",
+            "",
+            "-x",
+            "us-east",
+        ] {
             assert_eq!(Jurisdiction::parse(bad), None, "{bad:?}");
         }
         assert_eq!(from_wire("EU"), None);
@@ -264,6 +293,17 @@ mod tests {
         );
         assert!(Jurisdiction::of_object(Some("moon")).is_err());
         assert!(Jurisdiction::of_object(Some("")).is_err());
+    }
+
+    #[test]
+    fn a_jurisdiction_once_seen_stays_with_the_object() {
+        use Jurisdiction::{Eu, Us};
+        assert_eq!(Jurisdiction::settle(None, None), Ok(None));
+        assert_eq!(Jurisdiction::settle(Some(Eu), None), Ok(Some(Eu)));
+        assert_eq!(Jurisdiction::settle(Some(Eu), Some(Eu)), Ok(Some(Eu)));
+        // An alarm's wake-up without the jurisdiction keeps the saved one.
+        assert_eq!(Jurisdiction::settle(None, Some(Eu)), Ok(Some(Eu)));
+        assert!(Jurisdiction::settle(Some(Us), Some(Eu)).is_err());
     }
 
     #[test]
@@ -302,7 +342,7 @@ mod tests {
             format!("{A}=mars"),
             format!("{A}=EU"),
             format!("{A}="),
-            format!("{A}"),
+            A.to_owned(),
             format!("{A}=eu=us"),
             "not-a-uuid=eu".to_owned(),
             format!("{}=eu", A.to_uppercase()),
@@ -336,7 +376,10 @@ mod tests {
         let r = residency(None, &format!("{A}=eu"));
         // Another jurisdiction than the tenant's.
         let refused = r.admit(A, Some("fedramp")).unwrap_err();
-        assert_eq!((refused.status, refused.code), (403, "jurisdiction_mismatch"));
+        assert_eq!(
+            (refused.status, refused.code),
+            (403, "jurisdiction_mismatch")
+        );
         assert!(refused.detail.contains("\"fedramp\"") && refused.detail.contains("\"eu\""));
         // A tenant kept outside any jurisdiction is not moved into one by a
         // token: otherwise the same channel would exist twice.

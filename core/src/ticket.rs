@@ -49,7 +49,10 @@ pub fn check_ticket_shape(ticket: &str) -> Result<Option<Jurisdiction>, Problem>
     let malformed = || Problem::invalid_token("the ticket is malformed");
     let (jurisdiction, random) = match ticket.split_once('.') {
         None => (None, ticket),
-        Some((name, random)) => (Some(Jurisdiction::parse(name).ok_or_else(malformed)?), random),
+        Some((name, random)) => (
+            Some(Jurisdiction::parse(name).ok_or_else(malformed)?),
+            random,
+        ),
     };
     let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
     if random.len() != 2 * TICKET_BYTES || !random.bytes().all(hex) {

@@ -51,13 +51,22 @@ pub async fn handle(req: Request, env: &Env, config: &Config) -> Result<worker::
     }
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
-    let groups = group_by_channel(&events);
-    let published: Vec<(Vec<usize>, Published)> = stream::iter(groups)
+    // Every channel's place is decided before any is written: a platform
+    // credential's batch may span tenants, and a refusal must leave none of
+    // it stored.
+    let groups = group_by_channel(&events)
+        .into_iter()
         .map(|(channel, indices)| {
+            let jurisdiction = config.placement(channel.tenant(), &claims)?;
+            Ok((channel, jurisdiction, indices))
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
+    let published: Vec<(Vec<usize>, Published)> = stream::iter(groups)
+        .map(|(channel, jurisdiction, indices)| {
             let (events, tags) = (&events, &tags);
             async move {
                 let batch: Vec<&PublishEvent> = indices.iter().map(|&i| &events[i]).collect();
-                let answer = ChannelClient::channel(env, channel.as_str())?
+                let answer = ChannelClient::channel(env, jurisdiction, channel.as_str())?
                     .publish(channel.as_str(), tags, &batch)
                     .await?;
                 Ok::<_, Problem>((indices, answer))

@@ -64,6 +64,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     };
     let tenant = Authority::of(&claims)?;
     authorize_tenant(Some(tenant.tenant()?), &channels)?;
+    let jurisdiction = config.placement(tenant.tenant()?, &claims)?;
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     // With a cursor, a channel it does not name was never seen: everything in
@@ -89,7 +90,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
                 tags: tags.clone(),
                 subject: claims.subject.clone(),
             };
-            async move { attach(env, channel, &subscribe).await }
+            async move { attach(env, jurisdiction, channel, &subscribe).await }
         }))
         .await;
     let sockets = all_attached(attached)?;
@@ -106,6 +107,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     let pump = Pump::new(OpenStream {
         env: env.clone(),
         channels,
+        jurisdiction,
         merge,
         tags,
         subject: claims.subject.clone(),

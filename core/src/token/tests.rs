@@ -828,7 +828,10 @@ fn the_jurisdiction_claim_is_read_by_its_configured_name_and_must_be_text() {
         jurisdiction_claim: "region".into(),
         ..VerifierConfig::default()
     });
-    let token = sign_hs256(&with(json!({"region": "fedramp", "jurisdiction": 7})), SECRET);
+    let token = sign_hs256(
+        &with(json!({"region": "fedramp", "jurisdiction": 7})),
+        SECRET,
+    );
     // Only the configured claim is read: the default name means nothing then.
     assert_eq!(
         renamed.verify(&token, NOW).unwrap().jurisdiction.as_deref(),
