@@ -134,6 +134,7 @@ describe('the running worker matches docs/openapi.yaml', () => {
       [401, 'invalid_token', { query: channelsQuery([channel]), headers: bearer('not.a.jwt') }],
       [403, 'channel_forbidden', { query: channelsQuery([channelOf(newTenant())]), headers: bearer(sub) }],
       [403, 'tenant_missing', { query: channelsQuery([channel]), headers: bearer(await token({})) }],
+      [403, 'jurisdiction_mismatch', { query: channelsQuery([channel]), headers: bearer(await subscriber(tenant, { jurisdiction: 'eu' })) }],
     ];
     for (const [status, code, request] of refusals) {
       const r = await call(worker.url, 'GET', '/v1/stream', request);

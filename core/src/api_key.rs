@@ -63,6 +63,7 @@ impl ApiKeyRecord {
                 .collect(),
             expires_at: self.expires_at.unwrap_or(u64::MAX),
             jti: None,
+            jurisdiction: None,
         })
     }
 }

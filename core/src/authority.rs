@@ -67,6 +67,7 @@ mod tests {
             scopes: scope.split_whitespace().map(Into::into).collect(),
             expires_at: 10,
             jti: None,
+            jurisdiction: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! An empty (or all-whitespace) value counts as unset.
 
 use crate::channel::{is_prefix, ChannelName};
+use crate::residency::Residency;
 use crate::token::VerifierConfig;
 use std::fmt;
 
@@ -48,6 +49,11 @@ pub struct Settings {
     /// The period the `PUBLISH_QUOTA` rate-limit binding was created with:
     /// the `Retry-After` of a publish over it.
     pub publish_quota_period_seconds: u64,
+    /// Which Durable Object jurisdiction each tenant's objects live in.
+    pub residency: Residency,
+    /// The token claim that, when present, must name the jurisdiction of the
+    /// tenant's data (`crate::residency`).
+    pub jurisdiction_claim: String,
 }
 
 /// A variable that is set to something unusable.
@@ -79,6 +85,8 @@ impl Default for Settings {
             usage_interval_seconds: 300,
             max_streams_per_tenant: 0,
             publish_quota_period_seconds: 60,
+            residency: Residency::default(),
+            jurisdiction_claim: "jurisdiction".to_owned(),
         }
     }
 }
@@ -116,6 +124,14 @@ impl Settings {
             None => defaults.token_type_claim,
             Some(name) => token_type_claim(name, &tenant_claim)?,
         };
+        let jurisdiction_claim = match get("JURISDICTION_CLAIM") {
+            None => defaults.jurisdiction_claim,
+            Some(name) => jurisdiction_claim(name, &tenant_claim, &token_type_claim)?,
+        };
+        let residency = Residency::parse(
+            get("DEFAULT_JURISDICTION").as_deref(),
+            get("TENANT_JURISDICTIONS").as_deref(),
+        )?;
 
         Ok(Settings {
             keepalive_seconds: number(
@@ -215,6 +231,8 @@ impl Settings {
                     })
                 }
             },
+            residency,
+            jurisdiction_claim,
         })
     }
 
@@ -241,6 +259,7 @@ impl Settings {
             audience: self.jwt_audience.clone(),
             tenant_claim: self.tenant_claim.clone(),
             token_type_claim: self.token_type_claim.clone(),
+            jurisdiction_claim: self.jurisdiction_claim.clone(),
             leeway_seconds: self.jwt_leeway_seconds,
             ..VerifierConfig::default()
         }
@@ -262,16 +281,7 @@ fn token_type_claim(name: String, tenant_claim: &str) -> Result<String, ConfigEr
         variable: "TOKEN_TYPE_CLAIM",
         reason,
     };
-    let well_formed = name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
-    if !well_formed {
-        return Err(error(format!(
-            "must be a claim name of 1-64 letters, digits, '_', '-', '.' or ':', got \"{}\"",
-            name.escape_debug()
-        )));
-    }
+    well_formed_claim(&name).map_err(error)?;
     if CLAIMS_WITH_ANOTHER_MEANING.contains(&name.as_str()) || name == tenant_claim {
         return Err(error(format!(
             "\"{name}\" is a claim the relay reads for another purpose; \
@@ -279,6 +289,45 @@ fn token_type_claim(name: String, tenant_claim: &str) -> Result<String, ConfigEr
         )));
     }
     Ok(name)
+}
+
+/// `JURISDICTION_CLAIM`: a well-formed claim name that no other rule reads:
+/// a claim shared with the tenant or the token type would have to be both a
+/// tenant id (or `access`) and a jurisdiction, and refuse every token.
+fn jurisdiction_claim(
+    name: String,
+    tenant_claim: &str,
+    token_type_claim: &str,
+) -> Result<String, ConfigError> {
+    let error = |reason: String| ConfigError {
+        variable: "JURISDICTION_CLAIM",
+        reason,
+    };
+    well_formed_claim(&name).map_err(error)?;
+    let taken = [tenant_claim, token_type_claim, "token_type", "typ"];
+    if CLAIMS_WITH_ANOTHER_MEANING.contains(&name.as_str()) || taken.contains(&name.as_str()) {
+        return Err(error(format!(
+            "\"{name}\" is a claim the relay reads for another purpose; \
+             name the claim your issuer puts the jurisdiction in"
+        )));
+    }
+    Ok(name)
+}
+
+/// 1-64 ASCII letters, digits and `_ - . :` (what issuers use for claim
+/// names, and nothing a log line could be confused by).
+fn well_formed_claim(name: &str) -> Result<(), String> {
+    let well_formed = name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if well_formed {
+        return Ok(());
+    }
+    Err(format!(
+        "must be a claim name of 1-64 letters, digits, '_', '-', '.' or ':', got \"{}\"",
+        name.escape_debug()
+    ))
 }
 
 /// Digits only, within `min..=max`.
@@ -456,6 +505,12 @@ mod tests {
             ("USAGE_INTERVAL_SECONDS", "30"),
             ("MAX_STREAMS_PER_TENANT", "500"),
             ("PUBLISH_QUOTA_PERIOD_SECONDS", "10"),
+            ("DEFAULT_JURISDICTION", "eu"),
+            (
+                "TENANT_JURISDICTIONS",
+                "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19=fedramp",
+            ),
+            ("JURISDICTION_CLAIM", "region"),
         ])
         .unwrap();
         assert_eq!(
@@ -484,6 +539,12 @@ mod tests {
                 usage_interval_seconds: 30,
                 max_streams_per_tenant: 500,
                 publish_quota_period_seconds: 10,
+                residency: Residency::parse(
+                    Some("eu"),
+                    Some("0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19=fedramp")
+                )
+                .unwrap(),
+                jurisdiction_claim: "region".into(),
             }
         );
     }
@@ -697,5 +758,72 @@ mod tests {
         assert!(settings(&[("TENANT_CLAIM", "org"), ("TOKEN_TYPE_CLAIM", "tenant_id")]).is_ok());
         let err = settings(&[("TOKEN_TYPE_CLAIM", "exp")]).unwrap_err();
         assert!(err.reason.contains("another purpose"), "{err}");
+    }
+
+    #[test]
+    fn residency_settings_fail_closed_naming_the_variable() {
+        let s = settings(&[(
+            "TENANT_JURISDICTIONS",
+            "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19=eu",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.residency.of("0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19"),
+            Some(crate::residency::Jurisdiction::Eu)
+        );
+        assert_eq!(
+            settings(&[("DEFAULT_JURISDICTION", " ")])
+                .unwrap()
+                .residency,
+            Residency::default()
+        );
+        assert_eq!(
+            error_for(&[("DEFAULT_JURISDICTION", "europe")]),
+            "DEFAULT_JURISDICTION"
+        );
+        assert_eq!(
+            error_for(&[(
+                "TENANT_JURISDICTIONS",
+                "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19=mars"
+            )]),
+            "TENANT_JURISDICTIONS"
+        );
+    }
+
+    #[test]
+    fn jurisdiction_claim_must_be_a_claim_no_other_rule_reads() {
+        assert_eq!(settings(&[]).unwrap().jurisdiction_claim, "jurisdiction");
+        for good in ["region", "https:jurisdiction", "j"] {
+            assert_eq!(
+                settings(&[("JURISDICTION_CLAIM", good)])
+                    .unwrap()
+                    .jurisdiction_claim,
+                good
+            );
+        }
+        for bad in [
+            "exp",
+            "scope",
+            "tenant_id",
+            "token_type",
+            "typ",
+            "a b",
+            "j\u{0}",
+            &"j".repeat(65),
+        ] {
+            assert_eq!(
+                error_for(&[("JURISDICTION_CLAIM", bad)]),
+                "JURISDICTION_CLAIM",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            error_for(&[("TENANT_CLAIM", "org"), ("JURISDICTION_CLAIM", "org")]),
+            "JURISDICTION_CLAIM"
+        );
+        assert_eq!(
+            error_for(&[("TOKEN_TYPE_CLAIM", "kind"), ("JURISDICTION_CLAIM", "kind")]),
+            "JURISDICTION_CLAIM"
+        );
     }
 }

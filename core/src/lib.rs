@@ -13,6 +13,7 @@
 //! - [`credentials`]: which credential a request presents.
 //! - [`api_key`]: API key fingerprints and what a key may do.
 //! - [`authority`]: whom a credential acts for (one tenant, or the platform).
+//! - [`residency`]: the Durable Object jurisdiction each tenant's objects live in.
 //! - [`ticket`]: single-use stream tickets.
 //! - [`time`]: instants in RFC 3339.
 //! - [`revocation`]: kicks, revocations and the socket tags that find streams.
@@ -53,6 +54,7 @@ pub mod problem;
 pub mod protocol;
 pub mod quota;
 pub mod relay;
+pub mod residency;
 pub mod revocation;
 pub mod shards;
 pub mod sse;

@@ -120,6 +120,18 @@ impl Problem {
         Problem::new(403, "channel_forbidden", "Channel forbidden", detail)
     }
 
+    /// A credential (a token's jurisdiction claim, or a ticket) that names
+    /// another Durable Object jurisdiction than the one the configuration
+    /// places its tenant's data in (`crate::residency`).
+    pub fn jurisdiction_mismatch(detail: impl Into<String>) -> Self {
+        Problem::new(
+            403,
+            "jurisdiction_mismatch",
+            "Jurisdiction mismatch",
+            detail,
+        )
+    }
+
     pub fn platform_only() -> Self {
         Problem::new(
             403,
@@ -370,6 +382,11 @@ mod tests {
             (Problem::channel_forbidden("x"), 403, "channel_forbidden"),
             (Problem::tenant_missing(), 403, "tenant_missing"),
             (Problem::platform_only(), 403, "platform_only"),
+            (
+                Problem::jurisdiction_mismatch("x"),
+                403,
+                "jurisdiction_mismatch",
+            ),
             (Problem::revoked(), 403, "revoked"),
             (Problem::too_many_channels(5), 400, "too_many_channels"),
             (Problem::no_channels(), 400, "no_channels"),

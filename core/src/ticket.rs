@@ -9,6 +9,7 @@
 
 use crate::channel::ChannelName;
 use crate::problem::Problem;
+use crate::residency::Jurisdiction;
 use crate::token::Claims;
 use serde::{Deserialize, Serialize};
 
@@ -39,14 +40,34 @@ pub fn parse_ticket_request(body: &[u8], max_channels: usize) -> Result<Vec<Chan
     )
 }
 
-/// A ticket id as issued: exactly `2 * TICKET_BYTES` lowercase hex digits.
-/// Anything else is refused before it reaches storage.
-pub fn check_ticket_shape(ticket: &str) -> Result<(), Problem> {
+/// A ticket id as issued: exactly `2 * TICKET_BYTES` lowercase hex digits,
+/// after `<jurisdiction>.` when its tenant's data lives in a jurisdiction.
+/// The prefix is where the ticket's object was made, the only way to find
+/// it again, since an object's id depends on its jurisdiction. Anything else
+/// is refused before it reaches storage. Returns the jurisdiction.
+pub fn check_ticket_shape(ticket: &str) -> Result<Option<Jurisdiction>, Problem> {
+    let malformed = || Problem::invalid_token("the ticket is malformed");
+    let (jurisdiction, random) = match ticket.split_once('.') {
+        None => (None, ticket),
+        Some((name, random)) => (
+            Some(Jurisdiction::parse(name).ok_or_else(malformed)?),
+            random,
+        ),
+    };
     let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    if ticket.len() != 2 * TICKET_BYTES || !ticket.bytes().all(hex) {
-        return Err(Problem::invalid_token("the ticket is malformed"));
+    if random.len() != 2 * TICKET_BYTES || !random.bytes().all(hex) {
+        return Err(malformed());
     }
-    Ok(())
+    Ok(jurisdiction)
+}
+
+/// The id of a ticket with `random` (hex) for a tenant placed in
+/// `jurisdiction`; [`check_ticket_shape`] reads it back.
+pub fn ticket_id(jurisdiction: Option<Jurisdiction>, random: &str) -> String {
+    match jurisdiction {
+        None => random.to_owned(),
+        Some(j) => format!("{j}.{random}"),
+    }
 }
 
 /// What a ticket grants, stored under its id until it is redeemed or expires.
@@ -65,6 +86,11 @@ pub struct TicketGrant {
     /// opened with the ticket ends when the key is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// The jurisdiction the ticket was issued for: a stream opened with it
+    /// asserts that jurisdiction as a token's claim would, so a ticket issued
+    /// before its tenant was placed elsewhere opens nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jurisdiction: Option<Jurisdiction>,
 }
 
 impl TicketGrant {
@@ -85,7 +111,16 @@ impl TicketGrant {
             redeem_before: now_unix + TICKET_TTL_SECONDS,
             stream_expires_at: claims.expires_at,
             api_key,
+            jurisdiction: None,
         })
+    }
+
+    /// The grant, issued for a tenant whose data lives in `jurisdiction`.
+    pub fn in_jurisdiction(self, jurisdiction: Option<Jurisdiction>) -> Self {
+        TicketGrant {
+            jurisdiction,
+            ..self
+        }
     }
 
     /// Redeems the grant for a stream of `requested` channels (none means all
@@ -121,6 +156,7 @@ impl TicketGrant {
             scopes: Vec::new(),
             expires_at: self.stream_expires_at,
             jti: self.jti,
+            jurisdiction: self.jurisdiction.map(|j| j.as_str().to_owned()),
         };
         Ok((claims, channels))
     }
@@ -143,6 +179,7 @@ mod tests {
             scopes: vec![],
             expires_at: 5_000,
             jti: Some("j1".into()),
+            jurisdiction: None,
         }
     }
 
@@ -186,6 +223,27 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_carries_its_jurisdiction_to_the_stream_it_opens() {
+        let grant = TicketGrant::new(&claims(), &[channel("a")], 1_000, None)
+            .unwrap()
+            .in_jurisdiction(Some(Jurisdiction::Eu));
+        let stored = serde_json::to_string(&grant).unwrap();
+        assert!(stored.contains(r#""jurisdiction":"eu""#), "{stored}");
+        let grant: TicketGrant = serde_json::from_str(&stored).unwrap();
+        let (redeemed, _) = grant.redeem(Vec::new(), 1_001).unwrap();
+        assert_eq!(redeemed.jurisdiction.as_deref(), Some("eu"));
+        // A grant stored before jurisdictions existed asserts none.
+        let plain = TicketGrant::new(&claims(), &[channel("a")], 1_000, None).unwrap();
+        let stored = serde_json::to_string(&plain).unwrap();
+        assert!(!stored.contains("jurisdiction"));
+        let (redeemed, _) = serde_json::from_str::<TicketGrant>(&stored)
+            .unwrap()
+            .redeem(Vec::new(), 1_001)
+            .unwrap();
+        assert_eq!(redeemed.jurisdiction, None);
+    }
+
+    #[test]
     fn a_platform_credential_gets_no_ticket() {
         let platform = Claims {
             tenant: None,
@@ -201,13 +259,25 @@ mod tests {
 
     #[test]
     fn ticket_shape() {
-        assert!(check_ticket_shape(&"ab".repeat(TICKET_BYTES)).is_ok());
+        let random = "ab".repeat(TICKET_BYTES);
+        assert_eq!(check_ticket_shape(&random), Ok(None));
+        for j in Jurisdiction::ALL {
+            let id = ticket_id(Some(j), &random);
+            assert_eq!(check_ticket_shape(&id), Ok(Some(j)), "{id}");
+        }
+        assert_eq!(ticket_id(None, &random), random);
         for bad in [
             "",
             "AB".repeat(TICKET_BYTES).as_str(),
             &"a".repeat(63),
             &"g".repeat(64),
             "../../etc",
+            &format!("mars.{random}"),
+            &format!("EU.{random}"),
+            &format!(".{random}"),
+            &format!("eu.eu.{random}"),
+            &format!("eu.{random}."),
+            "eu.",
         ] {
             assert!(check_ticket_shape(bad).is_err(), "{bad}");
         }

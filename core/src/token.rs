@@ -38,6 +38,8 @@ pub struct VerifierConfig {
     /// The claim that must say `access` when present, besides `token_type`
     /// and `typ`, which always must (see [`TokenError::NotAccessToken`]).
     pub token_type_claim: String,
+    /// The claim read into [`Claims::jurisdiction`].
+    pub jurisdiction_claim: String,
     pub leeway_seconds: u64,
 }
 
@@ -53,6 +55,7 @@ impl Default for VerifierConfig {
             audience: None,
             tenant_claim: "tenant_id".to_owned(),
             token_type_claim: "token_type".to_owned(),
+            jurisdiction_claim: "jurisdiction".to_owned(),
             leeway_seconds: 30,
         }
     }
@@ -69,6 +72,7 @@ impl fmt::Debug for VerifierConfig {
             .field("audience", &self.audience)
             .field("tenant_claim", &self.tenant_claim)
             .field("token_type_claim", &self.token_type_claim)
+            .field("jurisdiction_claim", &self.jurisdiction_claim)
             .field("leeway_seconds", &self.leeway_seconds)
             .finish()
     }
@@ -81,6 +85,7 @@ pub struct JwtVerifier {
     audience: Option<String>,
     tenant_claim: String,
     token_type_claim: String,
+    jurisdiction_claim: String,
     leeway_seconds: u64,
 }
 
@@ -96,6 +101,10 @@ pub struct Claims {
     /// `exp` in whole seconds (a fractional `exp` is rounded down).
     pub expires_at: u64,
     pub jti: Option<String>,
+    /// The claim named by `jurisdiction_claim`: the Durable Object
+    /// jurisdiction the issuer says the tenant's data lives in, checked
+    /// against the configuration (`crate::residency`), never obeyed.
+    pub jurisdiction: Option<String>,
 }
 
 impl Claims {
@@ -161,6 +170,7 @@ impl TokenError {
                 "tenant" => "token tenant claim must be a non-empty string",
                 "scope" => "token scope claim must be a string",
                 "jti" => "token jti claim must be a string",
+                "jurisdiction" => "token jurisdiction claim must be a string",
                 "crit" => "token header has a crit parameter, which is not supported",
                 "kid" => "token header kid must be a string",
                 _ => "token has a claim of the wrong type",
@@ -201,6 +211,7 @@ impl JwtVerifier {
             audience: cfg.audience,
             tenant_claim: cfg.tenant_claim,
             token_type_claim: cfg.token_type_claim,
+            jurisdiction_claim: cfg.jurisdiction_claim,
             leeway_seconds: cfg.leeway_seconds,
         }
     }
@@ -359,6 +370,11 @@ impl JwtVerifier {
             // `as` saturates: a negative exp is 0, a huge one u64::MAX.
             expires_at: exp.floor() as u64,
             jti: optional_string(claims, "jti")?,
+            jurisdiction: match claims.get(&self.jurisdiction_claim) {
+                None => None,
+                Some(Value::String(j)) => Some(j.clone()),
+                Some(_) => return Err(TokenError::BadClaim("jurisdiction")),
+            },
         })
     }
 }

@@ -25,6 +25,11 @@ pub async fn kick(req: Request, env: &Env, config: &Config) -> Result<Response, 
         tag: kick.target.tag(),
         until_ms: kick.until * 1000,
     };
-    let report = TenantClient::new(env, &kick.tenant)?.kick(&order).await?;
+    // A platform credential names no tenant of its own: the tenant it acts
+    // on is placed by the configuration, as its own credentials would be.
+    let jurisdiction = config.placement(&kick.tenant, &claims)?;
+    let report = TenantClient::new(env, jurisdiction, &kick.tenant)?
+        .kick(&order)
+        .await?;
     json(200, &report)
 }

@@ -12,6 +12,7 @@ use edgestream_core::protocol::channel::{
     Kicked, PresenceList, Published, ShardRoster, Subscribe, ToShard,
 };
 use edgestream_core::protocol::Call;
+use edgestream_core::residency::Jurisdiction;
 use worker::{Env, ObjectNamespace, Response, Stub, WebSocket};
 
 use super::objects::{self, text};
@@ -32,17 +33,36 @@ pub struct ChannelClient {
 }
 
 impl ChannelClient {
-    pub fn channel(env: &Env, channel: &str) -> Result<Self, Problem> {
-        Self::named(&namespace(env, CHANNELS)?, channel)
+    /// The object of `channel`, whose tenant's data lives in `jurisdiction`.
+    pub fn channel(
+        env: &Env,
+        jurisdiction: Option<Jurisdiction>,
+        channel: &str,
+    ) -> Result<Self, Problem> {
+        Self::named(&namespace(env, CHANNELS)?, jurisdiction, channel)
     }
 
-    pub fn shard(env: &Env, channel: &str, shard: u32) -> Result<Self, Problem> {
-        Self::named(&namespace(env, SHARDS)?, &shard_name(channel, shard))
+    /// A shard of `channel`: always in the channel's own jurisdiction.
+    pub fn shard(
+        env: &Env,
+        jurisdiction: Option<Jurisdiction>,
+        channel: &str,
+        shard: u32,
+    ) -> Result<Self, Problem> {
+        Self::named(
+            &namespace(env, SHARDS)?,
+            jurisdiction,
+            &shard_name(channel, shard),
+        )
     }
 
-    pub fn named(namespace: &ObjectNamespace, name: &str) -> Result<Self, Problem> {
+    fn named(
+        namespace: &ObjectNamespace,
+        jurisdiction: Option<Jurisdiction>,
+        name: &str,
+    ) -> Result<Self, Problem> {
         Ok(ChannelClient {
-            stub: objects::stub(namespace, name)?,
+            stub: objects::stub(namespace, jurisdiction, name)?,
         })
     }
 
@@ -107,8 +127,15 @@ impl ChannelClient {
         Joined::parse(answer.as_bytes()).map_err(protocol)
     }
 
-    pub async fn push(&self, channel: &str, relay: &str) -> Result<ShardLoad, Problem> {
-        self.load(&Push::call(channel, relay)).await
+    /// Sends a publish to a shard, naming the jurisdiction of the channel's
+    /// object that sends it.
+    pub async fn push(
+        &self,
+        jurisdiction: Option<Jurisdiction>,
+        channel: &str,
+        relay: &str,
+    ) -> Result<ShardLoad, Problem> {
+        self.load(&Push::call(jurisdiction, channel, relay)).await
     }
 
     /// Resets the object (and a channel's shards). The object aborts while

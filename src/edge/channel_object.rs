@@ -41,6 +41,7 @@ use edgestream_core::protocol::channel::{
 };
 use edgestream_core::protocol::ProtocolError;
 use edgestream_core::relay::RelayWriter;
+use edgestream_core::residency::Jurisdiction;
 use edgestream_core::revocation::RevocationSet;
 use edgestream_core::shards::{Place, Placement};
 use futures_channel::oneshot;
@@ -75,6 +76,9 @@ pub struct Channel {
     state: State,
     env: Env,
     name: ChannelName,
+    /// Where this object was made: its shards and its tenant's object are
+    /// addressed there, whatever the configuration says now.
+    jurisdiction: Option<Jurisdiction>,
     settings: Settings,
     store: Store,
     memory: RefCell<Memory>,
@@ -228,6 +232,14 @@ impl Channel {
             (None, None) => return Err("the object has no name".into()),
         };
         let name = ChannelName::parse(&name).map_err(|e| format!("not a channel: {e}"))?;
+        let saved: Option<Jurisdiction> = store.meta("jurisdiction").map_err(|e| e.to_string())?;
+        let reported = super::objects::own_jurisdiction(&state)?;
+        let jurisdiction = Jurisdiction::settle(reported, saved)?;
+        if jurisdiction != saved {
+            store
+                .set_meta("jurisdiction", &jurisdiction)
+                .map_err(|e| e.to_string())?;
+        }
         let head = store.head().map_err(|e| e.to_string())?;
         let newest_ms = store
             .published_ms(head)
@@ -284,6 +296,7 @@ impl Channel {
             state,
             env,
             name,
+            jurisdiction,
             settings,
             store,
             memory: RefCell::new(memory),
@@ -350,7 +363,7 @@ impl Channel {
     async fn ask_shards(self: &Rc<Self>) {
         let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
         for shard in shards {
-            let roster = match ChannelClient::shard(&self.env, self.name.as_str(), shard) {
+            let roster = match self.shard(shard) {
                 Ok(client) => client.shard_roster().await,
                 Err(problem) => Err(problem),
             };
@@ -717,8 +730,12 @@ impl Channel {
                 }
                 std::mem::take(&mut link.pending)
             };
-            let pushed = match ChannelClient::shard(&self.env, self.name.as_str(), shard) {
-                Ok(client) => client.push(self.name.as_str(), &relay).await,
+            let pushed = match self.shard(shard) {
+                Ok(client) => {
+                    client
+                        .push(self.jurisdiction, self.name.as_str(), &relay)
+                        .await
+                }
                 Err(problem) => Err(problem),
             };
             match pushed {
@@ -743,7 +760,7 @@ impl Channel {
         if !self.memory.borrow().placement.idle().contains(&shard) {
             return;
         }
-        let Ok(client) = ChannelClient::shard(&self.env, self.name.as_str(), shard) else {
+        let Ok(client) = self.shard(shard) else {
             return;
         };
         match client.retire().await {
@@ -811,8 +828,13 @@ impl Channel {
         let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
         let name = self.name.as_str();
         let env = &self.env;
+        let jurisdiction = self.jurisdiction;
         let kicked = futures_util::stream::iter(shards)
-            .map(|shard| async move { ChannelClient::shard(env, name, shard)?.kick(kick).await })
+            .map(|shard| async move {
+                ChannelClient::shard(env, jurisdiction, name, shard)?
+                    .kick(kick)
+                    .await
+            })
             .buffer_unordered(PARALLEL_SHARDS)
             .collect::<Vec<_>>()
             .await;
@@ -837,9 +859,10 @@ impl Channel {
         let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
         let name = self.name.as_str();
         let env = &self.env;
+        let jurisdiction = self.jurisdiction;
         let loads = futures_util::stream::iter(shards)
             .map(|shard| async move {
-                let load = match ChannelClient::shard(env, name, shard) {
+                let load = match ChannelClient::shard(env, jurisdiction, name, shard) {
                     Ok(client) => client.shard_stats().await,
                     Err(problem) => Err(problem),
                 };
@@ -866,13 +889,19 @@ impl Channel {
         Response::ok(stats.to_json())
     }
 
+    /// Shard `shard` of this channel, in this object's own jurisdiction.
+    fn shard(&self, shard: u32) -> std::result::Result<ChannelClient, Problem> {
+        ChannelClient::shard(&self.env, self.jurisdiction, self.name.as_str(), shard)
+    }
+
     /// Resets the shards, then this object (development only).
     async fn reset(&self) -> Result<Response> {
         let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
         let env = &self.env;
+        let jurisdiction = self.jurisdiction;
         let name = self.name.as_str();
         futures_util::future::join_all(shards.into_iter().map(|shard| async move {
-            if let Ok(client) = ChannelClient::shard(env, name, shard) {
+            if let Ok(client) = ChannelClient::shard(env, jurisdiction, name, shard) {
                 client.reset().await;
             }
         }))
@@ -924,7 +953,8 @@ impl Channel {
     }
 
     async fn register_now(&self) -> Result<()> {
-        let client = TenantClient::new(&self.env, self.name.tenant()).map_err(problem_error)?;
+        let client = TenantClient::new(&self.env, self.jurisdiction, self.name.tenant())
+            .map_err(problem_error)?;
         let answer = client
             .register(self.name.as_str())
             .await

@@ -34,15 +34,16 @@ pub async fn handle(
     }
 }
 
-/// Authenticates the request and checks that its credential may see the
-/// channel named (percent-encoded) by `encoded`.
+/// Authenticates the request, checks that its credential may see the
+/// channel named (percent-encoded) by `encoded`, and reaches that channel in
+/// its tenant's jurisdiction.
 async fn admitted(
     req: &Request,
     env: &Env,
     config: &Config,
     usage: &Usage,
     encoded: &str,
-) -> Result<ChannelName, Problem> {
+) -> Result<(ChannelName, ChannelClient), Problem> {
     let url = req.url().map_err(internal)?;
     let now = worker::Date::now().as_millis() / 1000;
     let (claims, _) = auth::authenticate(req, &url, env, config, Sources::HeaderOnly, now)
@@ -54,7 +55,8 @@ async fn admitted(
     }
     let channel = channel_in_path(encoded)?;
     authority.admit(std::slice::from_ref(&channel))?;
-    Ok(channel)
+    let jurisdiction = config.placement(channel.tenant(), &claims)?;
+    ChannelClient::channel(env, jurisdiction, channel.as_str()).map(|client| (channel, client))
 }
 
 async fn stats(
@@ -64,10 +66,8 @@ async fn stats(
     usage: &Usage,
     encoded: &str,
 ) -> Result<Response, Problem> {
-    let channel = admitted(&req, env, config, usage, encoded).await?;
-    let stats = ChannelClient::channel(env, channel.as_str())?
-        .stats()
-        .await?;
+    let (channel, client) = admitted(&req, env, config, usage, encoded).await?;
+    let stats = client.stats().await?;
     json(
         200,
         &serde_json::json!({
@@ -87,13 +87,11 @@ async fn presence(
     usage: &Usage,
     encoded: &str,
 ) -> Result<Response, Problem> {
-    let channel = admitted(&req, env, config, usage, encoded).await?;
+    let (channel, client) = admitted(&req, env, config, usage, encoded).await?;
     if !config.settings.has_presence(&channel) {
         return Err(Problem::presence_disabled(channel.prefix()));
     }
-    let list = ChannelClient::channel(env, channel.as_str())?
-        .presence()
-        .await?;
+    let list = client.presence().await?;
     json(
         200,
         &serde_json::json!({

@@ -12,6 +12,7 @@ use edgestream_core::config::Settings;
 use edgestream_core::jwks::{JwksCache, JwksPolicy, RefreshTrigger};
 use edgestream_core::keys::{VerificationKey, MAX_JWKS_BYTES};
 use edgestream_core::problem::Problem;
+use edgestream_core::residency::Jurisdiction;
 use edgestream_core::token::{Claims, JwtVerifier, TokenError, VerifierConfig};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
@@ -93,6 +94,19 @@ impl Config {
             verifier,
             jwks_url,
         })
+    }
+
+    /// Where `tenant`'s objects are for a request with `claims`: the
+    /// configured jurisdiction, or `jurisdiction_mismatch` when the claims
+    /// assert another.
+    pub fn placement(
+        &self,
+        tenant: &str,
+        claims: &Claims,
+    ) -> Result<Option<Jurisdiction>, Problem> {
+        self.settings
+            .residency
+            .admit(tenant, claims.jurisdiction.as_deref())
     }
 
     /// Verifies a JWT against the configured keys and, with `JWKS_URL`, the

@@ -63,7 +63,7 @@ pub async fn handle(
         (Method::Get, "/demo/app.js") => asset(APP_JS, "text/javascript; charset=utf-8"),
         (Method::Get, "/demo/style.css") => asset(STYLE_CSS, "text/css; charset=utf-8"),
         (Method::Post, "/dev/token") => token(req, env, config).await,
-        (Method::Post, "/dev/reset") => reset(req, env).await,
+        (Method::Post, "/dev/reset") => reset(req, env, config).await,
         (_, "/dev/token" | "/dev/reset") => {
             let mut response = super::http::problem(&Problem::method_not_allowed());
             let _ = response.headers_mut().set("Allow", "POST");
@@ -107,10 +107,13 @@ struct ResetRequest {
 /// `POST /dev/reset {"channel": "<name>"}`: the channel's object and its
 /// shards drop their memory and sockets, as a deploy or an eviction does to
 /// them, while their storage stays. Streams of the channel re-attach.
-async fn reset(req: Request, env: &Env) -> Result<Response, Problem> {
+async fn reset(req: Request, env: &Env, config: &Config) -> Result<Response, Problem> {
     let request: ResetRequest = json_body(&req, r#"{"channel": "<channel>"}"#).await?;
     let channel = ChannelName::parse(&request.channel)?;
-    ChannelClient::channel(env, channel.as_str())?.reset().await;
+    let jurisdiction = config.settings.residency.of(channel.tenant());
+    ChannelClient::channel(env, jurisdiction, channel.as_str())?
+        .reset()
+        .await;
     Ok(Response::empty()
         .map_err(super::http::internal)?
         .with_status(204))

@@ -5,6 +5,7 @@
 
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::{Call, Incoming, Method as CallMethod};
+use edgestream_core::residency::Jurisdiction;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::{
@@ -13,12 +14,60 @@ use worker::{
 
 use super::http::internal;
 
-/// The stub of the object `name` in `namespace`.
-pub fn stub(namespace: &ObjectNamespace, name: &str) -> Result<Stub, Problem> {
+/// The stub of the object `name` in `namespace`, made in `jurisdiction`
+/// (`edgestream_core::residency`). Every object of the relay is reached
+/// through here: the same name in two jurisdictions is two objects, so
+/// nothing may make an id any other way.
+pub fn stub(
+    namespace: &ObjectNamespace,
+    jurisdiction: Option<Jurisdiction>,
+    name: &str,
+) -> Result<Stub, Problem> {
+    let placed;
+    let namespace = match jurisdiction {
+        None => namespace,
+        Some(jurisdiction) => {
+            placed = within(namespace, jurisdiction)?;
+            &placed
+        }
+    };
     namespace
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(internal)
+}
+
+/// `namespace.jurisdiction(name)`, which workers-rs does not bind. A runtime
+/// that cannot place objects there (workerd outside Cloudflare throws for
+/// every jurisdiction) fails the request: falling back to the namespace
+/// outside any jurisdiction would put the tenant's data where it must not be.
+fn within(
+    namespace: &ObjectNamespace,
+    jurisdiction: Jurisdiction,
+) -> Result<ObjectNamespace, Problem> {
+    let raw: &JsValue = namespace.as_ref();
+    js_sys::Reflect::get(raw, &JsValue::from_str("jurisdiction"))
+        .and_then(|method| method.dyn_into::<js_sys::Function>())
+        .and_then(|method| method.call1(raw, &JsValue::from_str(jurisdiction.as_str())))
+        .map(JsCast::unchecked_into)
+        .map_err(|error| {
+            super::log::error(
+                "jurisdiction unavailable",
+                &format!("{jurisdiction}: {}", worker::Error::from(error)),
+            );
+            Problem::unavailable("the relay cannot reach the data location of this tenant")
+        })
+}
+
+/// The jurisdiction the object itself was made in, as the platform reports
+/// on its id: the place its shards and its tenant's object are addressed in,
+/// whatever a request or the configuration says.
+pub fn own_jurisdiction(state: &State) -> std::result::Result<Option<Jurisdiction>, String> {
+    let raw: &JsValue = state.as_raw().as_ref();
+    let reported = js_sys::Reflect::get(raw, &JsValue::from_str("id"))
+        .and_then(|id| js_sys::Reflect::get(&id, &JsValue::from_str("jurisdiction")))
+        .map_err(|e| worker::Error::from(e).to_string())?;
+    Jurisdiction::of_object(reported.as_string().as_deref())
 }
 
 /// Sends `call` to the object. A runtime failure (the object is overloaded,

@@ -60,6 +60,16 @@ pub async fn handle(
     for event in &events {
         presence::check_publish(&config.settings, &event.channel, &event.event)?;
     }
+    // Every channel's place is decided before any is written: a platform
+    // credential's batch may span tenants, and a refusal must leave none of
+    // it stored.
+    let groups = group_by_channel(&events)
+        .into_iter()
+        .map(|(channel, indices)| {
+            let jurisdiction = config.placement(channel.tenant(), &claims)?;
+            Ok((channel, jurisdiction, indices))
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
     // Counted only once the batch is known to be valid, and before any
     // channel is written, so a refused batch stores nothing.
     let mut tenants: Vec<&str> = channels.iter().map(ChannelName::tenant).collect();
@@ -68,13 +78,12 @@ pub async fn handle(
     quota::admit_publish(env, &config.settings, &tenants).await?;
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
-    let groups = group_by_channel(&events);
     let published: Vec<(Vec<usize>, Published)> = stream::iter(groups.into_iter().enumerate())
-        .map(|(group, (channel, indices))| {
+        .map(|(group, (channel, jurisdiction, indices))| {
             let (events, tags) = (&events, &tags);
             async move {
                 let batch: Vec<&PublishEvent> = indices.iter().map(|&i| &events[i]).collect();
-                let answer = ChannelClient::channel(env, channel.as_str())?
+                let answer = ChannelClient::channel(env, jurisdiction, channel.as_str())?
                     .publish(channel.as_str(), tags, &batch)
                     .await?;
                 // Written as each channel answers: a channel that stored its

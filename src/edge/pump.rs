@@ -32,6 +32,7 @@ use edgestream_core::channel::ChannelName;
 use edgestream_core::merge::Merge;
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{Delivery, Subscribe};
+use edgestream_core::residency::Jurisdiction;
 use edgestream_core::sse;
 use edgestream_core::usage::{self, Delivered};
 use futures_channel::mpsc;
@@ -131,6 +132,8 @@ const UNAVAILABLE: End = End::Failed {
 pub struct OpenStream {
     pub env: Env,
     pub channels: Vec<ChannelName>,
+    /// Where the channels' objects are (one stream is one tenant's).
+    pub jurisdiction: Option<Jurisdiction>,
     pub merge: Merge,
     /// Socket tags of the stream (for kicks), sent with every attach.
     pub tags: Vec<String>,
@@ -519,10 +522,11 @@ impl Pump {
         };
         let env = self.stream.env.clone();
         let channel = self.stream.channels[index].clone();
+        let jurisdiction = self.stream.jurisdiction;
         let inputs = self.inputs.clone();
         wasm_bindgen_futures::spawn_local(async move {
             Delay::from(wait).await;
-            let socket = attach(&env, &channel, &subscribe).await;
+            let socket = attach(&env, jurisdiction, &channel, &subscribe).await;
             let _ = inputs.unbounded_send(Input::Attached {
                 index,
                 generation,
@@ -537,13 +541,14 @@ impl Pump {
     fn request_page(&self, index: usize, after: u64) {
         let env = self.stream.env.clone();
         let channel = self.stream.channels[index].as_str().to_owned();
+        let jurisdiction = self.stream.jurisdiction;
         let inputs = self.inputs.clone();
         let wait = backoff(self.links[index].failures);
         wasm_bindgen_futures::spawn_local(async move {
             if wait > Duration::ZERO {
                 Delay::from(wait).await;
             }
-            let page = match ChannelClient::channel(&env, &channel) {
+            let page = match ChannelClient::channel(&env, jurisdiction, &channel) {
                 Ok(client) => client.history(after).await,
                 Err(problem) => Err(problem),
             };

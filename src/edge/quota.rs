@@ -14,6 +14,7 @@ use edgestream_core::problem::Problem;
 use edgestream_core::quota::{
     Admission, LeaseGrant, Pool, Sent, RENEW_EVERY_MS, STREAM_RETRY_AFTER_SECONDS,
 };
+use edgestream_core::residency::Jurisdiction;
 use futures_util::future::{join_all, select};
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Delay, Env, RateLimiter};
@@ -76,6 +77,8 @@ pub async fn admit_publish(
 /// A stream's slot of its tenant's quota, given back when dropped.
 pub struct StreamSlot {
     env: Env,
+    /// Where the tenant's object lives: leases are asked of it there.
+    jurisdiction: Option<Jurisdiction>,
     tenant: String,
 }
 
@@ -85,6 +88,7 @@ pub struct StreamSlot {
 pub async fn admit_stream(
     env: &Env,
     settings: &Settings,
+    jurisdiction: Option<Jurisdiction>,
     tenant: &str,
 ) -> Result<Option<StreamSlot>, Problem> {
     let limit = settings.max_streams_per_tenant;
@@ -95,7 +99,7 @@ pub async fn admit_stream(
     let admitted = match admission {
         Admission::Admitted => true,
         Admission::Ask(sent) => {
-            let grant = ask(env, tenant, &sent).await;
+            let grant = ask(env, jurisdiction, tenant, &sent).await;
             let admitted = with_pool(tenant, limit, |pool| {
                 pool.answered(&sent, grant.as_ref().ok(), now_ms())
             });
@@ -115,6 +119,7 @@ pub async fn admit_stream(
     }
     Ok(Some(StreamSlot {
         env: env.clone(),
+        jurisdiction,
         tenant: tenant.to_owned(),
     }))
 }
@@ -146,9 +151,10 @@ impl Drop for StreamSlot {
             forget_if_idle(&self.tenant);
             return;
         };
-        let (env, tenant) = (self.env.clone(), self.tenant.clone());
+        let (env, jurisdiction, tenant) =
+            (self.env.clone(), self.jurisdiction, self.tenant.clone());
         wasm_bindgen_futures::spawn_local(async move {
-            let grant = ask(&env, &tenant, &sent).await.ok();
+            let grant = ask(&env, jurisdiction, &tenant, &sent).await.ok();
             POOLS.with(|pools| {
                 if let Some(pool) = pools.borrow_mut().get_mut(&tenant) {
                     pool.renewed(&sent, grant.as_ref(), now_ms());
@@ -174,7 +180,9 @@ impl StreamSlot {
                     .and_then(|pool| pool.renewal(now_ms()))
             });
             if let Some(sent) = sent {
-                let grant = ask(&self.env, &self.tenant, &sent).await.ok();
+                let grant = ask(&self.env, self.jurisdiction, &self.tenant, &sent)
+                    .await
+                    .ok();
                 POOLS.with(|pools| {
                     if let Some(pool) = pools.borrow_mut().get_mut(&self.tenant) {
                         pool.renewed(&sent, grant.as_ref(), now_ms());
@@ -185,8 +193,15 @@ impl StreamSlot {
     }
 }
 
-async fn ask(env: &Env, tenant: &str, sent: &Sent) -> Result<LeaseGrant, Problem> {
-    TenantClient::new(env, tenant)?.lease(&sent.ask).await
+async fn ask(
+    env: &Env,
+    jurisdiction: Option<Jurisdiction>,
+    tenant: &str,
+    sent: &Sent,
+) -> Result<LeaseGrant, Problem> {
+    TenantClient::new(env, jurisdiction, tenant)?
+        .lease(&sent.ask)
+        .await
 }
 
 fn with_pool<T>(tenant: &str, limit: u64, f: impl FnOnce(&mut Pool) -> T) -> T {

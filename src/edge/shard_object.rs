@@ -22,6 +22,7 @@ use edgestream_core::protocol::channel::presence::Present;
 use edgestream_core::protocol::channel::shard::{ShardLoad, ShardRequest};
 use edgestream_core::protocol::channel::{Kick, Kicked, ShardRoster, Subscribe};
 use edgestream_core::relay::{self, RelayRecord, RelayWriter};
+use edgestream_core::residency::Jurisdiction;
 use edgestream_core::revocation::RevocationSet;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
@@ -43,6 +44,9 @@ struct Shard {
     state: State,
     env: Env,
     channel: String,
+    /// Where this object was made: it joins and reports to its channel
+    /// there, and takes pushes only from there.
+    jurisdiction: Option<Jurisdiction>,
     index: u32,
     max_event_bytes: usize,
     /// The channel has presence (its presence events are no state).
@@ -169,6 +173,7 @@ impl Shard {
         let presence = ChannelName::parse(channel).is_ok_and(|c| settings.has_presence(&c));
         Ok(Shard {
             channel: channel.to_owned(),
+            jurisdiction: super::objects::own_jurisdiction(&state)?,
             index,
             max_event_bytes: settings.max_event_bytes,
             presence,
@@ -181,6 +186,13 @@ impl Shard {
     async fn handle(self: &Rc<Self>, request: ShardRequest<'_>) -> Result<Response> {
         match request {
             ShardRequest::Subscribe(subscribe) => self.subscribe(&subscribe).await,
+            ShardRequest::Push(push) if !push.belongs(self.jurisdiction, &self.channel) => {
+                log::error(
+                    "push refused",
+                    "a push came from another jurisdiction or for another channel",
+                );
+                Response::error("push for another place", 409)
+            }
             ShardRequest::Push(push) => {
                 self.apply(push.relay);
                 fanout::send_relay(&self.state, push.channel, push.relay);
@@ -261,10 +273,11 @@ impl Shard {
             loop {
                 shard.memory.borrow_mut().report_again = false;
                 let roster = shard.roster();
-                let reported = match ChannelClient::channel(&shard.env, &shard.channel) {
-                    Ok(client) => client.report_roster(&roster).await,
-                    Err(problem) => Err(problem),
-                };
+                let reported =
+                    match ChannelClient::channel(&shard.env, shard.jurisdiction, &shard.channel) {
+                        Ok(client) => client.report_roster(&roster).await,
+                        Err(problem) => Err(problem),
+                    };
                 if let Err(problem) = reported {
                     log::error("presence report failed", &problem.detail);
                 }
@@ -364,7 +377,7 @@ impl Shard {
                 memory.state = Some(KnownState::new(self.max_event_bytes, self.presence));
             }
         }
-        let client = ChannelClient::channel(&self.env, &self.channel)
+        let client = ChannelClient::channel(&self.env, self.jurisdiction, &self.channel)
             .map_err(|p| worker::Error::RustError(p.detail))?;
         let joined = client
             .join(self.index)

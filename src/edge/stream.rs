@@ -74,7 +74,8 @@ pub async fn open(
     let tenant = authority.tenant()?;
     usage.acts_for(tenant);
     authorize_tenant(Some(tenant), &channels)?;
-    let slot = quota::admit_stream(env, &config.settings, tenant).await?;
+    let jurisdiction = config.placement(tenant, &claims)?;
+    let slot = quota::admit_stream(env, &config.settings, jurisdiction, tenant).await?;
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
 
     // With a cursor, a channel it does not name was never seen: everything in
@@ -100,7 +101,7 @@ pub async fn open(
                 tags: tags.clone(),
                 subject: claims.subject.clone(),
             };
-            async move { attach(env, channel, &subscribe).await }
+            async move { attach(env, jurisdiction, channel, &subscribe).await }
         }))
         .await;
     let sockets = all_attached(attached)?;
@@ -122,6 +123,7 @@ pub async fn open(
     let pump = Pump::new(OpenStream {
         env: env.clone(),
         channels,
+        jurisdiction,
         merge,
         tags,
         subject: claims.subject.clone(),

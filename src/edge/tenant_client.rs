@@ -5,6 +5,7 @@ use edgestream_core::protocol::tenant::{
     KickOrder, KickReport, LeaseAsk, LeaseGrant, Register, Revocations,
 };
 use edgestream_core::protocol::Call;
+use edgestream_core::residency::Jurisdiction;
 use worker::{Env, Stub};
 
 use super::objects::{self, text};
@@ -16,10 +17,15 @@ pub struct TenantClient {
 }
 
 impl TenantClient {
-    pub fn new(env: &Env, tenant: &str) -> Result<Self, Problem> {
+    /// The object of `tenant`, whose data lives in `jurisdiction`.
+    pub fn new(
+        env: &Env,
+        jurisdiction: Option<Jurisdiction>,
+        tenant: &str,
+    ) -> Result<Self, Problem> {
         let namespace = env.durable_object(TENANTS).map_err(super::http::internal)?;
         Ok(TenantClient {
-            stub: objects::stub(&namespace, tenant)?,
+            stub: objects::stub(&namespace, jurisdiction, tenant)?,
         })
     }
 

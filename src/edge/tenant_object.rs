@@ -274,9 +274,12 @@ impl TenantObject {
         };
         let env = &self.env;
         let kick = &kick;
+        // The tenant's channels live where this object does.
+        let jurisdiction =
+            super::objects::own_jurisdiction(&self.state).map_err(worker::Error::RustError)?;
         let outcomes = futures_util::stream::iter(retries.iter().chain(&fresh))
             .map(|channel| async move {
-                let sent = match ChannelClient::channel(env, &channel.name) {
+                let sent = match ChannelClient::channel(env, jurisdiction, &channel.name) {
                     Ok(client) => client.kick(kick).await,
                     Err(problem) => Err(problem),
                 };

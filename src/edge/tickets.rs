@@ -8,9 +8,11 @@ use edgestream_core::authority::Authority;
 use edgestream_core::channel::authorize_tenant;
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::ticket::{self, TicketRequest, UNKNOWN};
+use edgestream_core::residency::Jurisdiction;
 use edgestream_core::revocation::stream_tags;
 use edgestream_core::ticket::{
-    parse_ticket_request, TicketGrant, TICKET_BYTES, TICKET_TTL_SECONDS,
+    check_ticket_shape, parse_ticket_request, ticket_id, TicketGrant, TICKET_BYTES,
+    TICKET_TTL_SECONDS,
 };
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
@@ -42,15 +44,23 @@ pub async fn issue(
     let body = read_body(&req, SMALL_BODY_BYTES, Problem::body_too_large).await?;
     let channels = parse_ticket_request(&body, config.settings.max_channels_per_stream)?;
     authorize_tenant(Some(tenant.tenant()?), &channels)?;
+    let jurisdiction = config.placement(tenant.tenant()?, &claims)?;
     // A revoked user or token gets no ticket: its channels' tenant says so.
     let tags = stream_tags(claims.subject.as_deref(), claims.jti.as_deref());
-    ChannelClient::channel(env, channels[0].as_str())?
+    ChannelClient::channel(env, jurisdiction, channels[0].as_str())?
         .admit(tags)
         .await?;
-    let grant = TicketGrant::new(&claims, &channels, now, api_key)?;
+    let grant = TicketGrant::new(&claims, &channels, now, api_key)?.in_jurisdiction(jurisdiction);
 
-    let ticket = random_ticket()?;
-    let response = objects::send(&stub(env, &ticket)?, &TicketRequest::issue(&grant)).await?;
+    // The grant names the subject and the tenant's channels: it is kept in
+    // the tenant's jurisdiction, which the ticket's id names so that the
+    // redeem finds it there.
+    let ticket = ticket_id(jurisdiction, &random_ticket()?);
+    let response = objects::send(
+        &stub(env, jurisdiction, &ticket)?,
+        &TicketRequest::issue(&grant),
+    )
+    .await?;
     if response.status_code() != 201 {
         return Err(Problem::overloaded("the ticket could not be stored"));
     }
@@ -67,7 +77,9 @@ pub async fn issue(
 /// Redeems a ticket once; a second redeem, or an unknown or expired ticket,
 /// is refused.
 pub async fn redeem(env: &Env, ticket: &str) -> std::result::Result<TicketGrant, Problem> {
-    let response = objects::send(&stub(env, ticket)?, &TicketRequest::redeem()).await?;
+    let jurisdiction = check_ticket_shape(ticket)?;
+    let response =
+        objects::send(&stub(env, jurisdiction, ticket)?, &TicketRequest::redeem()).await?;
     match response.status_code() {
         200 => ticket::grant(text(response).await?.as_bytes())
             .map_err(|e| Problem::internal(e.to_string())),
@@ -78,8 +90,16 @@ pub async fn redeem(env: &Env, ticket: &str) -> std::result::Result<TicketGrant,
     }
 }
 
-fn stub(env: &Env, ticket: &str) -> std::result::Result<worker::Stub, Problem> {
-    objects::stub(&env.durable_object("TICKETS").map_err(internal)?, ticket)
+fn stub(
+    env: &Env,
+    jurisdiction: Option<Jurisdiction>,
+    ticket: &str,
+) -> std::result::Result<worker::Stub, Problem> {
+    objects::stub(
+        &env.durable_object("TICKETS").map_err(internal)?,
+        jurisdiction,
+        ticket,
+    )
 }
 
 fn random_ticket() -> std::result::Result<String, Problem> {

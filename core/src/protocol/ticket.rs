@@ -61,6 +61,7 @@ mod tests {
             redeem_before: 5,
             stream_expires_at: 9,
             api_key: None,
+            jurisdiction: Some(crate::residency::Jurisdiction::Fedramp),
         };
         let call = TicketRequest::issue(&grant);
         let body = call.body.clone().unwrap();

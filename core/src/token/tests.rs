@@ -65,6 +65,7 @@ fn valid_token() {
             scopes: vec!["events:subscribe".into(), "events:publish".into()],
             expires_at: NOW + 300,
             jti: Some("abc".into()),
+            jurisdiction: None,
         }
     );
     assert!(c.has_scope("events:publish"));
@@ -804,4 +805,36 @@ fn fixed_vectors_from_outside_this_crate() {
     });
     assert!(v.keys().is_empty());
     assert_eq!(v.verify(jwt_io, NOW), Err(TokenError::UnsupportedAlgorithm));
+}
+
+#[test]
+fn the_jurisdiction_claim_is_read_by_its_configured_name_and_must_be_text() {
+    assert_eq!(
+        check(&with(json!({"jurisdiction": "eu"})))
+            .unwrap()
+            .jurisdiction
+            .as_deref(),
+        Some("eu")
+    );
+    assert_eq!(check(&claims()).unwrap().jurisdiction, None);
+    for bad in [json!(1), json!(["eu"]), json!({"eu": true}), json!(true)] {
+        assert_eq!(
+            check(&with(json!({ "jurisdiction": bad }))),
+            Err(TokenError::BadClaim("jurisdiction"))
+        );
+    }
+    let renamed = JwtVerifier::new(VerifierConfig {
+        secret: SECRET.to_vec(),
+        jurisdiction_claim: "region".into(),
+        ..VerifierConfig::default()
+    });
+    let token = sign_hs256(
+        &with(json!({"region": "fedramp", "jurisdiction": 7})),
+        SECRET,
+    );
+    // Only the configured claim is read: the default name means nothing then.
+    assert_eq!(
+        renamed.verify(&token, NOW).unwrap().jurisdiction.as_deref(),
+        Some("fedramp")
+    );
 }

@@ -4,6 +4,7 @@ use super::channel::expected_channels;
 use super::json;
 use super::problem::assert_client_error;
 use edgestream_core::channel::ChannelName;
+use edgestream_core::residency::Jurisdiction;
 use edgestream_core::ticket::{
     check_ticket_shape, parse_ticket_request, TicketGrant, TICKET_TTL_SECONDS,
 };
@@ -37,14 +38,23 @@ pub fn check_request(body: &[u8], max_channels: usize) {
     }
 }
 
-/// Any text: a ticket id is exactly 64 lowercase hex digits.
+/// Any text: a ticket id is exactly 64 lowercase hex digits, after
+/// `<jurisdiction>.` when there is one.
 pub fn check_shape(ticket: &str) {
-    let shaped = ticket.len() == 64
-        && ticket
+    let (named, random) = match ticket.split_once('.') {
+        Some((name, random)) => (Jurisdiction::parse(name).map(Some), random),
+        None => (Some(None), ticket),
+    };
+    let hex = random.len() == 64
+        && random
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let shaped = named.is_some() && hex;
     match check_ticket_shape(ticket) {
-        Ok(()) => assert!(shaped, "{ticket:?}"),
+        Ok(jurisdiction) => {
+            assert!(shaped, "{ticket:?}");
+            assert_eq!(Some(jurisdiction), named, "{ticket:?}");
+        }
         Err(problem) => {
             assert!(!shaped, "{ticket:?}");
             assert_eq!((problem.status, problem.code), (401, "invalid_token"));

@@ -74,6 +74,7 @@ proptest! {
             scopes: vec!["events:publish".into()],
             expires_at: issued + 3_600,
             jti: None,
+            jurisdiction: None,
         };
         check_redeem(&claims, &granted, &requested, issued, issued + age);
     }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::super::{json, text, to_json, Call, Incoming, Method, ProtocolError, Query};
 use super::subscribe::Subscribe;
 use super::Kick;
+use crate::residency::{self, Jurisdiction};
 use crate::revocation::Revocation;
 
 pub const JOIN_PATH: &str = "/join";
@@ -69,24 +70,45 @@ impl Joined {
     }
 }
 
-/// One publish, as the channel sends it to each shard: the channel's name
-/// (a shard renders frames with it) and the relay message of the events.
+/// One publish, as the channel sends it to each shard: the jurisdiction the
+/// channel's object lives in (a shard takes events only from its own, see
+/// [`Push::belongs`]), the channel's name (a shard renders frames with it)
+/// and the relay message of the events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Push<'a> {
+    pub jurisdiction: Option<Jurisdiction>,
     pub channel: &'a str,
     pub relay: &'a str,
 }
 
 impl<'a> Push<'a> {
-    pub fn call(channel: &str, relay: &str) -> Call {
-        Call::post(PUSH_PATH, format!("{channel}\n{relay}"))
+    pub fn call(jurisdiction: Option<Jurisdiction>, channel: &str, relay: &str) -> Call {
+        let jurisdiction = residency::to_wire(jurisdiction);
+        Call::post(PUSH_PATH, format!("{jurisdiction}\n{channel}\n{relay}"))
     }
 
     fn parse(body: &'a [u8]) -> Result<Self, ProtocolError> {
-        let (channel, relay) = text(body, "push")?
+        let (jurisdiction, rest) = text(body, "push")?
+            .split_once('\n')
+            .ok_or_else(|| ProtocolError::new("push: no jurisdiction line"))?;
+        let jurisdiction = residency::from_wire(jurisdiction)
+            .ok_or_else(|| ProtocolError::new("push: unknown jurisdiction"))?;
+        let (channel, relay) = rest
             .split_once('\n')
             .ok_or_else(|| ProtocolError::new("push: no channel line"))?;
-        Ok(Push { channel, relay })
+        Ok(Push {
+            jurisdiction,
+            channel,
+            relay,
+        })
+    }
+
+    /// Whether a shard whose own id is in `shard` and that serves `channel`
+    /// takes this push: only events of its own channel, from an object in its
+    /// own jurisdiction. Anything else is a channel object of the same name
+    /// in another place, whose events must not reach this shard's streams.
+    pub fn belongs(&self, shard: Option<Jurisdiction>, channel: &str) -> bool {
+        self.jurisdiction == shard && self.channel == channel
     }
 }
 
@@ -167,6 +189,44 @@ mod tests {
         .unwrap()
     }
 
+    fn push_body(body: &str) -> Result<ShardRequest<'_>, ProtocolError> {
+        ShardRequest::parse(&Incoming {
+            method: Method::Post,
+            path: PUSH_PATH,
+            query: "",
+            body: body.as_bytes(),
+        })
+    }
+
+    #[test]
+    fn a_push_names_its_jurisdiction_or_is_refused() {
+        // The format before jurisdictions: its first line is a channel name.
+        assert!(push_body("c:t:r\n1 a.b {}").is_err());
+        assert!(push_body("mars\nc:t:r\n1 a.b {}").is_err());
+        assert!(push_body("EU\nc:t:r\n1 a.b {}").is_err());
+        assert!(push_body("eu\nc:t:r").is_err());
+        assert!(push_body("").is_err());
+    }
+
+    #[test]
+    fn a_shard_takes_pushes_only_from_its_own_place_and_channel() {
+        let push = Push {
+            jurisdiction: Some(Jurisdiction::Eu),
+            channel: "c:t:r",
+            relay: "",
+        };
+        assert!(push.belongs(Some(Jurisdiction::Eu), "c:t:r"));
+        assert!(!push.belongs(None, "c:t:r"));
+        assert!(!push.belongs(Some(Jurisdiction::Us), "c:t:r"));
+        assert!(!push.belongs(Some(Jurisdiction::Eu), "c:t:other"));
+        let global = Push {
+            jurisdiction: None,
+            ..push
+        };
+        assert!(global.belongs(None, "c:t:r"));
+        assert!(!global.belongs(Some(Jurisdiction::Eu), "c:t:r"));
+    }
+
     #[test]
     fn shard_requests_round_trip() {
         let subscribe = Subscribe {
@@ -176,14 +236,21 @@ mod tests {
             subject: None,
         };
         assert_eq!(parse(&subscribe.call()), ShardRequest::Subscribe(subscribe));
-        let push = Push::call("c:t:r", "1 a.b {}\n2 a.b null");
-        assert_eq!(
-            parse(&push),
-            ShardRequest::Push(Push {
-                channel: "c:t:r",
-                relay: "1 a.b {}\n2 a.b null"
-            })
-        );
+        for jurisdiction in [
+            None,
+            Some(Jurisdiction::Eu),
+            Some(Jurisdiction::FedrampHigh),
+        ] {
+            let push = Push::call(jurisdiction, "c:t:r", "1 a.b {}\n2 a.b null");
+            assert_eq!(
+                parse(&push),
+                ShardRequest::Push(Push {
+                    jurisdiction,
+                    channel: "c:t:r",
+                    relay: "1 a.b {}\n2 a.b null"
+                })
+            );
+        }
         assert_eq!(parse(&retire_call()), ShardRequest::Retire);
         assert_eq!(parse(&stats_call()), ShardRequest::Stats);
         assert_eq!(
