@@ -40,6 +40,12 @@ pub struct Settings {
     /// exists: the longest a deleted key's stream stays open. Each check is
     /// one KV read per stream.
     pub api_key_recheck_seconds: u64,
+    /// 0: every stream holds its own socket to its channel's object. Above
+    /// 0: the streams of one channel in one isolate share one socket (the
+    /// hub), and its owner hands it on after dispatching this many wakes to
+    /// the other streams, so no invocation pays a channel's fan-out for
+    /// ever against its CPU limit.
+    pub hub_dispatch_budget: u64,
 }
 
 /// A variable that is set to something unusable.
@@ -68,6 +74,7 @@ impl Default for Settings {
             presence_prefixes: Vec::new(),
             shard_subscribers: DEFAULT_SHARD_SUBSCRIBERS,
             api_key_recheck_seconds: 60,
+            hub_dispatch_budget: 0,
         }
     }
 }
@@ -176,6 +183,13 @@ impl Settings {
                 1,
                 3600,
                 "",
+            )?,
+            hub_dispatch_budget: number(
+                "HUB_DISPATCH_BUDGET",
+                defaults.hub_dispatch_budget,
+                0,
+                100_000_000,
+                " (0 keeps a socket per stream)",
             )?,
         })
     }
@@ -361,6 +375,7 @@ mod tests {
         assert_eq!(s.tenant_claim, "tenant_id");
         assert_eq!(s.token_type_claim, "token_type");
         assert_eq!(s.api_key_recheck_seconds, 60);
+        assert_eq!(s.hub_dispatch_budget, 0, "a socket per stream by default");
         assert!(s.jwt_issuer.is_none() && s.jwt_audience.is_none() && s.allowed_origins.is_empty());
     }
 
@@ -381,6 +396,7 @@ mod tests {
             "ALLOWED_ORIGINS",
             "PRESENCE_PREFIXES",
             "API_KEY_RECHECK_SECONDS",
+            "HUB_DISPATCH_BUDGET",
         ];
         for blank in ["", "  "] {
             let vars: Vec<_> = names.iter().map(|n| (*n, blank)).collect();
@@ -409,6 +425,7 @@ mod tests {
             ("PRESENCE_PREFIXES", "chat"),
             ("SHARD_SUBSCRIBERS", "10"),
             ("API_KEY_RECHECK_SECONDS", "2"),
+            ("HUB_DISPATCH_BUDGET", "500"),
         ])
         .unwrap();
         assert_eq!(
@@ -434,6 +451,7 @@ mod tests {
                 presence_prefixes: vec!["chat".into()],
                 shard_subscribers: 10,
                 api_key_recheck_seconds: 2,
+                hub_dispatch_budget: 500,
             }
         );
     }
@@ -482,6 +500,8 @@ mod tests {
             ("JWT_LEEWAY_SECONDS", "301", "300"),
             ("API_KEY_RECHECK_SECONDS", "0", "1"),
             ("API_KEY_RECHECK_SECONDS", "3601", "3600"),
+            ("HUB_DISPATCH_BUDGET", "-1", "0"),
+            ("HUB_DISPATCH_BUDGET", "100000001", "100000000"),
         ] {
             assert_eq!(error_for(&[(name, bad)]), name, "{name}={bad}");
             assert!(settings(&[(name, good)]).is_ok(), "{name}={good}");
