@@ -16,7 +16,7 @@ use edgestream_core::cursor::Cursor;
 use edgestream_core::merge::Merge;
 use edgestream_core::message::MAX_BATCH_EVENTS;
 use edgestream_core::problem::Problem;
-use edgestream_core::protocol::channel::{Delivery, Subscribe};
+use edgestream_core::protocol::channel::{Delivery, HubJoin, Subscribe};
 use edgestream_core::revocation::stream_tags;
 use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
 use wasm_bindgen::JsCast;
@@ -24,6 +24,7 @@ use worker::{Env, Headers, Request, Response, WebSocket};
 
 use super::attach::attach;
 use super::auth::{self, Identity, Sources};
+use super::channel_client::ChannelClient;
 use super::config::Config;
 use super::http::internal;
 use super::pump::{OpenStream, Pump};
@@ -81,18 +82,35 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     } else {
         Delivery::Relay
     };
-    let attached =
-        futures_util::future::join_all(channels.iter().zip(&positions).map(|(channel, after)| {
-            let subscribe = Subscribe {
-                after: *after,
-                delivery,
-                tags: tags.clone(),
-                subject: claims.subject.clone(),
-            };
-            async move { attach(env, channel, &subscribe).await }
-        }))
+    // A stream of one channel joins its isolate's hub of that channel, when
+    // hubs are on; presence counts streams by their sockets, so its channels
+    // take none.
+    let budget = config.settings.hub_dispatch_budget;
+    let hub_join = (budget > 0
+        && channels.len() == 1
+        && !config.settings.has_presence(&channels[0]))
+    .then(|| HubJoin {
+        after: positions[0],
+        tags: tags.clone(),
+    });
+    let sockets = if hub_join.is_some() {
+        Vec::new()
+    } else {
+        let attached = futures_util::future::join_all(channels.iter().zip(&positions).map(
+            |(channel, after)| {
+                let subscribe = Subscribe {
+                    after: *after,
+                    delivery,
+                    tags: tags.clone(),
+                    subject: claims.subject.clone(),
+                };
+                async move { attach(env, channel, &subscribe).await }
+            },
+        ))
         .await;
-    let sockets = all_attached(attached)?;
+        all_attached(attached)?
+    };
+    let first_channel = channels[0].clone();
 
     let pipe = IdentityTransformStream::new(&PipeOptions::new(PIPE_HIGH_WATER_MARK as f64))
         .map_err(|e| internal(e.into()))?;
@@ -103,7 +121,7 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
     let names: Vec<&str> = channels.iter().map(ChannelName::as_str).collect();
     let merge = Merge::new(&names, &positions);
     let settings = &config.settings;
-    let pump = Pump::new(OpenStream {
+    let mut pump = Pump::new(OpenStream {
         env: env.clone(),
         channels,
         merge,
@@ -121,6 +139,17 @@ pub async fn open(req: Request, env: &Env, config: &Config) -> Result<Response, 
         api_key,
         api_key_recheck: Duration::from_secs(settings.api_key_recheck_seconds),
     });
+    if let Some(join) = hub_join {
+        pump.join_hub(budget);
+        let joined = match ChannelClient::channel(env, first_channel.as_str()) {
+            Ok(client) => client.hub_join(&join).await,
+            Err(problem) => Err(problem),
+        };
+        if let Err(problem) = joined.and_then(|text| pump.hub_joined(text)) {
+            pump.abandon();
+            return Err(problem);
+        }
+    }
     wasm_bindgen_futures::spawn_local(pump.run(sockets));
 
     let headers = Headers::new();

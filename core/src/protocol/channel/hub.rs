@@ -185,13 +185,25 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_refused() {
-        for query in ["", "after=1", "streams=1", "after=x&streams=1", "after=1&streams=1&x=2"] {
+        for query in [
+            "",
+            "after=1",
+            "streams=1",
+            "after=x&streams=1",
+            "after=1&streams=1&x=2",
+        ] {
             assert!(HubSubscribe::parse(query).is_err(), "{query}");
         }
         for query in ["after=", "after=-1", "subject=aa", "frames"] {
             assert!(HubJoin::parse(query).is_err(), "{query}");
         }
-        for text in ["", "{}", r#"{"streams":-1}"#, r#"{"streams":1,"x":2}"#, "live 3"] {
+        for text in [
+            "",
+            "{}",
+            r#"{"streams":-1}"#,
+            r#"{"streams":1,"x":2}"#,
+            "live 3",
+        ] {
             assert!(HubReport::parse(text).is_err(), "{text}");
         }
     }
