@@ -39,7 +39,7 @@ export class FrameTap {
     this.heldBytes = 0;
     // A stream served by its isolate's hub has no socket: the hub hands it
     // the channel's messages (hub.js).
-    if (socket === null) return;
+    if (socket == null) return;
     socket.binaryType = 'arraybuffer';
     socket.addEventListener('message', (event) => this.message(event.data));
     socket.addEventListener('close', (event) => this.control(null, event.code || 0));
