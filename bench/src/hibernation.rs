@@ -51,6 +51,7 @@ pub async fn probe(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Valu
 async fn run(ctx: &Ctx, channels: usize, subs: usize, hold_s: f64) -> Result<Value, String> {
     let log_name = "hibernation-probe";
     let options = peers::edgestream::Options {
+        kind: crate::PeerKind::Edgestream,
         bridge: false,
         probe: true,
         vars: Vec::new(),

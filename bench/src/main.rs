@@ -223,6 +223,10 @@ fn random_uuid() -> String {
     )
 }
 
+/// The hub's dispatch budget in the benchmark: a million wakes per owner,
+/// so a run of 1,000 streams hands the socket on a few times.
+const HUB_BUDGET: &str = "1000000";
+
 pub async fn start_peer(
     ctx: &Ctx,
     kind: PeerKind,
@@ -230,11 +234,17 @@ pub async fn start_peer(
     log_name: &str,
 ) -> Result<Target, String> {
     match kind {
-        PeerKind::Edgestream => {
+        PeerKind::Edgestream | PeerKind::EdgestreamHub => {
+            let vars = if kind == PeerKind::EdgestreamHub {
+                vec![("HUB_DISPATCH_BUDGET".to_owned(), HUB_BUDGET.to_owned())]
+            } else {
+                Vec::new()
+            };
             let options = peers::edgestream::Options {
+                kind,
                 bridge: scenario.via_valkey,
                 probe: false,
-                vars: Vec::new(),
+                vars,
                 ratelimits: Vec::new(),
                 log_name: log_name.to_owned(),
             };
@@ -306,7 +316,7 @@ async fn run(args: &Args) -> i32 {
                 if kind == PeerKind::Nchan {
                     continue; // nchan has no Valkey/Redis Pub/Sub input in this format
                 }
-                if kind == PeerKind::Edgestream && !bridge_present {
+                if kind.is_edgestream() && !bridge_present {
                     let msg = format!(
                         "{}: skipped for edgestream: {} is not built (cargo build --release -p edgestream-bridge)",
                         scenario.name,
@@ -354,7 +364,7 @@ async fn run(args: &Args) -> i32 {
             eprintln!("bench:   {}", report::one_line(&result));
             if !result.ok {
                 any_failed = true;
-                if kind == PeerKind::Edgestream {
+                if kind.is_edgestream() {
                     edgestream_failed = true;
                 }
             }

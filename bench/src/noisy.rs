@@ -87,6 +87,7 @@ pub async fn measure(ctx: &Ctx) -> Value {
 async fn run(ctx: &Ctx, mode: Mode) -> Result<Value, String> {
     let quotas = mode == Mode::FloodWithQuota;
     let options = peers::edgestream::Options {
+        kind: peers::PeerKind::Edgestream,
         bridge: false,
         probe: false,
         vars: if quotas {

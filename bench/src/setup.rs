@@ -51,6 +51,7 @@ pub async fn measure(ctx: &Ctx) -> Value {
 
 async fn run(ctx: &Ctx) -> Result<Value, String> {
     let options = peers::edgestream::Options {
+        kind: crate::PeerKind::Edgestream,
         bridge: false,
         probe: false,
         vars: Vec::new(),

@@ -54,6 +54,12 @@ pub struct Settings {
     /// The token claim that, when present, must name the jurisdiction of the
     /// tenant's data (`crate::residency`).
     pub jurisdiction_claim: String,
+    /// 0: every stream holds its own socket to its channel's object. Above
+    /// 0: the streams of one channel in one isolate share one socket (the
+    /// hub), and its owner hands it on after dispatching this many wakes to
+    /// the other streams, so no invocation pays a channel's fan-out for
+    /// ever against its CPU limit.
+    pub hub_dispatch_budget: u64,
 }
 
 /// A variable that is set to something unusable.
@@ -87,6 +93,7 @@ impl Default for Settings {
             publish_quota_period_seconds: 60,
             residency: Residency::default(),
             jurisdiction_claim: "jurisdiction".to_owned(),
+            hub_dispatch_budget: 0,
         }
     }
 }
@@ -233,6 +240,13 @@ impl Settings {
             },
             residency,
             jurisdiction_claim,
+            hub_dispatch_budget: number(
+                "HUB_DISPATCH_BUDGET",
+                defaults.hub_dispatch_budget,
+                0,
+                100_000_000,
+                " (0 keeps a socket per stream)",
+            )?,
         })
     }
 
@@ -451,6 +465,7 @@ mod tests {
         assert_eq!(s.usage_interval_seconds, 300);
         assert_eq!(s.max_streams_per_tenant, 0, "no stream quota unless set");
         assert_eq!(s.publish_quota_period_seconds, 60);
+        assert_eq!(s.hub_dispatch_budget, 0, "a socket per stream by default");
         assert!(s.jwt_issuer.is_none() && s.jwt_audience.is_none() && s.allowed_origins.is_empty());
     }
 
@@ -474,6 +489,7 @@ mod tests {
             "USAGE_INTERVAL_SECONDS",
             "MAX_STREAMS_PER_TENANT",
             "PUBLISH_QUOTA_PERIOD_SECONDS",
+            "HUB_DISPATCH_BUDGET",
         ];
         for blank in ["", "  "] {
             let vars: Vec<_> = names.iter().map(|n| (*n, blank)).collect();
@@ -511,6 +527,7 @@ mod tests {
                 "0b9c2f4e-8a1d-4c3b-9e7f-6a5d4c3b2a19=fedramp",
             ),
             ("JURISDICTION_CLAIM", "region"),
+            ("HUB_DISPATCH_BUDGET", "500"),
         ])
         .unwrap();
         assert_eq!(
@@ -545,6 +562,7 @@ mod tests {
                 )
                 .unwrap(),
                 jurisdiction_claim: "region".into(),
+                hub_dispatch_budget: 500,
             }
         );
     }
@@ -597,6 +615,8 @@ mod tests {
             ("USAGE_INTERVAL_SECONDS", "86401", "86400"),
             ("MAX_STREAMS_PER_TENANT", "10000001", "10000000"),
             ("MAX_STREAMS_PER_TENANT", "-1", "0"),
+            ("HUB_DISPATCH_BUDGET", "-1", "0"),
+            ("HUB_DISPATCH_BUDGET", "100000001", "100000000"),
         ] {
             assert_eq!(error_for(&[(name, bad)]), name, "{name}={bad}");
             assert!(settings(&[(name, good)]).is_ok(), "{name}={good}");

@@ -8,8 +8,9 @@ use edgestream_core::protocol::channel::shard::{
     retire_call, shard_name, stats_call, Push, ShardLoad,
 };
 use edgestream_core::protocol::channel::{
-    presence, publish, reset, stats, subscribe, Admit, ChannelStats, History, Join, Joined, Kick,
-    Kicked, PresenceList, Published, ShardRoster, Subscribe, ToShard,
+    hub, presence, publish, reset, stats, subscribe, Admit, ChannelStats, History, HubJoin,
+    HubSubscribe, Join, Joined, Kick, Kicked, PresenceList, Published, ShardRoster, Subscribe,
+    ToShard,
 };
 use edgestream_core::protocol::Call;
 use edgestream_core::residency::Jurisdiction;
@@ -77,6 +78,24 @@ impl ChannelClient {
         let response = ok(response, subscribe::PATH)?;
         let redirect = ToShard::parse(text(response).await?.as_bytes()).map_err(protocol)?;
         Ok(Attached::Shard(redirect.shard))
+    }
+
+    /// Attaches the socket of this isolate's hub of the channel.
+    pub async fn hub(&self, subscribe: &HubSubscribe) -> Result<WebSocket, Problem> {
+        let response = objects::send(&self.stub, &subscribe.call()).await?;
+        if response.status_code() != 101 {
+            ok(response, hub::PATH)?;
+            return Err(Problem::overloaded("the channel did not take the hub"));
+        }
+        response
+            .websocket()
+            .ok_or_else(|| Problem::overloaded("the channel did not take the hub"))
+    }
+
+    /// A stream joins its isolate's hub: what it must see before any live
+    /// event, as relay text.
+    pub async fn hub_join(&self, join: &HubJoin) -> Result<String, Problem> {
+        text(self.ok(&join.call()).await?).await
     }
 
     pub async fn history(&self, after: u64) -> Result<String, Problem> {

@@ -36,8 +36,8 @@ use edgestream_core::history::{self, Attach, CurrentState};
 use edgestream_core::presence::{Presence, Seat, Transition};
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{
-    ChannelRequest, ChannelStats, Joined, Kick, Kicked, Outcome, Publish, Published, ShardRoster,
-    Subscribe, ToShard,
+    ChannelRequest, ChannelStats, Delivery, HubJoin, HubKick, HubReport, HubSubscribe, Joined,
+    Kick, Kicked, Outcome, Publish, Published, ShardRoster, Subscribe, ToShard,
 };
 use edgestream_core::protocol::ProtocolError;
 use edgestream_core::relay::RelayWriter;
@@ -53,7 +53,7 @@ use worker::{
 
 use super::channel_client::{ChannelClient, REVOKED};
 use super::channel_store::Store;
-use super::fanout::{self, delivery_tag, Pending};
+use super::fanout::{self, delivery_tag, Pending, HUB_TAG};
 use super::log;
 use super::objects::Arrived;
 use super::tenant_client::TenantClient;
@@ -167,12 +167,15 @@ impl DurableObject for ChannelObject {
         Response::ok("")
     }
 
-    async fn websocket_message(
-        &self,
-        _ws: WebSocket,
-        _msg: WebSocketIncomingMessage,
-    ) -> Result<()> {
-        // Streams only listen; nothing they send means anything.
+    async fn websocket_message(&self, ws: WebSocket, msg: WebSocketIncomingMessage) -> Result<()> {
+        // Streams only listen; a hub reports how many streams it serves, and
+        // the socket keeps the count (it outlives hibernation) for stats.
+        if let WebSocketIncomingMessage::String(text) = msg {
+            match HubReport::parse(&text) {
+                Ok(report) => ws.serialize_attachment(report)?,
+                Err(error) => log::error("bad hub report", &error.to_string()),
+            }
+        }
         Ok(())
     }
 
@@ -338,6 +341,16 @@ impl Channel {
             }
             ChannelRequest::Reset => self.reset().await,
             ChannelRequest::Join(join) => self.join(join.shard).await,
+            ChannelRequest::Hub(hub) => {
+                self.register().await?;
+                let response = self.accept_hub(&hub)?;
+                self.ensure_alarm().await?;
+                Ok(response)
+            }
+            ChannelRequest::HubJoin(join) => {
+                self.register().await?;
+                self.hub_join(&join)
+            }
         }
     }
 
@@ -437,6 +450,69 @@ impl Channel {
             self.apply_presence(&mut memory, &transition, now)?;
         }
         Response::from_websocket(pair.client)
+    }
+
+    /// Accepts a hub's socket and, in the same step (before any later publish
+    /// is flushed), sends it every event after the hub's position as frames:
+    /// the replay and the live events after it reach the hub in order. When
+    /// history no longer holds them, nothing is replayed; each stream of the
+    /// hub sees the gap and pages its own way through it (to a `reset`).
+    fn accept_hub(&self, hub: &HubSubscribe) -> Result<Response> {
+        let now = now_ms();
+        let pair = WebSocketPair::new()?;
+        self.state
+            .accept_websocket_with_tags(&pair.server, &[delivery_tag(Delivery::Frames), HUB_TAG]);
+        pair.server.serialize_attachment(HubReport {
+            streams: hub.streams,
+        })?;
+        let head = self.memory.borrow().head;
+        let oldest = self.store.oldest(head, self.cutoff(now))?;
+        let mut replayed = 0;
+        if let Attach::Replay { mut after } = history::attach(Some(hub.after), head, oldest) {
+            while after < head {
+                let mut writer = RelayWriter::default();
+                self.store.page(after, head, &mut writer)?;
+                let page = writer.into_messages().join("\n");
+                match fanout::send_frames(&pair.server, self.name.as_str(), &page) {
+                    Some(last) if last > after => {
+                        replayed += last - after;
+                        after = last;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        log::info(
+            "hub attached",
+            serde_json::json!({ "streams": hub.streams, "replayed": replayed }),
+        );
+        Response::from_websocket(pair.client)
+    }
+
+    /// What a stream joining a hub must see before any live event, as
+    /// [`Channel::accept`] queues it on a stream's own socket. Presence
+    /// counts streams by their sockets, so its channels take no hub.
+    fn hub_join(&self, join: &HubJoin) -> Result<Response> {
+        let now = now_ms();
+        let mut memory = self.memory.borrow_mut();
+        if memory.presence.is_some() {
+            return Response::error("a channel with presence takes no hub", 409);
+        }
+        if memory.revocations.revokes(&join.tags, now) {
+            return Ok(Response::empty()?.with_status(REVOKED));
+        }
+        let head = memory.head;
+        let mut writer = RelayWriter::default();
+        match history::attach(join.after, head, self.store.oldest(head, self.cutoff(now))?) {
+            Attach::Replay { .. } => {}
+            Attach::CurrentState => self.write_state(&mut memory, &mut writer, now)?,
+            Attach::Reset => {
+                writer.reset(head);
+                self.write_state(&mut memory, &mut writer, now)?;
+            }
+        }
+        writer.live(head);
+        Response::ok(writer.into_messages().join("\n"))
     }
 
     /// One page of history after `after`: at least one event when there is
@@ -821,10 +897,20 @@ impl Channel {
             Some(tag) => self.state.get_websockets_with_tag(tag),
             None => self.state.get_websockets(),
         };
+        let mut closed = 0;
         for socket in &sockets {
+            // A hub's socket closed by a kick ends every stream it carries.
+            closed += hub_streams(socket).unwrap_or(1);
             let _ = socket.close(Some(KICKED), Some("kicked"));
         }
-        let mut closed = sockets.len() as u64;
+        // Hubs do not know their streams' tags here: they are told the tag,
+        // and end the streams that carry it.
+        if let Some(tag) = &kick.tag {
+            let notice = HubKick { kick: tag.clone() }.to_json();
+            for hub in self.state.get_websockets_with_tag(HUB_TAG) {
+                let _ = hub.send_with_str(&notice);
+            }
+        }
         let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
         let name = self.name.as_str();
         let env = &self.env;
@@ -880,7 +966,13 @@ impl Channel {
         let head = memory.head;
         let oldest = self.store.oldest(head, self.cutoff(now))?;
         let stats = ChannelStats {
-            streams: self.state.get_websockets().len() as u64 + memory.placement.shard_streams(),
+            streams: self
+                .state
+                .get_websockets()
+                .iter()
+                .map(|socket| hub_streams(socket).unwrap_or(1))
+                .sum::<u64>()
+                + memory.placement.shard_streams(),
             last_id: (head > 0).then_some(head),
             last_event_ms: (memory.newest_ms > 0).then_some(memory.newest_ms),
             history: oldest.map_or(0, |oldest| head - oldest + 1),
@@ -1020,6 +1112,16 @@ impl Channel {
     fn cutoff(&self, now: u64) -> u64 {
         history::expiry_cutoff_ms(now, self.settings.history_ttl_seconds)
     }
+}
+
+/// The streams a hub's socket carries, as its hub last reported; none for a
+/// stream's own socket.
+fn hub_streams(socket: &WebSocket) -> Option<u64> {
+    socket
+        .deserialize_attachment::<HubReport>()
+        .ok()
+        .flatten()
+        .map(|report| report.streams)
 }
 
 fn overloaded() -> worker::Error {

@@ -19,6 +19,8 @@ use super::log;
 
 const FRAMES_TAG: &str = "frames";
 const RELAY_TAG: &str = "relay";
+/// The tag of a Worker isolate's hub socket (which also takes frames).
+pub const HUB_TAG: &str = "hub";
 
 /// The tag a socket of this delivery form carries.
 pub fn delivery_tag(delivery: Delivery) -> &'static str {
@@ -90,6 +92,21 @@ pub fn send_relay(state: &State, channel: &str, relay_text: &str) -> Option<u64>
             .map(|m| JsValue::from_str(m)),
     );
     send_all(&frames_sockets, frames(frames_writer));
+    last
+}
+
+/// Sends the events of a relay text (a page of history) to one socket as
+/// frames. Returns the last sequence number in it.
+pub fn send_frames(socket: &WebSocket, channel: &str, relay_text: &str) -> Option<u64> {
+    let mut writer = FramesWriter::new(channel);
+    let mut last = None;
+    for record in relay::records(relay_text) {
+        if let Ok(RelayRecord::Event { seq, event, data }) = record {
+            writer.event(seq, event, data);
+            last = Some(seq);
+        }
+    }
+    send_all(std::slice::from_ref(socket), frames(writer));
     last
 }
 

@@ -40,6 +40,9 @@ export class FrameTap {
     // What this tap wrote, for the stream's usage points.
     this.events = 0;
     this.bytes = 0;
+    // A stream served by its isolate's hub has no socket: the hub hands it
+    // the channel's messages (hub.js).
+    if (socket == null) return;
     socket.binaryType = 'arraybuffer';
     socket.addEventListener('message', (event) => this.message(event.data));
     socket.addEventListener('close', (event) => this.control(null, event.code || 0));

@@ -15,11 +15,14 @@ pub enum TapSignal {
     Lagging,
     /// Frames from `first` on wait: events after `cursor` are missing.
     Gap { first: u64, cursor: u64 },
+    /// The stream is to attach its isolate's hub socket (`hub.js`).
+    Own,
 }
 
 /// The `code`s with which the tap reports a lagging client and a gap.
 const LAGGING: i32 = -1;
 const GAP: i32 = -2;
+const OWN: i32 = -3;
 
 type OnControl = Closure<dyn FnMut(Option<String>, i32, f64, f64)>;
 
@@ -31,11 +34,12 @@ pub struct Tap {
 
 impl Tap {
     /// Starts listening on `socket` (before it is accepted, so nothing the
-    /// object queues is missed). Binary messages are held until [`release`].
+    /// object queues is missed), or, without one, on what a hub hands it.
+    /// Binary messages are held until [`release`].
     ///
     /// [`release`]: Tap::release
     pub fn listen(
-        socket: &web_sys::WebSocket,
+        socket: Option<&web_sys::WebSocket>,
         writer: &web_sys::WritableStreamDefaultWriter,
         high_water_mark: usize,
         max_pending_bytes: usize,
@@ -50,6 +54,7 @@ impl Tap {
                         first: first as u64,
                         cursor: cursor as u64,
                     },
+                    (None, OWN) => TapSignal::Own,
                     (None, code) => TapSignal::Closed(u16::try_from(code).ok().filter(|c| *c != 0)),
                 })
             },
@@ -65,6 +70,11 @@ impl Tap {
             tap,
             _on_control: on_control,
         }
+    }
+
+    /// The JavaScript tap, for the hub to hand messages to.
+    pub fn js(&self) -> &wasm_bindgen::JsValue {
+        self.tap.as_ref()
     }
 
     /// Everything up to `cursor` has been written: live frames go straight
@@ -96,7 +106,7 @@ extern "C" {
     type FrameTap;
     #[wasm_bindgen(constructor)]
     fn new(
-        socket: &web_sys::WebSocket,
+        socket: Option<&web_sys::WebSocket>,
         writer: &web_sys::WritableStreamDefaultWriter,
         high_water_mark: f64,
         max_pending_bytes: f64,

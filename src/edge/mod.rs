@@ -16,6 +16,7 @@ mod dev;
 mod fanout;
 mod frame_tap;
 mod http;
+mod hub;
 mod log;
 mod objects;
 mod publish;

@@ -31,7 +31,8 @@ use std::time::Duration;
 use edgestream_core::channel::ChannelName;
 use edgestream_core::merge::Merge;
 use edgestream_core::problem::Problem;
-use edgestream_core::protocol::channel::{Delivery, Subscribe};
+use edgestream_core::protocol::channel::{Delivery, HubSubscribe, Subscribe};
+use edgestream_core::relay::{self, RelayRecord};
 use edgestream_core::residency::Jurisdiction;
 use edgestream_core::sse;
 use edgestream_core::usage::{self, Delivered};
@@ -49,6 +50,7 @@ use super::attach::attach;
 use super::channel_client::ChannelClient;
 use super::channel_object::KICKED;
 use super::frame_tap::{Tap, TapSignal};
+use super::hub::{Member, Tick};
 use super::log;
 use super::relay_socket::{RelaySignal, RelaySocket};
 use super::usage::StreamUsage;
@@ -85,6 +87,11 @@ enum Input {
     Page {
         index: usize,
         page: Result<String, Problem>,
+    },
+    /// This stream is to attach its isolate's hub socket.
+    Own,
+    HubAttached {
+        socket: Result<WebSocket, Problem>,
     },
     KeepAlive,
     Expired,
@@ -166,6 +173,14 @@ struct Link {
 
 enum Listener {
     Tap(Tap),
+    /// A stream of one channel served by its isolate's hub (`hub.rs`).
+    Hub {
+        tap: Tap,
+        member: Member,
+        /// The hub's socket is being attached by this stream.
+        attaching: bool,
+        failures: u32,
+    },
     /// Held so that its callbacks live as long as the socket.
     Relay {
         _socket: RelaySocket,
@@ -298,7 +313,7 @@ impl Pump {
             }
             if self.delivery() == Delivery::Frames && !self.tap_live && self.stream.merge.is_live(0)
             {
-                if let Some(Listener::Tap(tap)) = &self.links[0].listener {
+                if let Some(tap) = self.links[0].listener.as_ref().and_then(Listener::tap) {
                     // What the pump holds goes first; writes reach the
                     // response in the order they are made.
                     if !out.is_empty() {
@@ -406,7 +421,20 @@ impl Pump {
                     return Err(UNAVAILABLE);
                 }
             }
+            Input::Own => self.attach_hub(false),
+            Input::HubAttached { socket } => self.hub_attached(socket)?,
             Input::KeepAlive => {
+                if let Some(Listener::Hub { member, .. }) = &self.links[0].listener {
+                    match member.tick() {
+                        Tick::Nothing => {}
+                        Tick::Own => self.attach_hub(false),
+                        Tick::Dropped => return Err(LAGGING),
+                        Tick::Misrouted => {
+                            log::error("hub wake ran in another request", "stream ended");
+                            return Err(UNAVAILABLE);
+                        }
+                    }
+                }
                 if writing {
                     *stalled += 1;
                     if *stalled >= STALLED_KEEPALIVES {
@@ -435,30 +463,11 @@ impl Pump {
         let raw: &web_sys::WebSocket = socket.as_ref();
         let listener = match self.delivery() {
             Delivery::Frames => Listener::Tap(Tap::listen(
-                raw,
+                Some(raw),
                 &self.stream.writer,
                 self.stream.high_water_mark,
                 self.stream.max_pending_bytes,
-                move |signal| {
-                    let _ = inputs.unbounded_send(match signal {
-                        TapSignal::Relay(text) => Input::Relay {
-                            index,
-                            generation,
-                            text,
-                        },
-                        TapSignal::Closed(code) => Input::Detached {
-                            index,
-                            generation,
-                            code,
-                        },
-                        TapSignal::Lagging => Input::Lagging,
-                        TapSignal::Gap { first, cursor } => Input::Gap {
-                            generation,
-                            first,
-                            cursor,
-                        },
-                    });
-                },
+                tap_signals(inputs, index, generation),
             )),
             Delivery::Relay => Listener::Relay {
                 _socket: RelaySocket::listen(raw, move |signal| {
@@ -485,6 +494,132 @@ impl Pump {
         }
         self.links[index].socket = Some(socket);
         true
+    }
+
+    /// Joins this isolate's hub of the stream's one channel, before the
+    /// stream asks the object for its head ([`Pump::hub_joined`]).
+    pub fn join_hub(&mut self, budget: u64) {
+        let tap = Tap::listen(
+            None,
+            &self.stream.writer,
+            self.stream.high_water_mark,
+            self.stream.max_pending_bytes,
+            tap_signals(self.inputs.clone(), 0, self.links[0].generation),
+        );
+        let member = Member::join(
+            self.stream.channels[0].as_str(),
+            &tap,
+            &self.stream.tags,
+            &self.stream.signal,
+            self.stream.keepalive.as_millis() as u64,
+            budget,
+        );
+        self.links[0].listener = Some(Listener::Hub {
+            tap,
+            member,
+            attaching: false,
+            failures: 0,
+        });
+    }
+
+    /// The object answered the stream's join: its text goes first, as a
+    /// socket's would, and the hub learns the channel's head.
+    pub fn hub_joined(&self, text: String) -> Result<(), Problem> {
+        let head = relay::records(&text)
+            .find_map(|record| match record {
+                Ok(RelayRecord::Live { head }) => Some(head),
+                _ => None,
+            })
+            .ok_or_else(|| Problem::internal("a hub join without the channel's head"))?;
+        let _ = self.inputs.unbounded_send(Input::Relay {
+            index: 0,
+            generation: self.links[0].generation,
+            text,
+        });
+        if let Some(Listener::Hub { member, .. }) = &self.links[0].listener {
+            member.start(head);
+        }
+        Ok(())
+    }
+
+    /// The stream never started: it leaves the hub it joined.
+    pub fn abandon(&self) {
+        if let Some(Listener::Hub { tap, member, .. }) = &self.links[0].listener {
+            tap.stop();
+            member.leave();
+        }
+    }
+
+    /// Attaches the hub's socket from where the hub is, after a jittered
+    /// wait when the last attempt failed; one attempt at a time.
+    fn attach_hub(&mut self, retry: bool) {
+        let Some(Listener::Hub {
+            member,
+            attaching,
+            failures,
+            ..
+        }) = &mut self.links[0].listener
+        else {
+            return;
+        };
+        if *attaching && !retry {
+            return;
+        }
+        *attaching = true;
+        let wait = if *failures == 0 {
+            Duration::ZERO
+        } else {
+            backoff(*failures)
+        };
+        let env = self.stream.env.clone();
+        let jurisdiction = self.stream.jurisdiction;
+        let channel = self.stream.channels[0].as_str().to_owned();
+        let inputs = self.inputs.clone();
+        let subscribe = HubSubscribe {
+            after: member.position(),
+            streams: member.streams(),
+        };
+        wasm_bindgen_futures::spawn_local(async move {
+            if wait > Duration::ZERO {
+                Delay::from(wait).await;
+            }
+            let socket = match ChannelClient::channel(&env, jurisdiction, &channel) {
+                Ok(client) => client.hub(&subscribe).await,
+                Err(problem) => Err(problem),
+            };
+            let _ = inputs.unbounded_send(Input::HubAttached { socket });
+        });
+    }
+
+    /// The owner's attach came back. A stream that cannot reach its channel
+    /// again and again ends (`unavailable`), which hands the hub on.
+    fn hub_attached(&mut self, socket: Result<WebSocket, Problem>) -> Result<(), End> {
+        let Some(Listener::Hub {
+            member,
+            attaching,
+            failures,
+            ..
+        }) = &mut self.links[0].listener
+        else {
+            return Ok(());
+        };
+        match socket {
+            Ok(socket) => {
+                *attaching = false;
+                *failures = 0;
+                member.adopt(socket.as_ref());
+                Ok(())
+            }
+            Err(problem) => {
+                log::error("hub attach failed", &problem.detail);
+                *failures += 1;
+                if *failures >= MAX_FAILURES {
+                    return Err(UNAVAILABLE);
+                }
+                self.attach_hub(true);
+                Ok(())
+            }
+        }
     }
 
     /// A channel's socket is gone: what its tap wrote is delivered, and its
@@ -576,7 +711,7 @@ impl Pump {
         listeners
             .chain(&self.retired)
             .filter_map(|listener| match listener {
-                Listener::Tap(tap) => Some(tap.delivered()),
+                Listener::Tap(tap) | Listener::Hub { tap, .. } => Some(tap.delivered()),
                 Listener::Relay { .. } => None,
             })
             .fold(
@@ -599,8 +734,13 @@ impl Pump {
     /// release them at once, whatever happens to the response.
     async fn finish(&self, end: End, mut out: String, in_flight: Option<JsFuture>) {
         for link in &self.links {
-            if let Some(Listener::Tap(tap)) = &link.listener {
-                tap.stop();
+            match &link.listener {
+                Some(Listener::Tap(tap)) => tap.stop(),
+                Some(Listener::Hub { tap, member, .. }) => {
+                    tap.stop();
+                    member.leave();
+                }
+                _ => {}
             }
             if let Some(socket) = &link.socket {
                 let _ = socket.close(Some(1000), Some("stream closed"));
@@ -633,6 +773,44 @@ impl Pump {
                 settle(JsFuture::from(self.stream.writer.close()));
             }
         }
+    }
+}
+
+impl Listener {
+    fn tap(&self) -> Option<&Tap> {
+        match self {
+            Listener::Tap(tap) | Listener::Hub { tap, .. } => Some(tap),
+            Listener::Relay { .. } => None,
+        }
+    }
+}
+
+/// What a tap of channel `index` signals, as the pump's inputs.
+fn tap_signals(
+    inputs: mpsc::UnboundedSender<Input>,
+    index: usize,
+    generation: u32,
+) -> impl FnMut(TapSignal) + 'static {
+    move |signal| {
+        let _ = inputs.unbounded_send(match signal {
+            TapSignal::Relay(text) => Input::Relay {
+                index,
+                generation,
+                text,
+            },
+            TapSignal::Closed(code) => Input::Detached {
+                index,
+                generation,
+                code,
+            },
+            TapSignal::Lagging => Input::Lagging,
+            TapSignal::Gap { first, cursor } => Input::Gap {
+                generation,
+                first,
+                cursor,
+            },
+            TapSignal::Own => Input::Own,
+        });
     }
 }
 

@@ -17,7 +17,7 @@ use edgestream_core::cursor::Cursor;
 use edgestream_core::merge::Merge;
 use edgestream_core::message::MAX_BATCH_EVENTS;
 use edgestream_core::problem::Problem;
-use edgestream_core::protocol::channel::{Delivery, Subscribe};
+use edgestream_core::protocol::channel::{Delivery, HubJoin, Subscribe};
 use edgestream_core::revocation::stream_tags;
 use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
 use wasm_bindgen::JsCast;
@@ -25,6 +25,7 @@ use worker::{Env, Headers, Request, Response, WebSocket};
 
 use super::attach::attach;
 use super::auth::{self, Identity, Sources};
+use super::channel_client::ChannelClient;
 use super::config::Config;
 use super::http::internal;
 use super::pump::{OpenStream, Pump};
@@ -93,18 +94,35 @@ pub async fn open(
     } else {
         Delivery::Relay
     };
-    let attached =
-        futures_util::future::join_all(channels.iter().zip(&positions).map(|(channel, after)| {
-            let subscribe = Subscribe {
-                after: *after,
-                delivery,
-                tags: tags.clone(),
-                subject: claims.subject.clone(),
-            };
-            async move { attach(env, jurisdiction, channel, &subscribe).await }
-        }))
+    // A stream of one channel joins its isolate's hub of that channel, when
+    // hubs are on; presence counts streams by their sockets, so its channels
+    // take none.
+    let budget = config.settings.hub_dispatch_budget;
+    let hub_join = (budget > 0
+        && channels.len() == 1
+        && !config.settings.has_presence(&channels[0]))
+    .then(|| HubJoin {
+        after: positions[0],
+        tags: tags.clone(),
+    });
+    let sockets = if hub_join.is_some() {
+        Vec::new()
+    } else {
+        let attached = futures_util::future::join_all(channels.iter().zip(&positions).map(
+            |(channel, after)| {
+                let subscribe = Subscribe {
+                    after: *after,
+                    delivery,
+                    tags: tags.clone(),
+                    subject: claims.subject.clone(),
+                };
+                async move { attach(env, jurisdiction, channel, &subscribe).await }
+            },
+        ))
         .await;
-    let sockets = all_attached(attached)?;
+        all_attached(attached)?
+    };
+    let first_channel = channels[0].clone();
 
     let pipe = IdentityTransformStream::new(&PipeOptions::new(PIPE_HIGH_WATER_MARK as f64))
         .map_err(|e| internal(e.into()))?;
@@ -120,7 +138,7 @@ pub async fn open(
         channels.len(),
         Duration::from_secs(settings.usage_interval_seconds),
     );
-    let pump = Pump::new(OpenStream {
+    let mut pump = Pump::new(OpenStream {
         env: env.clone(),
         channels,
         jurisdiction,
@@ -140,6 +158,17 @@ pub async fn open(
         api_key_recheck: Duration::from_secs(settings.api_key_recheck_seconds),
         usage,
     });
+    if let Some(join) = hub_join {
+        pump.join_hub(budget);
+        let joined = match ChannelClient::channel(env, jurisdiction, first_channel.as_str()) {
+            Ok(client) => client.hub_join(&join).await,
+            Err(problem) => Err(problem),
+        };
+        if let Err(problem) = joined.and_then(|text| pump.hub_joined(text)) {
+            pump.abandon();
+            return Err(problem);
+        }
+    }
     wasm_bindgen_futures::spawn_local(quota::holding(slot, pump.run(sockets)));
 
     let headers = Headers::new();

@@ -27,6 +27,8 @@ use crate::valkey;
 pub const BRIDGE_BINARY: &str = "target/release/edgestream-bridge";
 
 pub struct Options {
+    /// Which shape of edgestream this is (reported as such).
+    pub kind: PeerKind,
     /// Publish through Valkey and edgestream-bridge instead of HTTP.
     pub bridge: bool,
     /// Wrap the Durable Object class to log each construction (hibernation probe).
@@ -102,7 +104,7 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
     };
     Ok(Target {
         ep: std::sync::Arc::new(Endpoint {
-            kind: PeerKind::Edgestream,
+            kind: options.kind,
             via,
             addr,
             sub_token: Some(token(ctx, &ctx.tenant, false)),

@@ -20,14 +20,23 @@ use crate::process::Proc;
 #[serde(rename_all = "kebab-case")]
 pub enum PeerKind {
     Edgestream,
+    /// edgestream with its hub on (`HUB_DISPATCH_BUDGET`): one socket per
+    /// isolate per channel.
+    EdgestreamHub,
     Nchan,
     Django,
 }
 
 impl PeerKind {
+    /// Either shape of edgestream: they differ only in the worker's vars.
+    pub fn is_edgestream(self) -> bool {
+        matches!(self, PeerKind::Edgestream | PeerKind::EdgestreamHub)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             PeerKind::Edgestream => "edgestream",
+            PeerKind::EdgestreamHub => "edgestream-hub",
             PeerKind::Nchan => "nchan",
             PeerKind::Django => "django-eventstream",
         }
@@ -36,6 +45,7 @@ impl PeerKind {
     pub fn parse(s: &str) -> Option<PeerKind> {
         match s {
             "edgestream" => Some(PeerKind::Edgestream),
+            "edgestream-hub" => Some(PeerKind::EdgestreamHub),
             "nchan" => Some(PeerKind::Nchan),
             "django" | "django-eventstream" => Some(PeerKind::Django),
             _ => None,
@@ -132,7 +142,7 @@ impl Endpoint {
     pub fn label(&self) -> String {
         match self.via {
             Via::Http => self.kind.name().to_owned(),
-            Via::Valkey(_) if self.kind == PeerKind::Edgestream => "edgestream (bridge)".to_owned(),
+            Via::Valkey(_) if self.kind.is_edgestream() => "edgestream (bridge)".to_owned(),
             Via::Valkey(_) => format!("{} (valkey)", self.kind.name()),
         }
     }
@@ -141,7 +151,7 @@ impl Endpoint {
     pub fn max_batch(&self, wanted: usize) -> usize {
         match (self.kind, self.via) {
             (_, Via::Valkey(_)) => wanted.max(1),
-            (PeerKind::Edgestream, Via::Http) => wanted.clamp(1, 100),
+            (PeerKind::Edgestream | PeerKind::EdgestreamHub, Via::Http) => wanted.clamp(1, 100),
             (PeerKind::Django, Via::Http) => wanted.max(1),
             (PeerKind::Nchan, Via::Http) => 1,
         }
@@ -160,7 +170,7 @@ impl Endpoint {
     ) -> (String, Vec<(String, String)>) {
         let mut headers = vec![("Accept".to_owned(), "text/event-stream".to_owned())];
         let path = match self.kind {
-            PeerKind::Edgestream => {
+            PeerKind::Edgestream | PeerKind::EdgestreamHub => {
                 if let Some(token) = token {
                     headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
                 }
@@ -175,7 +185,7 @@ impl Endpoint {
     /// The relay's per-channel sequence number in an event id, where the
     /// peer's ids carry one (edgestream: `percent-encode(channel):seq`).
     pub fn relay_seq(&self, id: &[u8]) -> Option<u64> {
-        if self.kind != PeerKind::Edgestream {
+        if !self.kind.is_edgestream() {
             return None;
         }
         let colon = memchr::memrchr(b':', id)?;
@@ -192,7 +202,9 @@ impl Endpoint {
                     .collect(),
             )],
             Via::Http => match self.kind {
-                PeerKind::Edgestream => vec![edgestream::publish_request(self, events)],
+                PeerKind::Edgestream | PeerKind::EdgestreamHub => {
+                    vec![edgestream::publish_request(self, events)]
+                }
                 PeerKind::Django => vec![django::publish_request(events)],
                 PeerKind::Nchan => events.iter().map(nchan::publish_request).collect(),
             },

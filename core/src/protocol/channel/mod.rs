@@ -4,6 +4,7 @@
 
 pub mod admit;
 pub mod history;
+pub mod hub;
 pub mod kick;
 pub mod presence;
 pub mod publish;
@@ -14,6 +15,7 @@ pub mod subscribe;
 
 pub use admit::Admit;
 pub use history::History;
+pub use hub::{HubJoin, HubKick, HubReport, HubSubscribe};
 pub use kick::{Kick, Kicked};
 pub use presence::{PresenceList, ShardRoster};
 pub use publish::{Outcome, Publish, Published};
@@ -39,6 +41,10 @@ pub enum ChannelRequest<'a> {
     Reset,
     /// A shard of this channel starts serving streams.
     Join(Join),
+    /// The owner of a Worker isolate's hub attaches its socket.
+    Hub(HubSubscribe),
+    /// A stream joins its isolate's hub.
+    HubJoin(HubJoin),
 }
 
 impl<'a> ChannelRequest<'a> {
@@ -62,6 +68,10 @@ impl<'a> ChannelRequest<'a> {
             }
             (Method::Post, reset::PATH) => ChannelRequest::Reset,
             (Method::Post, shard::JOIN_PATH) => ChannelRequest::Join(Join::parse(incoming.body)?),
+            (Method::Get, hub::PATH) => ChannelRequest::Hub(HubSubscribe::parse(incoming.query)?),
+            (Method::Get, hub::JOIN_PATH) => {
+                ChannelRequest::HubJoin(HubJoin::parse(incoming.query)?)
+            }
             (method, path) => {
                 return Err(ProtocolError::new(format!(
                     "channel: no request {method:?} {path}"
@@ -125,6 +135,16 @@ mod tests {
             parse(&Join { shard: 2 }.call()),
             ChannelRequest::Join(Join { shard: 2 })
         );
+        let hub = HubSubscribe {
+            after: 2,
+            streams: 3,
+        };
+        assert_eq!(parse(&hub.call()), ChannelRequest::Hub(hub));
+        let join = HubJoin {
+            after: None,
+            tags: vec!["j:01".into()],
+        };
+        assert_eq!(parse(&join.call()), ChannelRequest::HubJoin(join));
         let incoming = Incoming {
             method: Method::Get,
             path: "/nope",

@@ -1,0 +1,210 @@
+//! A Worker isolate's hub for one channel: the streams of that channel in
+//! one isolate share one WebSocket to the object instead of one each.
+//!
+//! - `GET /hub/join` (one per stream): checks the stream's tags against the
+//!   revocations and answers, as relay text, what the stream must see before
+//!   any live event: nothing but `live <head>` with a usable cursor, otherwise
+//!   the current state (after a `reset` when the cursor was unusable). Live
+//!   frames then reach the stream through the hub.
+//! - `GET /hub` (a WebSocket upgrade, from the stream that owns the hub):
+//!   the object sends the socket every event after `after` from history,
+//!   then every publish as pre-rendered frames, in one order, so a hub that
+//!   attaches again from where it was sees no gap and no repeat.
+//! - On that socket the hub reports its stream count ([`HubReport`]), which
+//!   the object keeps on the socket for stats; the object sends the hub the
+//!   tags a kick names ([`HubKick`]) and the hub ends those of its streams.
+
+use serde::{Deserialize, Serialize};
+
+use super::super::query::{self, pairs, Query};
+use super::super::{to_json, Call, ProtocolError};
+
+pub const PATH: &str = "/hub";
+pub const JOIN_PATH: &str = "/hub/join";
+
+/// The owner of a hub attaches its socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubSubscribe {
+    /// The last sequence number the hub handed to its streams.
+    pub after: u64,
+    /// Streams the hub serves at the time it attaches.
+    pub streams: u64,
+}
+
+impl HubSubscribe {
+    pub fn call(&self) -> Call {
+        Call {
+            upgrade: true,
+            ..Call::get(
+                PATH,
+                Query::new()
+                    .pair("after", &self.after.to_string())
+                    .pair("streams", &self.streams.to_string()),
+            )
+        }
+    }
+
+    pub fn parse(query: &str) -> Result<Self, ProtocolError> {
+        let (mut after, mut streams) = (None, None);
+        for (name, value) in pairs(query) {
+            match name {
+                "after" => after = Some(query::number("after", value)?),
+                "streams" => streams = Some(query::number("streams", value)?),
+                other => {
+                    return Err(ProtocolError::new(format!(
+                        "hub: unknown parameter {other}"
+                    )))
+                }
+            }
+        }
+        match (after, streams) {
+            (Some(after), Some(streams)) => Ok(HubSubscribe { after, streams }),
+            _ => Err(ProtocolError::new("hub: expected after and streams")),
+        }
+    }
+}
+
+/// A stream joins its isolate's hub of the channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubJoin {
+    /// The last sequence number the stream has; none asks for the state.
+    pub after: Option<u64>,
+    /// The stream's tags, checked against the revocations.
+    pub tags: Vec<String>,
+}
+
+impl HubJoin {
+    pub fn call(&self) -> Call {
+        let mut query = Query::new();
+        if let Some(after) = self.after {
+            query = query.pair("after", &after.to_string());
+        }
+        for tag in &self.tags {
+            query = query.pair("tag", tag);
+        }
+        Call::get(JOIN_PATH, query)
+    }
+
+    pub fn parse(query: &str) -> Result<Self, ProtocolError> {
+        let mut join = HubJoin {
+            after: None,
+            tags: Vec::new(),
+        };
+        for (name, value) in pairs(query) {
+            match name {
+                "after" => join.after = Some(query::number("after", value)?),
+                "tag" => join.tags.push(value.to_owned()),
+                other => {
+                    return Err(ProtocolError::new(format!(
+                        "hub join: unknown parameter {other}"
+                    )))
+                }
+            }
+        }
+        Ok(join)
+    }
+}
+
+/// What a hub sends on its socket whenever its stream count changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubReport {
+    pub streams: u64,
+}
+
+impl HubReport {
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+        super::super::json(text.as_bytes(), "hub report")
+    }
+}
+
+/// What the object sends a hub for a kick that names a tag: the hub ends
+/// its streams that carry it. (A kick of every stream closes the socket.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubKick {
+    pub kick: String,
+}
+
+impl HubKick {
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for subscribe in [
+            HubSubscribe {
+                after: 0,
+                streams: 1,
+            },
+            HubSubscribe {
+                after: u64::MAX,
+                streams: 10_000,
+            },
+        ] {
+            let call = subscribe.call();
+            assert!(call.upgrade);
+            assert_eq!(call.path, PATH);
+            assert_eq!(HubSubscribe::parse(&call.query), Ok(subscribe));
+        }
+        for join in [
+            HubJoin {
+                after: None,
+                tags: vec![],
+            },
+            HubJoin {
+                after: Some(7),
+                tags: vec!["u:0a".into(), "j:ff".into()],
+            },
+        ] {
+            let call = join.call();
+            assert!(!call.upgrade);
+            assert_eq!(call.path, JOIN_PATH);
+            assert_eq!(HubJoin::parse(&call.query), Ok(join));
+        }
+        let report = HubReport { streams: 12 };
+        assert_eq!(HubReport::parse(&report.to_json()), Ok(report));
+        assert_eq!(
+            HubKick {
+                kick: "u:0a".into()
+            }
+            .to_json(),
+            r#"{"kick":"u:0a"}"#
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        for query in [
+            "",
+            "after=1",
+            "streams=1",
+            "after=x&streams=1",
+            "after=1&streams=1&x=2",
+        ] {
+            assert!(HubSubscribe::parse(query).is_err(), "{query}");
+        }
+        for query in ["after=", "after=-1", "subject=aa", "frames"] {
+            assert!(HubJoin::parse(query).is_err(), "{query}");
+        }
+        for text in [
+            "",
+            "{}",
+            r#"{"streams":-1}"#,
+            r#"{"streams":1,"x":2}"#,
+            "live 3",
+        ] {
+            assert!(HubReport::parse(text).is_err(), "{text}");
+        }
+    }
+}

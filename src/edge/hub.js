@@ -1,0 +1,357 @@
+// A channel's streams in one Worker isolate share one WebSocket to the
+// channel's object (`HUB_DISPATCH_BUDGET` above 0): the object sends each
+// publish once per isolate instead of once per stream.
+//
+// One of the channel's streams, the owner, holds the socket in its own
+// invocation; only code running there touches it. For each message the hub
+// queues the same ArrayBuffer for every member and resolves a promise the
+// member made; the continuation runs in the member's own invocation, which
+// hands the message to its frame tap (frame_tap.js) and so writes to its own
+// response. No I/O object is used outside the request that made it. What
+// keeps this sound in workerd (docs/architecture.md, "Streams of one channel
+// in one isolate"):
+//
+// - Wake promises are made with `Promise.withResolvers()`, which keeps the
+//   request's context tag; each wake checks that it runs in its own request
+//   anyway, and a member that finds itself elsewhere stops, and its stream
+//   ends from its own keep-alive (`tick`).
+// - Every stream keeps a timer of its own pending: the Rust pump's
+//   keep-alive, which also calls `tick`. A promise another request resolves
+//   is not a pending event to workerd; a request with none is cancelled.
+// - Ownership moves. The owner hands it on when its stream ends, when it has
+//   dispatched its budget of wakes, and attaches again when its socket closes
+//   under it; a member that finds the owner silent for too long takes over.
+//   Every attach asks for the events after the last sequence number the hub
+//   handed out, and the object replays them from history first, so no member
+//   sees a gap or a repeat. Each member's tap still drops what it has and
+//   pages in what it lacks, as it does for a socket of its own.
+//
+// Control codes go to the pump through the tap's `onControl`: OWN asks the
+// member's pump to attach the hub's socket, KICKED (the close code of a kick)
+// ends its stream as kicked.
+
+const OWN = -3;
+const KICKED = 4001;
+// Messages waiting for a member whose invocation has stopped draining them
+// (its client went away without the abort reaching it, or it is stuck).
+const MAX_QUEUE = 4096;
+// The least time between two stream counts the owner reports.
+const REPORT_MS = 100;
+// What `tick` tells the pump.
+const TICK_OK = 0;
+const TICK_OWN = 1;
+const TICK_DROPPED = 2;
+const TICK_MISROUTED = 3;
+
+const KICK = { kind: 'kick' };
+const PROMOTE = { kind: 'promote' };
+const ROTATE = { kind: 'rotate' };
+const REPORT = { kind: 'report' };
+
+/** This isolate's hubs, by channel name. */
+const hubs = new Map();
+
+/** One channel's members in this isolate. Plain data only. */
+class Hub {
+  constructor(channel, budget) {
+    this.channel = channel;
+    this.budget = budget;
+    this.members = new Set();
+    // The last sequence number handed to the members; none before the first
+    // member learned the channel's head.
+    this.position = null;
+    this.owner = null;
+    this.socket = null;
+    // The member asked to take over, until it has run.
+    this.promoted = null;
+    this.ownerSeen = Date.now();
+    this.spent = 0;
+    this.reportQueued = false;
+    this.reportedAt = 0;
+  }
+
+  leave(member) {
+    this.members.delete(member);
+    if (this.owner === member || this.promoted === member) this.handOver(member);
+    else this.reportCount();
+    if (this.members.size === 0 && this.owner === null && hubs.get(this.channel) === this) {
+      hubs.delete(this.channel);
+    }
+  }
+
+  /** In the owner's request: its socket closes and another member is asked. */
+  handOver(previous) {
+    this.ownerSeen = Date.now();
+    this.promoted = null;
+    if (this.owner === previous) {
+      this.owner = null;
+      if (this.socket) this.socket.close(1000, 'handover');
+      this.socket = null;
+      previous.socket = null;
+    }
+    if (this.owner !== null) return;
+    for (const next of this.members) {
+      if (next === previous) continue;
+      this.promoted = next;
+      this.deliver(next, PROMOTE);
+      return;
+    }
+  }
+
+  reportCount() {
+    if (this.owner && !this.reportQueued) {
+      this.reportQueued = true;
+      this.deliver(this.owner, REPORT);
+    }
+  }
+
+  deliver(member, item) {
+    member.queue.push(item);
+    const wake = member.wake;
+    if (wake) {
+      member.wake = null;
+      this.spent++;
+      wake();
+    }
+  }
+
+  /** A message from the object, in the owner's request. */
+  receive(socket, data) {
+    if (socket !== this.socket) return;
+    if (typeof data === 'string') {
+      let tag;
+      try {
+        tag = JSON.parse(data).kick;
+      } catch {
+        return;
+      }
+      for (const member of this.members) if (member.tags.includes(tag)) this.deliver(member, KICK);
+      return;
+    }
+    const view = new DataView(data);
+    const count = view.getUint32(0, true);
+    if (count === 0) return;
+    const last = view.getFloat64(4 + 8 * (count - 1), true);
+    // A replay can overlap what was handed out already; the taps would drop
+    // it, but there is no need to wake them for nothing.
+    if (this.position !== null && last <= this.position) return;
+    this.position = last;
+    for (const member of this.members) {
+      this.deliver(member, data);
+      if (member.queue.length > MAX_QUEUE) {
+        member.dropped = true;
+        member.queue = [];
+        this.members.delete(member);
+        this.reportCount();
+      }
+    }
+    const owner = this.owner;
+    if (this.budget > 0 && this.spent > this.budget && owner && !owner.rotating && this.members.size > 1) {
+      owner.rotating = true;
+      this.deliver(owner, ROTATE);
+    }
+  }
+}
+
+export class HubMember {
+  constructor(channel, tap, tags, signal, keepaliveMs, budget) {
+    let hub = hubs.get(channel);
+    if (!hub) {
+      hub = new Hub(channel, budget);
+      hubs.set(channel, hub);
+    }
+    this.hub = hub;
+    this.tap = tap;
+    this.tags = tags;
+    this.signal = signal;
+    this.keepaliveMs = keepaliveMs;
+    this.queue = [];
+    this.wake = null;
+    this.socket = null;
+    this.ended = false;
+    this.dropped = false;
+    this.misrouted = false;
+    this.rotating = false;
+    // Joined before the stream asks the object for its head, so that every
+    // event after that head reaches it through the hub.
+    hub.members.add(this);
+    this.run();
+  }
+
+  /**
+   * The object answered the stream's join with the channel's head: the hub
+   * starts from it if it has no position, and gets an owner if it has none.
+   */
+  start(head) {
+    const hub = this.hub;
+    if (hub.position === null) hub.position = head;
+    if (hub.owner === null && hub.promoted === null) {
+      hub.owner = this;
+      hub.ownerSeen = Date.now();
+      this.tap.control(null, OWN);
+    } else {
+      hub.reportCount();
+    }
+  }
+
+  /** Where the owner's next attach resumes from. */
+  position() {
+    return this.hub.position ?? 0;
+  }
+
+  streams() {
+    return this.hub.members.size;
+  }
+
+  /**
+   * The owner's attach came back with `socket`: it listens on it, unless it
+   * stopped being the owner meanwhile. False if the socket was not taken.
+   */
+  adopt(socket) {
+    const hub = this.hub;
+    if (this.ended || hub.owner !== this) {
+      socket.accept();
+      socket.close(1000, 'superseded');
+      return false;
+    }
+    socket.binaryType = 'arraybuffer';
+    socket.addEventListener('message', (event) => hub.receive(socket, event.data));
+    socket.addEventListener('close', (event) => this.lost(socket, event.code));
+    socket.addEventListener('error', () => this.lost(socket, 0));
+    socket.accept();
+    hub.socket = socket;
+    hub.spent = 0;
+    hub.ownerSeen = Date.now();
+    this.socket = socket;
+    // The count it attached with may be stale already.
+    hub.reportQueued = false;
+    hub.reportCount();
+    return true;
+  }
+
+  /** The socket closed under its owner: a kick of all, or attach again. */
+  lost(socket, code) {
+    const hub = this.hub;
+    if (hub.socket !== socket) return;
+    hub.socket = null;
+    this.socket = null;
+    if (code === KICKED) {
+      for (const member of hub.members) hub.deliver(member, KICK);
+    } else if (!this.ended && hub.owner === this) {
+      this.tap.control(null, OWN);
+    }
+  }
+
+  /** Whether this code runs in this member's own request. */
+  inOwnRequest() {
+    try {
+      return this.signal.aborted !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  async run() {
+    for (;;) {
+      if (this.queue.length === 0) {
+        const { promise, resolve } = Promise.withResolvers();
+        this.wake = resolve;
+        await promise;
+      }
+      if (this.ended) return;
+      if (!this.inOwnRequest()) {
+        this.misrouted = true;
+        return;
+      }
+      const items = this.queue;
+      this.queue = [];
+      for (const item of items) {
+        if (this.ended) return;
+        this.apply(item);
+      }
+    }
+  }
+
+  apply(item) {
+    const hub = this.hub;
+    if (item instanceof ArrayBuffer) {
+      this.tap.message(item);
+    } else if (item === KICK) {
+      this.tap.control(null, KICKED);
+    } else if (item === PROMOTE) {
+      if (hub.promoted === this) hub.promoted = null;
+      if (hub.owner === null) {
+        hub.owner = this;
+        hub.ownerSeen = Date.now();
+        this.tap.control(null, OWN);
+      }
+    } else if (item === ROTATE) {
+      this.rotating = false;
+      hub.spent = 0;
+      if (hub.owner === this && hub.members.size > 1) hub.handOver(this);
+    } else if (item === REPORT) {
+      this.report();
+    }
+  }
+
+  /** The owner sends the hub's stream count, at most every REPORT_MS. */
+  report() {
+    const hub = this.hub;
+    const wait = hub.reportedAt + REPORT_MS - Date.now();
+    if (wait > 0) {
+      setTimeout(() => !this.ended && this.report(), wait);
+      return;
+    }
+    hub.reportQueued = false;
+    if (hub.owner !== this || !this.socket || hub.socket !== this.socket) return;
+    hub.reportedAt = Date.now();
+    try {
+      this.socket.send(JSON.stringify({ streams: hub.members.size }));
+    } catch {
+      // The socket is closing; its close handler attaches again.
+    }
+  }
+
+  /**
+   * The keep-alive, in this member's request: what it finds for the pump to
+   * act on, and the owner's sign of life.
+   */
+  tick() {
+    if (this.ended) return TICK_OK;
+    if (this.misrouted) return TICK_MISROUTED;
+    if (this.dropped) return TICK_DROPPED;
+    const hub = this.hub;
+    if (hub.owner === this) {
+      hub.ownerSeen = Date.now();
+      return TICK_OK;
+    }
+    if (this.socket) {
+      // Taken over while it still held the socket.
+      this.socket.close(1000, 'superseded');
+      this.socket = null;
+    }
+    const silent = Date.now() - hub.ownerSeen > 2.5 * this.keepaliveMs;
+    if ((hub.owner === null && hub.promoted === null) || silent) {
+      hub.owner = this;
+      hub.promoted = null;
+      hub.ownerSeen = Date.now();
+      return TICK_OWN;
+    }
+    return TICK_OK;
+  }
+
+  /** The stream ends: it leaves, handing the socket on if it owned it. */
+  leave() {
+    if (this.ended) return;
+    this.ended = true;
+    this.queue = [];
+    this.hub.leave(this);
+    if (this.socket) {
+      this.socket.close(1000, 'stream closed');
+      this.socket = null;
+    }
+    const wake = this.wake;
+    this.wake = null;
+    if (wake) wake();
+  }
+}

@@ -1,0 +1,110 @@
+//! The Rust side of `hub.js`: a stream of one channel served by its
+//! isolate's hub instead of a socket of its own (`HUB_DISPATCH_BUDGET`).
+//! The member is the stream's place in the hub; what the hub hands it goes
+//! to the stream's tap, and what the pump must act on comes back through
+//! the tap's signals ([`super::frame_tap::TapSignal::Own`]) or [`Member::tick`].
+
+use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
+
+use super::frame_tap::Tap;
+
+/// What the hub found at a keep-alive.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Tick {
+    Nothing,
+    /// The owner went silent, or nobody owns the hub: this stream attaches.
+    Own,
+    /// The hub dropped the stream: it did not take what it was handed.
+    Dropped,
+    /// A wake ran outside the stream's own request; the stream stopped.
+    Misrouted,
+}
+
+pub struct Member {
+    member: HubMember,
+}
+
+impl Member {
+    /// Joins the hub of `channel` in this isolate. Called before the stream
+    /// asks the object for its head, so it misses nothing after it.
+    pub fn join(
+        channel: &str,
+        tap: &Tap,
+        tags: &[String],
+        signal: &web_sys::AbortSignal,
+        keepalive_ms: u64,
+        budget: u64,
+    ) -> Self {
+        let tags: js_sys::Array = tags.iter().map(|t| JsValue::from_str(t)).collect();
+        Member {
+            member: HubMember::new(
+                channel,
+                tap.js(),
+                &tags,
+                signal,
+                keepalive_ms as f64,
+                budget as f64,
+            ),
+        }
+    }
+
+    /// The object's head as the stream's join answered it.
+    pub fn start(&self, head: u64) {
+        self.member.start(head as f64);
+    }
+
+    /// The last sequence number the hub handed out: where its socket
+    /// resumes.
+    pub fn position(&self) -> u64 {
+        self.member.position() as u64
+    }
+
+    pub fn streams(&self) -> u64 {
+        self.member.streams() as u64
+    }
+
+    /// Gives the owner's new socket to the hub; false if it was not taken
+    /// (the stream ended or lost the role meanwhile; the socket is closed).
+    pub fn adopt(&self, socket: &web_sys::WebSocket) -> bool {
+        self.member.adopt(socket)
+    }
+
+    pub fn tick(&self) -> Tick {
+        match self.member.tick() {
+            1 => Tick::Own,
+            2 => Tick::Dropped,
+            3 => Tick::Misrouted,
+            _ => Tick::Nothing,
+        }
+    }
+
+    pub fn leave(&self) {
+        self.member.leave();
+    }
+}
+
+#[wasm_bindgen(module = "/src/edge/hub.js")]
+extern "C" {
+    type HubMember;
+    #[wasm_bindgen(constructor)]
+    fn new(
+        channel: &str,
+        tap: &JsValue,
+        tags: &js_sys::Array,
+        signal: &web_sys::AbortSignal,
+        keepalive_ms: f64,
+        budget: f64,
+    ) -> HubMember;
+    #[wasm_bindgen(method)]
+    fn start(this: &HubMember, head: f64);
+    #[wasm_bindgen(method)]
+    fn position(this: &HubMember) -> f64;
+    #[wasm_bindgen(method)]
+    fn streams(this: &HubMember) -> f64;
+    #[wasm_bindgen(method)]
+    fn adopt(this: &HubMember, socket: &web_sys::WebSocket) -> bool;
+    #[wasm_bindgen(method)]
+    fn tick(this: &HubMember) -> u32;
+    #[wasm_bindgen(method)]
+    fn leave(this: &HubMember);
+}

@@ -1,0 +1,268 @@
+// The hub (HUB_DISPATCH_BUDGET above 0): the streams of one channel in one
+// worker share one socket to the channel's object. Every stream still gets
+// every event once and in order while the socket changes hands: its owner
+// ends, is kicked, stops reading, spends its dispatch budget, or the object
+// restarts under it; late streams catch up from history; stats count streams.
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startWorker, logCollector } from './support/worker.mjs';
+import { subscriber, publisher, newTenant, channelOf, token } from './support/tokens.mjs';
+import { subscribe, publish, streamUrl } from './support/sse.mjs';
+import { channelStats } from './support/http.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function eventually(check, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last === true) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await sleep(50);
+  }
+}
+
+const seqOf = (id) => Number(id.slice(id.lastIndexOf(':') + 1));
+
+/** The stream's data events are exactly `from..=to`, each once, in order. */
+function assertExactlyOnce(stream, from, to, name) {
+  const seqs = stream.data().map((e) => seqOf(e.id));
+  const want = Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  assert.deepEqual(seqs, want, `${name}: ${JSON.stringify(seqs)}`);
+  assert.ok(!stream.events.some((e) => e.type === 'stream-error'), `${name} ended: ${JSON.stringify(stream.events.filter((e) => e.type === 'stream-error'))}`);
+}
+
+/** Publishes `count` events, one publish every `pauseMs`; returns the last seq. */
+async function publishEach(url, pub, channel, count, pauseMs = 0, onEach = () => {}) {
+  let last;
+  for (let i = 0; i < count; i++) {
+    const res = await publish(url, pub, { events: [{ channel, event: 'tick.sent', data: { i } }] });
+    assert.equal(res.status, 202, res.text);
+    last = res.body?.results?.[0]?.id ?? last;
+    await onEach(i);
+    if (pauseMs) await sleep(pauseMs);
+  }
+  return last;
+}
+
+const hubAttaches = (logs) => logs.lines.filter((l) => l.message.includes('"msg":"hub attached"')).length;
+
+function closeAll(streams) {
+  for (const s of streams) s.close();
+}
+
+describe('hub', () => {
+  const logs = logCollector();
+  let worker;
+  let admin;
+  before(async () => {
+    worker = await startWorker({
+      vars: { HUB_DISPATCH_BUDGET: '1000000', KEEPALIVE_SECONDS: '1', RETRY_MS: '100', MAX_EVENT_BYTES: '2048' },
+      handleStructuredLogs: logs.handleStructuredLogs,
+      resettable: true,
+    });
+    admin = await token({ scope: 'events:admin events:platform' });
+  });
+  after(() => worker.stop());
+
+  test('40 streams of one channel hold one socket to its object; each gets every event once, in order; stats count streams', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const tok = await subscriber(tenant);
+    const pub = await publisher(tenant);
+    const attachesBefore = hubAttaches(logs);
+    const streams = Array.from({ length: 40 }, () => subscribe(worker.url, [channel], { token: tok, types: ['tick.sent'] }));
+    try {
+      await Promise.all(streams.map((s) => s.opened()));
+      await eventually(async () => (await channelStats(worker.url, channel)).streams === 40 || (await channelStats(worker.url, channel)), 10_000, '40 streams counted');
+      const last = await publishEach(worker.url, pub, channel, 30);
+      assert.equal(last, 30);
+      await Promise.all(streams.map((s) => s.waitForData(30, 15_000)));
+      await sleep(300);
+      streams.forEach((s, i) => assertExactlyOnce(s, 1, 30, `stream ${i}`));
+      assert.equal(hubAttaches(logs) - attachesBefore, 1, 'one socket for all 40 streams');
+      closeAll(streams.slice(0, 15));
+      await eventually(async () => (await channelStats(worker.url, channel)).streams === 25 || (await channelStats(worker.url, channel)), 10_000, '25 streams counted');
+    } finally {
+      closeAll(streams);
+    }
+    await eventually(async () => (await channelStats(worker.url, channel)).streams === 0 || (await channelStats(worker.url, channel)), 10_000, 'no streams counted');
+  });
+
+  test('the owner ends while events flow: the socket changes hands and no other stream sees a gap or a repeat', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const tok = await subscriber(tenant);
+    const pub = await publisher(tenant);
+    const owner = subscribe(worker.url, [channel], { token: tok, types: ['tick.sent'] });
+    await owner.opened();
+    const attachesBefore = hubAttaches(logs);
+    const others = Array.from({ length: 12 }, () => subscribe(worker.url, [channel], { token: tok, types: ['tick.sent'] }));
+    try {
+      await Promise.all(others.map((s) => s.opened()));
+      await publishEach(worker.url, pub, channel, 60, 5, (i) => {
+        if (i === 20) owner.close();
+      });
+      await Promise.all(others.map((s) => s.waitForData(60, 15_000)));
+      await sleep(300);
+      others.forEach((s, i) => assertExactlyOnce(s, 1, 60, `stream ${i}`));
+      assert.ok(hubAttaches(logs) - attachesBefore >= 1, 'another stream attached the socket');
+    } finally {
+      owner.close();
+      closeAll(others);
+    }
+  });
+
+  test('the owner is kicked: it ends as kicked, the others go on with every event once', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const alice = await subscriber(tenant, { sub: 'alice' });
+    const bob = await subscriber(tenant, { sub: 'bob' });
+    const pub = await publisher(tenant);
+    const owner = subscribe(worker.url, [channel], { token: alice, types: ['tick.sent'] });
+    await owner.opened();
+    const others = Array.from({ length: 8 }, () => subscribe(worker.url, [channel], { token: bob, types: ['tick.sent'] }));
+    try {
+      await Promise.all(others.map((s) => s.opened()));
+      await publishEach(worker.url, pub, channel, 30, 5, async (i) => {
+        if (i !== 10) return;
+        const res = await fetch(new URL('/v1/admin/kick', worker.url), {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ tenant, user: 'alice', ttl_seconds: 60 }),
+        });
+        assert.equal(res.status, 200, await res.text());
+      });
+      await owner.until(() => owner.events.some((e) => e.type === 'stream-error'), 10_000, 'the owner kicked');
+      assert.equal(JSON.parse(owner.events.find((e) => e.type === 'stream-error').data).code, 'kicked');
+      await Promise.all(others.map((s) => s.waitForData(30, 15_000)));
+      await sleep(300);
+      others.forEach((s, i) => assertExactlyOnce(s, 1, 30, `stream ${i}`));
+    } finally {
+      owner.close();
+      closeAll(others);
+    }
+  });
+
+  test('the owner stops reading: it alone is cut as lagging, the others get every event once', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const tok = await subscriber(tenant);
+    const pub = await publisher(tenant);
+    // A raw client that sends its request and then reads nothing: first in,
+    // so it owns the hub.
+    const { port } = new URL(worker.url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    socket.pause();
+    const url = new URL(streamUrl(worker.url, [channel]));
+    socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tok}\r\n\r\n`);
+    await eventually(async () => (await channelStats(worker.url, channel)).streams === 1 || (await channelStats(worker.url, channel)), 10_000, 'the owner counted');
+    const attachesBefore = hubAttaches(logs);
+    const others = Array.from({ length: 5 }, () => subscribe(worker.url, [channel], { token: tok, types: ['blob.sent'] }));
+    try {
+      await Promise.all(others.map((s) => s.opened()));
+      const blob = 'x'.repeat(1800);
+      let published = 0;
+      for (let batch = 0; batch < 40; batch++) {
+        const events = Array.from({ length: 100 }, () => ({ channel, event: 'blob.sent', data: { n: ++published, blob } }));
+        const res = await publish(worker.url, pub, { events });
+        assert.equal(res.status, 202, res.text);
+      }
+      await Promise.all(others.map((s) => s.waitForData(published, 30_000)));
+      await sleep(300);
+      others.forEach((s, i) => assertExactlyOnce(s, 1, published, `stream ${i}`));
+      await eventually(async () => (await channelStats(worker.url, channel)).streams === 5 || (await channelStats(worker.url, channel)), 15_000, 'the lagging owner released');
+      assert.ok(hubAttaches(logs) - attachesBefore >= 1, 'another stream attached the socket');
+      socket.resume();
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d) => {
+        text += d;
+      });
+      await eventually(() => text.includes('"code":"lagging"'), 15_000, 'the owner told it lags');
+    } finally {
+      socket.destroy();
+      closeAll(others);
+    }
+  });
+
+  test('a stream that joins late with a cursor catches up from history, then goes live with the others', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const tok = await subscriber(tenant);
+    const pub = await publisher(tenant);
+    const early = Array.from({ length: 4 }, () => subscribe(worker.url, [channel], { token: tok, types: ['tick.sent'] }));
+    try {
+      await Promise.all(early.map((s) => s.opened()));
+      await publishEach(worker.url, pub, channel, 20);
+      const late = subscribe(worker.url, [channel], { token: tok, types: ['tick.sent'], query: { lastEventId: `${encodeURIComponent(channel)}:5` } });
+      early.push(late);
+      await late.opened();
+      await publishEach(worker.url, pub, channel, 10);
+      await Promise.all(early.map((s) => s.waitForData(late === s ? 25 : 30, 15_000)));
+      await sleep(300);
+      early.slice(0, 4).forEach((s, i) => assertExactlyOnce(s, 1, 30, `stream ${i}`));
+      assertExactlyOnce(late, 6, 30, 'the late stream');
+    } finally {
+      closeAll(early);
+    }
+  });
+
+  test('the object restarts under the hub: its owner attaches again from where the hub was, no gap, no repeat', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const tok = await subscriber(tenant);
+    const pub = await publisher(tenant);
+    const streams = Array.from({ length: 10 }, () => subscribe(worker.url, [channel], { token: tok, types: ['tick.sent'] }));
+    try {
+      await Promise.all(streams.map((s) => s.opened()));
+      await publishEach(worker.url, pub, channel, 10);
+      await Promise.all(streams.map((s) => s.waitForData(10, 10_000)));
+      const attachesBefore = hubAttaches(logs);
+      await worker.resetChannel(channel);
+      await publishEach(worker.url, pub, channel, 20, 10);
+      await Promise.all(streams.map((s) => s.waitForData(30, 15_000)));
+      await sleep(300);
+      streams.forEach((s, i) => assertExactlyOnce(s, 1, 30, `stream ${i}`));
+      assert.ok(hubAttaches(logs) - attachesBefore >= 1, 'the hub attached again');
+      streams.forEach((s, i) => assert.equal(s.connections.length, 1, `stream ${i} kept its connection`));
+    } finally {
+      closeAll(streams);
+    }
+  });
+});
+
+describe('hub with a small dispatch budget', () => {
+  const logs = logCollector();
+  let worker;
+  before(async () => {
+    worker = await startWorker({
+      vars: { HUB_DISPATCH_BUDGET: '50', KEEPALIVE_SECONDS: '1', RETRY_MS: '100' },
+      handleStructuredLogs: logs.handleStructuredLogs,
+    });
+  });
+  after(() => worker.stop());
+
+  test('owners hand the socket on after their budget, again and again, under load: every stream gets every event once', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const tok = await subscriber(tenant);
+    const pub = await publisher(tenant);
+    const streams = Array.from({ length: 10 }, () => subscribe(worker.url, [channel], { token: tok, types: ['tick.sent'] }));
+    try {
+      await Promise.all(streams.map((s) => s.opened()));
+      const attachesBefore = hubAttaches(logs);
+      await publishEach(worker.url, pub, channel, 80, 3);
+      await Promise.all(streams.map((s) => s.waitForData(80, 20_000)));
+      await sleep(300);
+      streams.forEach((s, i) => assertExactlyOnce(s, 1, 80, `stream ${i}`));
+      // 80 events × 10 streams is 800 wakes: a new owner every 50 or so.
+      assert.ok(hubAttaches(logs) - attachesBefore >= 5, `handovers: ${hubAttaches(logs) - attachesBefore}`);
+    } finally {
+      closeAll(streams);
+    }
+  });
+});
