@@ -133,7 +133,10 @@ describe('hub', () => {
           headers: { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json' },
           body: JSON.stringify({ tenant, user: 'alice', ttl_seconds: 60 }),
         });
-        assert.equal(res.status, 200, await res.text());
+        const text = await res.text();
+        assert.equal(res.status, 200, text);
+        // The hub answers the object how many of its streams it ended.
+        assert.equal(JSON.parse(text).closed, 1, text);
       });
       await owner.until(() => owner.events.some((e) => e.type === 'stream-error'), 10_000, 'the owner kicked');
       assert.equal(JSON.parse(owner.events.find((e) => e.type === 'stream-error').data).code, 'kicked');

@@ -36,8 +36,9 @@ use edgestream_core::history::{self, Attach, CurrentState};
 use edgestream_core::presence::{Presence, Seat, Transition};
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{
-    ChannelRequest, ChannelStats, Delivery, HubJoin, HubKick, HubReport, HubSubscribe, Joined,
-    Kick, Kicked, Outcome, Publish, Published, ShardRoster, Subscribe, ToShard,
+    ChannelRequest, ChannelStats, Delivery, HubJoin, HubKick, HubKicked, HubMessage, HubReport,
+    HubSubscribe, Joined, Kick, Kicked, Outcome, Publish, Published, ShardRoster, Subscribe,
+    ToShard,
 };
 use edgestream_core::protocol::ProtocolError;
 use edgestream_core::relay::RelayWriter;
@@ -45,6 +46,7 @@ use edgestream_core::residency::Jurisdiction;
 use edgestream_core::revocation::RevocationSet;
 use edgestream_core::shards::{Place, Placement};
 use futures_channel::oneshot;
+use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
@@ -67,6 +69,9 @@ const REGISTRATION_MS: u64 = 86_400_000;
 /// Shard pushes in flight at once (a Durable Object has six connections).
 const PARALLEL_SHARDS: usize = 6;
 
+/// How long a kick waits for its hubs to say how many streams they ended.
+const HUB_KICK_WAIT: Duration = Duration::from_secs(2);
+
 #[durable_object]
 pub struct ChannelObject {
     channel: std::result::Result<Rc<Channel>, String>,
@@ -85,6 +90,20 @@ pub struct Channel {
     registration: RefCell<Registration>,
     outbox: RefCell<Outbox>,
     links: RefCell<BTreeMap<u32, Link>>,
+    hub_kicks: RefCell<HubKicks>,
+}
+
+/// Kicks waiting for their hubs to say how many streams each ended.
+#[derive(Default)]
+struct HubKicks {
+    next: u64,
+    waiting: HashMap<u64, HubKickWait>,
+}
+
+struct HubKickWait {
+    hubs: usize,
+    closed: u64,
+    done: Option<oneshot::Sender<u64>>,
 }
 
 struct Memory {
@@ -171,9 +190,14 @@ impl DurableObject for ChannelObject {
         // Streams only listen; a hub reports how many streams it serves, and
         // the socket keeps the count (it outlives hibernation) for stats.
         if let WebSocketIncomingMessage::String(text) = msg {
-            match HubReport::parse(&text) {
-                Ok(report) => ws.serialize_attachment(report)?,
-                Err(error) => log::error("bad hub report", &error.to_string()),
+            match HubMessage::parse(&text) {
+                Ok(HubMessage::Report(report)) => ws.serialize_attachment(report)?,
+                Ok(HubMessage::Kicked(kicked)) => {
+                    if let Ok(channel) = &self.channel {
+                        channel.hub_kicked(kicked);
+                    }
+                }
+                Err(error) => log::error("bad hub message", &error.to_string()),
             }
         }
         Ok(())
@@ -306,6 +330,7 @@ impl Channel {
             registration: RefCell::new(registration),
             outbox: RefCell::default(),
             links: RefCell::default(),
+            hub_kicks: RefCell::default(),
         })
     }
 
@@ -903,13 +928,8 @@ impl Channel {
             closed += hub_streams(socket).unwrap_or(1);
             let _ = socket.close(Some(KICKED), Some("kicked"));
         }
-        // Hubs do not know their streams' tags here: they are told the tag,
-        // and end the streams that carry it.
         if let Some(tag) = &kick.tag {
-            let notice = HubKick { kick: tag.clone() }.to_json();
-            for hub in self.state.get_websockets_with_tag(HUB_TAG) {
-                let _ = hub.send_with_str(&notice);
-            }
+            closed += self.kick_hubs(tag).await;
         }
         let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
         let name = self.name.as_str();
@@ -938,6 +958,59 @@ impl Channel {
             }
         }
         Response::ok(Kicked { closed }.to_json())
+    }
+
+    /// The object does not know the tags of a hub's streams: it tells every
+    /// hub the tag, and each ends the streams that carry it and answers how
+    /// many. A hub that has not answered within `HUB_KICK_WAIT` (its owner
+    /// handing over) still ends them; only the report leaves them out.
+    async fn kick_hubs(&self, tag: &str) -> u64 {
+        let hubs = self.state.get_websockets_with_tag(HUB_TAG);
+        if hubs.is_empty() {
+            return 0;
+        }
+        let (id, answered) = {
+            let mut kicks = self.hub_kicks.borrow_mut();
+            kicks.next += 1;
+            let id = kicks.next;
+            let (done, answered) = oneshot::channel();
+            let wait = HubKickWait {
+                hubs: hubs.len(),
+                closed: 0,
+                done: Some(done),
+            };
+            kicks.waiting.insert(id, wait);
+            (id, answered)
+        };
+        let notice = HubKick {
+            kick: tag.to_owned(),
+            id,
+        }
+        .to_json();
+        for hub in &hubs {
+            let _ = hub.send_with_str(&notice);
+        }
+        let timeout = worker::Delay::from(HUB_KICK_WAIT);
+        let all = match select(answered, timeout).await {
+            Either::Left((Ok(closed), _)) => Some(closed),
+            _ => None,
+        };
+        let wait = self.hub_kicks.borrow_mut().waiting.remove(&id);
+        all.unwrap_or_else(|| wait.map_or(0, |wait| wait.closed))
+    }
+
+    fn hub_kicked(&self, answer: HubKicked) {
+        let mut kicks = self.hub_kicks.borrow_mut();
+        let Some(wait) = kicks.waiting.get_mut(&answer.kicked) else {
+            return;
+        };
+        wait.closed += answer.closed;
+        wait.hubs = wait.hubs.saturating_sub(1);
+        if wait.hubs == 0 {
+            if let Some(done) = wait.done.take() {
+                let _ = done.send(wait.closed);
+            }
+        }
     }
 
     async fn stats(&self) -> Result<Response> {

@@ -119,13 +119,25 @@ class Hub {
   receive(socket, data) {
     if (socket !== this.socket) return;
     if (typeof data === 'string') {
-      let tag;
+      let kick;
       try {
-        tag = JSON.parse(data).kick;
+        kick = JSON.parse(data);
       } catch {
         return;
       }
-      for (const member of this.members) if (member.tags.includes(tag)) this.deliver(member, KICK);
+      let closed = 0;
+      for (const member of this.members) {
+        if (member.tags.includes(kick.kick)) {
+          this.deliver(member, KICK);
+          closed++;
+        }
+      }
+      // The object counts these in the kick's report (HubKicked in core).
+      try {
+        socket.send(JSON.stringify({ kicked: kick.id, closed }));
+      } catch {
+        // A socket closing under its owner: the streams are kicked anyway.
+      }
       return;
     }
     const view = new DataView(data);

@@ -178,7 +178,10 @@ export class ChannelObject {
         refusing.delete(id);
         return new Response(null, { status: 204 });
       }
-      if (refusing.has(id) && new URL(request.url).pathname === '/subscribe') return new Response(null, { status: 503 });
+      // Every way a stream attaches: its own socket, or its isolate's hub.
+      if (refusing.has(id) && ['/subscribe', '/hub', '/hub/join'].includes(new URL(request.url).pathname)) {
+        return new Response(null, { status: 503 });
+      }
       if (when === 'now') state.abort('reset by a fault test');
       if (when === 'after-publish') {
         armed.add(id);

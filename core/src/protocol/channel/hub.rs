@@ -116,18 +116,45 @@ impl HubReport {
     pub fn to_json(&self) -> String {
         to_json(self)
     }
-
-    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
-        super::super::json(text.as_bytes(), "hub report")
-    }
 }
 
 /// What the object sends a hub for a kick that names a tag: the hub ends
-/// its streams that carry it. (A kick of every stream closes the socket.)
+/// its streams that carry it and answers with a [`HubKicked`] of the same
+/// `id`, so that the kick's report counts them. (A kick of every stream
+/// closes the socket.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubKick {
     pub kick: String,
+    pub id: u64,
+}
+
+/// A hub's answer to the [`HubKick`] `kicked`: how many of its streams it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubKicked {
+    pub kicked: u64,
+    pub closed: u64,
+}
+
+impl HubKicked {
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+}
+
+/// Everything a hub sends its object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HubMessage {
+    Report(HubReport),
+    Kicked(HubKicked),
+}
+
+impl HubMessage {
+    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+        super::super::json(text.as_bytes(), "hub message")
+    }
 }
 
 impl HubKick {
@@ -173,13 +200,25 @@ mod tests {
             assert_eq!(HubJoin::parse(&call.query), Ok(join));
         }
         let report = HubReport { streams: 12 };
-        assert_eq!(HubReport::parse(&report.to_json()), Ok(report));
+        assert_eq!(
+            HubMessage::parse(&report.to_json()),
+            Ok(HubMessage::Report(report))
+        );
+        let kicked = HubKicked {
+            kicked: 3,
+            closed: 2,
+        };
+        assert_eq!(
+            HubMessage::parse(&kicked.to_json()),
+            Ok(HubMessage::Kicked(kicked))
+        );
         assert_eq!(
             HubKick {
-                kick: "u:0a".into()
+                kick: "u:0a".into(),
+                id: 9
             }
             .to_json(),
-            r#"{"kick":"u:0a"}"#
+            r#"{"kick":"u:0a","id":9}"#
         );
     }
 
@@ -202,9 +241,12 @@ mod tests {
             "{}",
             r#"{"streams":-1}"#,
             r#"{"streams":1,"x":2}"#,
+            r#"{"kicked":1}"#,
+            r#"{"kicked":1,"closed":2,"streams":3}"#,
+            r#"{"kicked":-1,"closed":2}"#,
             "live 3",
         ] {
-            assert!(HubReport::parse(text).is_err(), "{text}");
+            assert!(HubMessage::parse(text).is_err(), "{text}");
         }
     }
 }

@@ -15,7 +15,7 @@ pub mod subscribe;
 
 pub use admit::Admit;
 pub use history::History;
-pub use hub::{HubJoin, HubKick, HubReport, HubSubscribe};
+pub use hub::{HubJoin, HubKick, HubKicked, HubMessage, HubReport, HubSubscribe};
 pub use kick::{Kick, Kicked};
 pub use presence::{PresenceList, ShardRoster};
 pub use publish::{Outcome, Publish, Published};
