@@ -444,21 +444,7 @@ impl Channel {
         let mut tags: Vec<&str> = vec![delivery_tag(subscribe.delivery)];
         tags.extend(subscribe.tags.iter().map(String::as_str));
         self.state.accept_websocket_with_tags(&pair.server, &tags);
-        let head = memory.head;
-        let mut writer = RelayWriter::default();
-        match history::attach(
-            subscribe.after,
-            head,
-            self.store.oldest(head, self.cutoff(now))?,
-        ) {
-            Attach::Replay { .. } => {}
-            Attach::CurrentState => self.write_state(&mut memory, &mut writer, now)?,
-            Attach::Reset => {
-                writer.reset(head);
-                self.write_state(&mut memory, &mut writer, now)?;
-            }
-        }
-        writer.live(head);
+        let writer = self.opening(&mut memory, subscribe.after, now)?;
         for message in writer.into_messages() {
             pair.server.send_with_str(&message)?;
         }
@@ -526,18 +512,26 @@ impl Channel {
         if memory.revocations.revokes(&join.tags, now) {
             return Ok(Response::empty()?.with_status(REVOKED));
         }
+        let writer = self.opening(&mut memory, join.after, now)?;
+        Response::ok(writer.into_messages().join("\n"))
+    }
+
+    /// What a stream resuming after `after` (or opening without a cursor)
+    /// sees before any live event, on its own socket or through a hub: the
+    /// current state, or a reset and the state, and then `live <head>`.
+    fn opening(&self, memory: &mut Memory, after: Option<u64>, now: u64) -> Result<RelayWriter> {
         let head = memory.head;
         let mut writer = RelayWriter::default();
-        match history::attach(join.after, head, self.store.oldest(head, self.cutoff(now))?) {
+        match history::attach(after, head, self.store.oldest(head, self.cutoff(now))?) {
             Attach::Replay { .. } => {}
-            Attach::CurrentState => self.write_state(&mut memory, &mut writer, now)?,
+            Attach::CurrentState => self.write_state(memory, &mut writer, now)?,
             Attach::Reset => {
                 writer.reset(head);
-                self.write_state(&mut memory, &mut writer, now)?;
+                self.write_state(memory, &mut writer, now)?;
             }
         }
         writer.live(head);
-        Response::ok(writer.into_messages().join("\n"))
+        Ok(writer)
     }
 
     /// One page of history after `after`: at least one event when there is
