@@ -56,6 +56,7 @@ function assertEveryEventOnce(streams, count, firstSeq) {
       `stream ${i}: ids step by one`,
     );
     assert.equal(eventsOf(s.text).filter((e) => e.event === 'stream-error').length, 0, `stream ${i}: no stream-error`);
+    assert.equal(eventsOf(s.text).filter((e) => e.event === 'stream-reset').length, 0, `stream ${i}: no stream-reset`);
     assert.equal(eventsOf(s.text).filter((e) => e.event === 'stream-open').length, 1, `stream ${i}: opened once`);
   }
 }
@@ -177,11 +178,13 @@ describe('sharded fan-out', () => {
           await leaver.close();
           lastId = eventsOf(leaver.text).filter((e) => e.event === 'x.n').at(-1).id;
         }
-        // Two resets, one while the first's streams may still be re-attaching.
-        if (n === 15 || n === 35) resets.push(await devReset(worker.url, channel));
+        // Six resets, each while the last one's streams may still be
+        // re-attaching to the channel and to shards that restarted or were
+        // retired meanwhile.
+        if (n % 10 === 5) resets.push(await devReset(worker.url, channel));
         assert.ok(id > 0);
       }
-      assert.deepEqual(resets, [204, 204]);
+      assert.deepEqual(resets, [204, 204, 204, 204, 204, 204]);
       await waitForAll(streams, 60);
       assertEveryEventOnce(streams, 60, 1);
       for (const s of streams) assert.equal(s.ended, false, 'the stream is still open');

@@ -307,7 +307,8 @@ async fn run(args: &Args) -> i32 {
         command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         ..Default::default()
     };
-    let bridge_present = root.join(peers::edgestream::BRIDGE_BINARY).exists();
+    let bridge_binary = peers::edgestream::bridge_binary(&root);
+    let bridge_present = bridge_binary.exists();
     let mut edgestream_failed = false;
     let mut any_failed = false;
     for (i, scenario) in scenarios.iter().enumerate() {
@@ -320,7 +321,7 @@ async fn run(args: &Args) -> i32 {
                     let msg = format!(
                         "{}: skipped for edgestream: {} is not built (cargo build --release -p edgestream-bridge)",
                         scenario.name,
-                        peers::edgestream::BRIDGE_BINARY
+                        bridge_binary.display()
                     );
                     eprintln!("bench: {msg}");
                     results.skipped.push(msg);

@@ -27,6 +27,8 @@ pub struct Merge {
     cursor: CursorEncoder,
     id: String,
     catchups: Vec<Option<Catchup>>,
+    /// The channel's current socket has not sent its `live` record yet.
+    opening: Vec<bool>,
     held_bytes: usize,
     /// A page of history is being fetched.
     paging: bool,
@@ -62,6 +64,7 @@ impl Merge {
             cursor,
             id: String::new(),
             catchups: names.iter().map(|_| None).collect(),
+            opening: names.iter().map(|_| true).collect(),
             held_bytes: 0,
             paging: false,
             written: 0,
@@ -81,9 +84,17 @@ impl Merge {
         }
     }
 
+    /// Channel `index` has a new socket (a re-attach). Until its opening
+    /// ends with `live <head>`, the channel is not live: the object may flush
+    /// events it counted in that head after the opening, so a live path
+    /// released before it would write them and the page of the gap again.
+    pub fn attached(&mut self, index: usize) {
+        self.opening[index] = true;
+    }
+
     /// Whether channel `index` is up to date with what its socket sent.
     pub fn is_live(&self, index: usize) -> bool {
-        self.catchups[index].is_none() && self.cursor.get(index).is_some()
+        !self.opening[index] && self.catchups[index].is_none() && self.cursor.get(index).is_some()
     }
 
     /// Events this stream has written (the live frames of a stream of one
@@ -199,12 +210,15 @@ impl Merge {
                     let reset = serde_json::json!({ "channels": [self.names[index]] }).to_string();
                     sse::write_event(out, None, sse::STREAM_RESET, &reset);
                 }
-                Ok(RelayRecord::Live { head }) => match self.cursor.get(index) {
-                    Some(seen) if head > seen => self.gap(index, head + 1),
-                    // No position yet (no cursor, no state): live from here.
-                    None => self.cursor.set(index, head),
-                    Some(_) => {}
-                },
+                Ok(RelayRecord::Live { head }) => {
+                    self.opening[index] = false;
+                    match self.cursor.get(index) {
+                        Some(seen) if head > seen => self.gap(index, head + 1),
+                        // No position yet (no cursor, no state): live from here.
+                        None => self.cursor.set(index, head),
+                        Some(_) => {}
+                    }
+                }
                 Err(_) => bad = Err(BadRecord),
             }
         }

@@ -108,6 +108,30 @@ fn a_re_attach_resumes_from_where_the_stream_is() {
 }
 
 #[test]
+fn a_channel_is_live_only_after_its_socket_said_where_the_channel_is() {
+    // A resume: the cursor is known, but the object has not answered yet.
+    let mut merge = Merge::new(&[A], &[Some(24)]);
+    let mut out = String::new();
+    assert!(!merge.is_live(0));
+    merge.live(&mut out, 0, "live 24").unwrap();
+    assert!(merge.is_live(0));
+    // A re-attach. The object counted 25..=28 in its head when it accepted
+    // the socket and flushes their frames after the opening: the live path
+    // must stay held until the gap is paged, or it writes them twice.
+    merge.attached(0);
+    assert!(!merge.is_live(0));
+    merge.live(&mut out, 0, "live 28").unwrap();
+    assert!(!merge.is_live(0));
+    assert_eq!(merge.wants_page(), Some((0, 24)));
+    assert!(merge
+        .page(&mut out, 0, "25 a 1\n26 a 2\n27 a 3\n28 a 4")
+        .unwrap());
+    assert!(merge.is_live(0));
+    assert_eq!(merge.position(0), Some(28));
+    assert_eq!(seqs(&out), [25, 26, 27, 28]);
+}
+
+#[test]
 fn a_reset_names_the_channel_and_sends_the_state_at_or_below_the_head() {
     let mut merge = Merge::new(&[A, B], &[Some(1), Some(9)]);
     let mut out = String::new();

@@ -26,6 +26,8 @@ struct Load {
     streams: u64,
     /// Sent to the shard since it last reported.
     placed: u64,
+    /// The shard joined since it last reported.
+    joined: bool,
 }
 
 impl Placement {
@@ -64,19 +66,25 @@ impl Placement {
     /// request). Streams placed on it before the report are in the count.
     pub fn report(&mut self, shard: u32, streams: u64) {
         let load = self.shards.entry(shard).or_default();
-        *load = Load { streams, placed: 0 };
+        *load = Load {
+            streams,
+            ..Load::default()
+        };
     }
 
-    /// A shard that starts serving (it joins before taking a stream).
+    /// A shard that starts serving: it joins before it takes a stream, so it
+    /// is not idle until it next reports. A retire asked of the shard before
+    /// the join then finds it busy and keeps it, instead of leaving the
+    /// stream on a shard no publish is pushed to.
     pub fn join(&mut self, shard: u32) {
-        self.shards.entry(shard).or_default();
+        self.shards.entry(shard).or_default().joined = true;
     }
 
-    /// Shards with no streams and none placed since they said so.
+    /// Shards with no streams and none placed or joined since they said so.
     pub fn idle(&self) -> Vec<u32> {
         self.shards
             .iter()
-            .filter(|(_, load)| load.streams == 0 && load.placed == 0)
+            .filter(|(_, load)| load.streams == 0 && load.placed == 0 && !load.joined)
             .map(|(&shard, _)| shard)
             .collect()
     }
@@ -148,5 +156,21 @@ mod tests {
             Place::Shard(0),
             "a retired index is used again"
         );
+    }
+
+    #[test]
+    fn a_shard_that_joins_while_it_is_retired_stays() {
+        let mut placement = Placement::new(2, [0]);
+        placement.report(0, 0);
+        assert_eq!(placement.idle(), [0], "the channel asks shard 0 to retire");
+        // A stream placed before the channel restarted joins shard 0 while
+        // the retire is under way.
+        placement.join(0);
+        assert!(
+            placement.idle().is_empty(),
+            "the retire's answer must not remove it"
+        );
+        placement.report(0, 1);
+        assert_eq!(placement.shard_streams(), 1);
     }
 }

@@ -861,6 +861,11 @@ impl Channel {
         match client.retire().await {
             Ok(load) if load.streams == 0 => {
                 let mut memory = self.memory.borrow_mut();
+                // A stream sent there while the shard answered joins it
+                // again: it must go on being pushed every publish.
+                if !memory.placement.idle().contains(&shard) {
+                    return;
+                }
                 memory.placement.retire(shard);
                 let shards: Vec<u32> = memory.placement.active().collect();
                 drop(memory);

@@ -489,6 +489,7 @@ impl Pump {
         if let Some(old) = self.links[index].listener.replace(listener) {
             self.retired.push(old);
         }
+        self.stream.merge.attached(index);
         if socket.accept().is_err() {
             return false;
         }

@@ -304,7 +304,15 @@ impl Shard {
     }
 
     async fn subscribe(self: &Rc<Self>, subscribe: &Subscribe) -> Result<Response> {
-        if !self.memory.borrow().joined {
+        // A cursor ahead of the head means this shard fell behind its channel
+        // (pushes failed, or the channel restarted without counting it among
+        // its shards): it joins again, which brings the head up and puts it
+        // back on the channel's push list, before a cursor counts as unusable.
+        let behind = {
+            let memory = self.memory.borrow();
+            !memory.joined || subscribe.after.is_some_and(|after| after > memory.head)
+        };
+        if behind {
             self.join().await?;
             if self.presence {
                 // The channel may have forgotten this shard's streams, or

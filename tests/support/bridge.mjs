@@ -7,9 +7,12 @@ import assert from 'node:assert/strict';
 import { ROOT, TEST_SECRET } from './worker.mjs';
 import { freePort } from './valkey.mjs';
 
-/** The release binary that scripts/test builds; EDGESTREAM_BRIDGE_BIN overrides it. */
+/**
+ * The binary the bridge tests run: EDGESTREAM_BRIDGE_BIN (scripts/test sets it
+ * to the static build users deploy), else `cargo build --release`'s.
+ */
 export const BRIDGE_BIN = process.env.EDGESTREAM_BRIDGE_BIN
-  ? path.resolve(process.env.EDGESTREAM_BRIDGE_BIN)
+  ? path.resolve(ROOT, process.env.EDGESTREAM_BRIDGE_BIN)
   : path.join(ROOT, 'target/release/edgestream-bridge');
 
 /** The static (musl) binary that `bash bridge/build-static` builds. */

@@ -9,6 +9,7 @@
 //! object through miniflare's binding, so the Worker exposes nothing for it.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,8 +24,17 @@ use crate::payload::now_us;
 use crate::process::{free_port, wait_healthy, Proc};
 use crate::valkey;
 
-/// Path of the bridge binary, relative to the repository root.
-pub const BRIDGE_BINARY: &str = "target/release/edgestream-bridge";
+/// Path of the bridge binary, relative to the repository root, unless
+/// `EDGESTREAM_BRIDGE_BIN` names another build (the test suite runs the
+/// static one it has just built, as the integration tests do).
+const BRIDGE_BINARY: &str = "target/release/edgestream-bridge";
+
+pub fn bridge_binary(root: &Path) -> PathBuf {
+    match std::env::var_os("EDGESTREAM_BRIDGE_BIN") {
+        Some(path) => root.join(path),
+        None => root.join(BRIDGE_BINARY),
+    }
+}
 
 pub struct Options {
     /// Which shape of edgestream this is (reported as such).
@@ -84,7 +94,7 @@ pub async fn start(ctx: &Ctx, options: &Options) -> Result<Target, String> {
         let (valkey, valkey_addr) =
             valkey::start_server(ctx, &format!("{}-valkey", options.log_name)).await?;
         processes.push(valkey);
-        let binary = ctx.root.join(BRIDGE_BINARY);
+        let binary = bridge_binary(&ctx.root);
         let mut command = Command::new(binary);
         command
             .current_dir(&ctx.root)
