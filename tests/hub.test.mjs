@@ -76,7 +76,8 @@ describe('hub', () => {
     const streams = Array.from({ length: 40 }, () => subscribe(worker.url, [channel], { token: tok, types: ['tick.sent'] }));
     try {
       await Promise.all(streams.map((s) => s.opened()));
-      await eventually(async () => (await channelStats(worker.url, channel)).streams === 40 || (await channelStats(worker.url, channel)), 10_000, '40 streams counted');
+      // Counted as soon as they are open: the object asks the hub.
+      assert.equal((await channelStats(worker.url, channel)).streams, 40);
       const last = await publishEach(worker.url, pub, channel, 30);
       assert.equal(last, 30);
       await Promise.all(streams.map((s) => s.waitForData(30, 15_000)));
@@ -89,6 +90,25 @@ describe('hub', () => {
       closeAll(streams);
     }
     await eventually(async () => (await channelStats(worker.url, channel)).streams === 0 || (await channelStats(worker.url, channel)), 10_000, 'no streams counted');
+  });
+
+  test('a stream that starts a hub is counted as soon as it is open, before the hub attaches its socket', async () => {
+    const tenant = newTenant();
+    const tok = await subscriber(tenant);
+    for (let i = 0; i < 5; i++) {
+      const channel = channelOf(tenant);
+      const first = subscribe(worker.url, [channel], { token: tok });
+      try {
+        await first.opened();
+        assert.equal((await channelStats(worker.url, channel)).streams, 1, `channel ${i}: the first stream`);
+        const second = subscribe(worker.url, [channel], { token: tok });
+        await second.opened();
+        assert.equal((await channelStats(worker.url, channel)).streams, 2, `channel ${i}: the second stream`);
+        second.close();
+      } finally {
+        first.close();
+      }
+    }
   });
 
   test('the owner ends while events flow: the socket changes hands and no other stream sees a gap or a repeat', async () => {

@@ -34,7 +34,7 @@ use peers::{Ctx, PeerKind, Target};
 use scenario::{RunResult, Scenario};
 
 const USAGE: &str = "usage:
-  edgestream-bench run [--smoke] [--peers edgestream,nchan,django] [--scenarios fanout,max-rate,max-rate-single,many-publishers,burst,breadth,idle,bridge]
+  edgestream-bench run [--smoke] [--peers edgestream,edgestream-sockets,nchan,django] [--scenarios fanout,max-rate,max-rate-single,many-publishers,burst,breadth,idle,bridge]
                        [--set SCENARIO.FIELD=VALUE]... [--extras] [--only-extra noisy] [--out FILE] [--docs FILE]
                        [--client-threads N] [--django-workers N] [--profile DIR]
   edgestream-bench report --in FILE --docs FILE
@@ -223,10 +223,6 @@ fn random_uuid() -> String {
     )
 }
 
-/// The hub's dispatch budget in the benchmark: a million wakes per owner,
-/// so a run of 1,000 streams hands the socket on a few times.
-const HUB_BUDGET: &str = "1000000";
-
 pub async fn start_peer(
     ctx: &Ctx,
     kind: PeerKind,
@@ -234,9 +230,9 @@ pub async fn start_peer(
     log_name: &str,
 ) -> Result<Target, String> {
     match kind {
-        PeerKind::Edgestream | PeerKind::EdgestreamHub => {
-            let vars = if kind == PeerKind::EdgestreamHub {
-                vec![("HUB_DISPATCH_BUDGET".to_owned(), HUB_BUDGET.to_owned())]
+        PeerKind::Edgestream | PeerKind::EdgestreamSockets => {
+            let vars = if kind == PeerKind::EdgestreamSockets {
+                vec![("HUB_DISPATCH_BUDGET".to_owned(), "0".to_owned())]
             } else {
                 Vec::new()
             };

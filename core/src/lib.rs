@@ -21,6 +21,7 @@
 //! - [`keys`]: verification keys (HMAC secret, PEM, JWKS) and their allow-lists.
 //! - [`jwks`]: when the Worker refreshes a JWKS fetched from `JWKS_URL`.
 //! - [`shards`]: where a channel's next stream attaches (its own object or a shard).
+//! - [`hubs`]: how a channel's object counts the streams its isolates' hubs serve.
 //! - [`sse`]: Server-Sent Events framing.
 //! - [`cursor`]: event ids, in django-eventstream's format.
 //! - [`merge`]: one stream's view of its channels: order, gaps, catch-up, ids.
@@ -43,6 +44,7 @@ pub mod credentials;
 pub mod cursor;
 pub mod frames;
 pub mod history;
+pub mod hubs;
 pub mod jwks;
 pub mod keys;
 pub mod merge;

@@ -36,9 +36,8 @@ use edgestream_core::history::{self, Attach, CurrentState};
 use edgestream_core::presence::{Presence, Seat, Transition};
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{
-    ChannelRequest, ChannelStats, Delivery, HubJoin, HubKick, HubKicked, HubMessage, HubReport,
-    HubSubscribe, Joined, Kick, Kicked, Outcome, Publish, Published, ShardRoster, Subscribe,
-    ToShard,
+    ChannelRequest, ChannelStats, Delivery, HubJoin, HubMessage, HubSeat, HubSubscribe, Joined,
+    Kick, Kicked, Outcome, Publish, Published, ShardRoster, Subscribe, ToShard,
 };
 use edgestream_core::protocol::ProtocolError;
 use edgestream_core::relay::RelayWriter;
@@ -46,7 +45,6 @@ use edgestream_core::residency::Jurisdiction;
 use edgestream_core::revocation::RevocationSet;
 use edgestream_core::shards::{Place, Placement};
 use futures_channel::oneshot;
-use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
@@ -54,6 +52,7 @@ use worker::{
 };
 
 use super::channel_client::{ChannelClient, REVOKED};
+use super::channel_hubs::{self, Hubs};
 use super::channel_store::Store;
 use super::fanout::{self, delivery_tag, Pending, HUB_TAG};
 use super::log;
@@ -68,9 +67,6 @@ pub const KICKED: u16 = 4001;
 const REGISTRATION_MS: u64 = 86_400_000;
 /// Shard pushes in flight at once (a Durable Object has six connections).
 const PARALLEL_SHARDS: usize = 6;
-
-/// How long a kick waits for its hubs to say how many streams they ended.
-const HUB_KICK_WAIT: Duration = Duration::from_secs(2);
 
 #[durable_object]
 pub struct ChannelObject {
@@ -90,20 +86,7 @@ pub struct Channel {
     registration: RefCell<Registration>,
     outbox: RefCell<Outbox>,
     links: RefCell<BTreeMap<u32, Link>>,
-    hub_kicks: RefCell<HubKicks>,
-}
-
-/// Kicks waiting for their hubs to say how many streams each ended.
-#[derive(Default)]
-struct HubKicks {
-    next: u64,
-    waiting: HashMap<u64, HubKickWait>,
-}
-
-struct HubKickWait {
-    hubs: usize,
-    closed: u64,
-    done: Option<oneshot::Sender<u64>>,
+    hubs: RefCell<Hubs>,
 }
 
 struct Memory {
@@ -188,17 +171,28 @@ impl DurableObject for ChannelObject {
 
     async fn websocket_message(&self, ws: WebSocket, msg: WebSocketIncomingMessage) -> Result<()> {
         // Streams only listen; a hub reports how many streams it serves, and
-        // the socket keeps the count (it outlives hibernation) for stats.
-        if let WebSocketIncomingMessage::String(text) = msg {
-            match HubMessage::parse(&text) {
-                Ok(HubMessage::Report(report)) => ws.serialize_attachment(report)?,
-                Ok(HubMessage::Kicked(kicked)) => {
-                    if let Ok(channel) = &self.channel {
-                        channel.hub_kicked(kicked);
-                    }
+        // the socket keeps the count (it outlives hibernation), and answers
+        // what the object asked every hub.
+        let (WebSocketIncomingMessage::String(text), Ok(channel)) = (msg, &self.channel) else {
+            return Ok(());
+        };
+        let mut hubs = channel.hubs.borrow_mut();
+        match HubMessage::parse(&text) {
+            Ok(HubMessage::Report(report)) => {
+                if let Some(seat) = channel_hubs::seat(&ws) {
+                    ws.serialize_attachment(HubSeat {
+                        streams: report.streams,
+                        ..seat
+                    })?;
                 }
-                Err(error) => log::error("bad hub message", &error.to_string()),
             }
+            Ok(HubMessage::Kicked(kicked)) => {
+                hubs.answered(kicked.kicked, kicked.hub, kicked.closed)
+            }
+            Ok(HubMessage::Counted(counted)) => {
+                hubs.answered(counted.counted, counted.hub, counted.streams)
+            }
+            Err(error) => log::error("bad hub message", &error.to_string()),
         }
         Ok(())
     }
@@ -330,7 +324,7 @@ impl Channel {
             registration: RefCell::new(registration),
             outbox: RefCell::default(),
             links: RefCell::default(),
-            hub_kicks: RefCell::default(),
+            hubs: RefCell::default(),
         })
     }
 
@@ -473,9 +467,11 @@ impl Channel {
         let pair = WebSocketPair::new()?;
         self.state
             .accept_websocket_with_tags(&pair.server, &[delivery_tag(Delivery::Frames), HUB_TAG]);
-        pair.server.serialize_attachment(HubReport {
+        pair.server.serialize_attachment(HubSeat {
+            hub: hub.hub,
             streams: hub.streams,
         })?;
+        self.hubs.borrow_mut().attached(hub.hub);
         let head = self.memory.borrow().head;
         let oldest = self.store.oldest(head, self.cutoff(now))?;
         let mut replayed = 0;
@@ -513,6 +509,7 @@ impl Channel {
             return Ok(Response::empty()?.with_status(REVOKED));
         }
         let writer = self.opening(&mut memory, join.after, now)?;
+        self.hubs.borrow_mut().joined(&self.state, join.hub, now);
         Response::ok(writer.into_messages().join("\n"))
     }
 
@@ -924,11 +921,11 @@ impl Channel {
         let mut closed = 0;
         for socket in &sockets {
             // A hub's socket closed by a kick ends every stream it carries.
-            closed += hub_streams(socket).unwrap_or(1);
+            closed += channel_hubs::seat(socket).map_or(1, |seat| seat.streams);
             let _ = socket.close(Some(KICKED), Some("kicked"));
         }
         if let Some(tag) = &kick.tag {
-            closed += self.kick_hubs(tag).await;
+            closed += channel_hubs::kick(&self.hubs, &self.state, tag).await;
         }
         let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
         let name = self.name.as_str();
@@ -959,59 +956,6 @@ impl Channel {
         Response::ok(Kicked { closed }.to_json())
     }
 
-    /// The object does not know the tags of a hub's streams: it tells every
-    /// hub the tag, and each ends the streams that carry it and answers how
-    /// many. A hub that has not answered within `HUB_KICK_WAIT` (its owner
-    /// handing over) still ends them; only the report leaves them out.
-    async fn kick_hubs(&self, tag: &str) -> u64 {
-        let hubs = self.state.get_websockets_with_tag(HUB_TAG);
-        if hubs.is_empty() {
-            return 0;
-        }
-        let (id, answered) = {
-            let mut kicks = self.hub_kicks.borrow_mut();
-            kicks.next += 1;
-            let id = kicks.next;
-            let (done, answered) = oneshot::channel();
-            let wait = HubKickWait {
-                hubs: hubs.len(),
-                closed: 0,
-                done: Some(done),
-            };
-            kicks.waiting.insert(id, wait);
-            (id, answered)
-        };
-        let notice = HubKick {
-            kick: tag.to_owned(),
-            id,
-        }
-        .to_json();
-        for hub in &hubs {
-            let _ = hub.send_with_str(&notice);
-        }
-        let timeout = worker::Delay::from(HUB_KICK_WAIT);
-        let all = match select(answered, timeout).await {
-            Either::Left((Ok(closed), _)) => Some(closed),
-            _ => None,
-        };
-        let wait = self.hub_kicks.borrow_mut().waiting.remove(&id);
-        all.unwrap_or_else(|| wait.map_or(0, |wait| wait.closed))
-    }
-
-    fn hub_kicked(&self, answer: HubKicked) {
-        let mut kicks = self.hub_kicks.borrow_mut();
-        let Some(wait) = kicks.waiting.get_mut(&answer.kicked) else {
-            return;
-        };
-        wait.closed += answer.closed;
-        wait.hubs = wait.hubs.saturating_sub(1);
-        if wait.hubs == 0 {
-            if let Some(done) = wait.done.take() {
-                let _ = done.send(wait.closed);
-            }
-        }
-    }
-
     async fn stats(&self) -> Result<Response> {
         let now = now_ms();
         let shards: Vec<u32> = self.memory.borrow().placement.active().collect();
@@ -1029,6 +973,7 @@ impl Channel {
             .buffer_unordered(PARALLEL_SHARDS)
             .collect::<Vec<_>>()
             .await;
+        let hub_streams = channel_hubs::streams(&self.hubs, &self.state, now).await;
         let mut memory = self.memory.borrow_mut();
         for (shard, load) in loads {
             if let Ok(load) = load {
@@ -1042,8 +987,9 @@ impl Channel {
                 .state
                 .get_websockets()
                 .iter()
-                .map(|socket| hub_streams(socket).unwrap_or(1))
-                .sum::<u64>()
+                .filter(|socket| channel_hubs::seat(socket).is_none())
+                .count() as u64
+                + hub_streams
                 + memory.placement.shard_streams(),
             last_id: (head > 0).then_some(head),
             last_event_ms: (memory.newest_ms > 0).then_some(memory.newest_ms),
@@ -1184,16 +1130,6 @@ impl Channel {
     fn cutoff(&self, now: u64) -> u64 {
         history::expiry_cutoff_ms(now, self.settings.history_ttl_seconds)
     }
-}
-
-/// The streams a hub's socket carries, as its hub last reported; none for a
-/// stream's own socket.
-fn hub_streams(socket: &WebSocket) -> Option<u64> {
-    socket
-        .deserialize_attachment::<HubReport>()
-        .ok()
-        .flatten()
-        .map(|report| report.streams)
 }
 
 fn overloaded() -> worker::Error {

@@ -54,6 +54,9 @@ const hubs = new Map();
 /** One channel's members in this isolate. Plain data only. */
 class Hub {
   constructor(channel, budget) {
+    // Names this hub in its streams' joins and its attach, so the object
+    // counts the streams that joined before the owner attached.
+    this.id = Math.floor(Math.random() * 2 ** 53);
     this.channel = channel;
     this.budget = budget;
     this.members = new Set();
@@ -119,25 +122,7 @@ class Hub {
   receive(socket, data) {
     if (socket !== this.socket) return;
     if (typeof data === 'string') {
-      let kick;
-      try {
-        kick = JSON.parse(data);
-      } catch {
-        return;
-      }
-      let closed = 0;
-      for (const member of this.members) {
-        if (member.tags.includes(kick.kick)) {
-          this.deliver(member, KICK);
-          closed++;
-        }
-      }
-      // The object counts these in the kick's report (HubKicked in core).
-      try {
-        socket.send(JSON.stringify({ kicked: kick.id, closed }));
-      } catch {
-        // A socket closing under its owner: the streams are kicked anyway.
-      }
+      this.answer(socket, data);
       return;
     }
     const view = new DataView(data);
@@ -161,6 +146,39 @@ class Hub {
     if (this.budget > 0 && this.spent > this.budget && owner && !owner.rotating && this.members.size > 1) {
       owner.rotating = true;
       this.deliver(owner, ROTATE);
+    }
+  }
+
+  /**
+   * A question from the object (HubKick or HubCount in core), answered with
+   * the same id: the streams a kick's tag ended, or the streams served now.
+   */
+  answer(socket, text) {
+    let question;
+    try {
+      question = JSON.parse(text);
+    } catch {
+      return;
+    }
+    let reply;
+    if (typeof question.kick === 'string') {
+      let closed = 0;
+      for (const member of this.members) {
+        if (member.tags.includes(question.kick)) {
+          this.deliver(member, KICK);
+          closed++;
+        }
+      }
+      reply = { kicked: question.id, hub: this.id, closed };
+    } else if (typeof question.count === 'number') {
+      reply = { counted: question.count, hub: this.id, streams: this.members.size };
+    } else {
+      return;
+    }
+    try {
+      socket.send(JSON.stringify(reply));
+    } catch {
+      // A socket closing under its owner: a kick's streams end anyway.
     }
   }
 }
@@ -213,6 +231,10 @@ export class HubMember {
 
   streams() {
     return this.hub.members.size;
+  }
+
+  hubId() {
+    return this.hub.id;
   }
 
   /**

@@ -63,6 +63,11 @@ impl Member {
         self.member.streams() as u64
     }
 
+    /// The hub's id, which its streams' joins and its attach carry.
+    pub fn hub(&self) -> u64 {
+        self.member.hub_id() as u64
+    }
+
     /// Gives the owner's new socket to the hub; false if it was not taken
     /// (the stream ended or lost the role meanwhile; the socket is closed).
     pub fn adopt(&self, socket: &web_sys::WebSocket) -> bool {
@@ -101,6 +106,8 @@ extern "C" {
     fn position(this: &HubMember) -> f64;
     #[wasm_bindgen(method)]
     fn streams(this: &HubMember) -> f64;
+    #[wasm_bindgen(method, js_name = hubId)]
+    fn hub_id(this: &HubMember) -> f64;
     #[wasm_bindgen(method)]
     fn adopt(this: &HubMember, socket: &web_sys::WebSocket) -> bool;
     #[wasm_bindgen(method)]

@@ -8,6 +8,7 @@ mod admin;
 mod attach;
 mod auth;
 mod channel_client;
+mod channel_hubs;
 mod channel_object;
 mod channel_store;
 mod channels;

@@ -498,8 +498,9 @@ impl Pump {
     }
 
     /// Joins this isolate's hub of the stream's one channel, before the
-    /// stream asks the object for its head ([`Pump::hub_joined`]).
-    pub fn join_hub(&mut self, budget: u64) {
+    /// stream asks the object for its head ([`Pump::hub_joined`]); the hub's
+    /// id, for that join.
+    pub fn join_hub(&mut self, budget: u64) -> u64 {
         let tap = Tap::listen(
             None,
             &self.stream.writer,
@@ -515,12 +516,14 @@ impl Pump {
             self.stream.keepalive.as_millis() as u64,
             budget,
         );
+        let hub = member.hub();
         self.links[0].listener = Some(Listener::Hub {
             tap,
             member,
             attaching: false,
             failures: 0,
         });
+        hub
     }
 
     /// The object answered the stream's join: its text goes first, as a
@@ -577,6 +580,7 @@ impl Pump {
         let channel = self.stream.channels[0].as_str().to_owned();
         let inputs = self.inputs.clone();
         let subscribe = HubSubscribe {
+            hub: member.hub(),
             after: member.position(),
             streams: member.streams(),
         };

@@ -98,13 +98,9 @@ pub async fn open(
     // hubs are on; presence counts streams by their sockets, so its channels
     // take none.
     let budget = config.settings.hub_dispatch_budget;
-    let hub_join = (budget > 0
-        && channels.len() == 1
-        && !config.settings.has_presence(&channels[0]))
-    .then(|| HubJoin {
-        after: positions[0],
-        tags: tags.clone(),
-    });
+    let hub_join =
+        (budget > 0 && channels.len() == 1 && !config.settings.has_presence(&channels[0]))
+            .then(|| (positions[0], tags.clone()));
     let sockets = if hub_join.is_some() {
         Vec::new()
     } else {
@@ -158,8 +154,12 @@ pub async fn open(
         api_key_recheck: Duration::from_secs(settings.api_key_recheck_seconds),
         usage,
     });
-    if let Some(join) = hub_join {
-        pump.join_hub(budget);
+    if let Some((after, tags)) = hub_join {
+        let join = HubJoin {
+            hub: pump.join_hub(budget),
+            after,
+            tags,
+        };
         let joined = match ChannelClient::channel(env, jurisdiction, first_channel.as_str()) {
             Ok(client) => client.hub_join(&join).await,
             Err(problem) => Err(problem),

@@ -20,9 +20,9 @@ use crate::process::Proc;
 #[serde(rename_all = "kebab-case")]
 pub enum PeerKind {
     Edgestream,
-    /// edgestream with its hub on (`HUB_DISPATCH_BUDGET`): one socket per
-    /// isolate per channel.
-    EdgestreamHub,
+    /// edgestream with its hub off (`HUB_DISPATCH_BUDGET=0`): a socket per
+    /// stream, the design before the hub was the default.
+    EdgestreamSockets,
     Nchan,
     Django,
 }
@@ -30,13 +30,13 @@ pub enum PeerKind {
 impl PeerKind {
     /// Either shape of edgestream: they differ only in the worker's vars.
     pub fn is_edgestream(self) -> bool {
-        matches!(self, PeerKind::Edgestream | PeerKind::EdgestreamHub)
+        matches!(self, PeerKind::Edgestream | PeerKind::EdgestreamSockets)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             PeerKind::Edgestream => "edgestream",
-            PeerKind::EdgestreamHub => "edgestream-hub",
+            PeerKind::EdgestreamSockets => "edgestream-sockets",
             PeerKind::Nchan => "nchan",
             PeerKind::Django => "django-eventstream",
         }
@@ -45,7 +45,7 @@ impl PeerKind {
     pub fn parse(s: &str) -> Option<PeerKind> {
         match s {
             "edgestream" => Some(PeerKind::Edgestream),
-            "edgestream-hub" => Some(PeerKind::EdgestreamHub),
+            "edgestream-sockets" => Some(PeerKind::EdgestreamSockets),
             "nchan" => Some(PeerKind::Nchan),
             "django" | "django-eventstream" => Some(PeerKind::Django),
             _ => None,
@@ -151,7 +151,7 @@ impl Endpoint {
     pub fn max_batch(&self, wanted: usize) -> usize {
         match (self.kind, self.via) {
             (_, Via::Valkey(_)) => wanted.max(1),
-            (PeerKind::Edgestream | PeerKind::EdgestreamHub, Via::Http) => wanted.clamp(1, 100),
+            (PeerKind::Edgestream | PeerKind::EdgestreamSockets, Via::Http) => wanted.clamp(1, 100),
             (PeerKind::Django, Via::Http) => wanted.max(1),
             (PeerKind::Nchan, Via::Http) => 1,
         }
@@ -170,7 +170,7 @@ impl Endpoint {
     ) -> (String, Vec<(String, String)>) {
         let mut headers = vec![("Accept".to_owned(), "text/event-stream".to_owned())];
         let path = match self.kind {
-            PeerKind::Edgestream | PeerKind::EdgestreamHub => {
+            PeerKind::Edgestream | PeerKind::EdgestreamSockets => {
                 if let Some(token) = token {
                     headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
                 }
@@ -202,7 +202,7 @@ impl Endpoint {
                     .collect(),
             )],
             Via::Http => match self.kind {
-                PeerKind::Edgestream | PeerKind::EdgestreamHub => {
+                PeerKind::Edgestream | PeerKind::EdgestreamSockets => {
                     vec![edgestream::publish_request(self, events)]
                 }
                 PeerKind::Django => vec![django::publish_request(events)],

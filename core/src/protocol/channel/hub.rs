@@ -11,8 +11,13 @@
 //!   then every publish as pre-rendered frames, in one order, so a hub that
 //!   attaches again from where it was sees no gap and no repeat.
 //! - On that socket the hub reports its stream count ([`HubReport`]), which
-//!   the object keeps on the socket for stats; the object sends the hub the
-//!   tags a kick names ([`HubKick`]) and the hub ends those of its streams.
+//!   the object keeps on the socket ([`HubSeat`]); the object sends the hub
+//!   the tags a kick names ([`HubKick`]) and the hub ends those of its
+//!   streams, and asks it for its count when stats are read ([`HubCount`]).
+//!
+//! Each hub carries a random id in its joins and its attach, so that the
+//! object counts the streams that joined a hub whose owner has not attached
+//! yet (`crate::hubs`).
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +30,8 @@ pub const JOIN_PATH: &str = "/hub/join";
 /// The owner of a hub attaches its socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HubSubscribe {
+    /// The hub's id, the same in its streams' joins.
+    pub hub: u64,
     /// The last sequence number the hub handed to its streams.
     pub after: u64,
     /// Streams the hub serves at the time it attaches.
@@ -38,6 +45,7 @@ impl HubSubscribe {
             ..Call::get(
                 PATH,
                 Query::new()
+                    .pair("hub", &self.hub.to_string())
                     .pair("after", &self.after.to_string())
                     .pair("streams", &self.streams.to_string()),
             )
@@ -45,9 +53,10 @@ impl HubSubscribe {
     }
 
     pub fn parse(query: &str) -> Result<Self, ProtocolError> {
-        let (mut after, mut streams) = (None, None);
+        let (mut hub, mut after, mut streams) = (None, None, None);
         for (name, value) in pairs(query) {
             match name {
+                "hub" => hub = Some(query::number("hub", value)?),
                 "after" => after = Some(query::number("after", value)?),
                 "streams" => streams = Some(query::number("streams", value)?),
                 other => {
@@ -57,9 +66,13 @@ impl HubSubscribe {
                 }
             }
         }
-        match (after, streams) {
-            (Some(after), Some(streams)) => Ok(HubSubscribe { after, streams }),
-            _ => Err(ProtocolError::new("hub: expected after and streams")),
+        match (hub, after, streams) {
+            (Some(hub), Some(after), Some(streams)) => Ok(HubSubscribe {
+                hub,
+                after,
+                streams,
+            }),
+            _ => Err(ProtocolError::new("hub: expected hub, after and streams")),
         }
     }
 }
@@ -67,6 +80,8 @@ impl HubSubscribe {
 /// A stream joins its isolate's hub of the channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubJoin {
+    /// The id of the hub the stream joined.
+    pub hub: u64,
     /// The last sequence number the stream has; none asks for the state.
     pub after: Option<u64>,
     /// The stream's tags, checked against the revocations.
@@ -75,7 +90,7 @@ pub struct HubJoin {
 
 impl HubJoin {
     pub fn call(&self) -> Call {
-        let mut query = Query::new();
+        let mut query = Query::new().pair("hub", &self.hub.to_string());
         if let Some(after) = self.after {
             query = query.pair("after", &after.to_string());
         }
@@ -86,14 +101,12 @@ impl HubJoin {
     }
 
     pub fn parse(query: &str) -> Result<Self, ProtocolError> {
-        let mut join = HubJoin {
-            after: None,
-            tags: Vec::new(),
-        };
+        let (mut hub, mut after, mut tags) = (None, None, Vec::new());
         for (name, value) in pairs(query) {
             match name {
-                "after" => join.after = Some(query::number("after", value)?),
-                "tag" => join.tags.push(value.to_owned()),
+                "hub" => hub = Some(query::number("hub", value)?),
+                "after" => after = Some(query::number("after", value)?),
+                "tag" => tags.push(value.to_owned()),
                 other => {
                     return Err(ProtocolError::new(format!(
                         "hub join: unknown parameter {other}"
@@ -101,7 +114,8 @@ impl HubJoin {
                 }
             }
         }
-        Ok(join)
+        let hub = hub.ok_or_else(|| ProtocolError::new("hub join: expected hub"))?;
+        Ok(HubJoin { hub, after, tags })
     }
 }
 
@@ -116,6 +130,39 @@ impl HubReport {
     pub fn to_json(&self) -> String {
         to_json(self)
     }
+}
+
+/// What the object keeps on a hub's socket: which hub it is and the count
+/// it last reported (kept through hibernation, as attachments are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSeat {
+    pub hub: u64,
+    pub streams: u64,
+}
+
+/// What the object sends every hub when stats are read: each answers with a
+/// [`HubCounted`] of the same `id`, so that the stats count each stream as
+/// its hub knows it now, not as it last reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubCount {
+    pub count: u64,
+}
+
+impl HubCount {
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+}
+
+/// A hub's answer to the [`HubCount`] `counted`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubCounted {
+    pub counted: u64,
+    pub hub: u64,
+    pub streams: u64,
 }
 
 /// What the object sends a hub for a kick that names a tag: the hub ends
@@ -134,6 +181,7 @@ pub struct HubKick {
 #[serde(deny_unknown_fields)]
 pub struct HubKicked {
     pub kicked: u64,
+    pub hub: u64,
     pub closed: u64,
 }
 
@@ -149,6 +197,7 @@ impl HubKicked {
 pub enum HubMessage {
     Report(HubReport),
     Kicked(HubKicked),
+    Counted(HubCounted),
 }
 
 impl HubMessage {
@@ -171,10 +220,12 @@ mod tests {
     fn round_trips() {
         for subscribe in [
             HubSubscribe {
+                hub: 0,
                 after: 0,
                 streams: 1,
             },
             HubSubscribe {
+                hub: (1 << 53) - 1,
                 after: u64::MAX,
                 streams: 10_000,
             },
@@ -186,10 +237,12 @@ mod tests {
         }
         for join in [
             HubJoin {
+                hub: 1,
                 after: None,
                 tags: vec![],
             },
             HubJoin {
+                hub: 77,
                 after: Some(7),
                 tags: vec!["u:0a".into(), "j:ff".into()],
             },
@@ -206,12 +259,23 @@ mod tests {
         );
         let kicked = HubKicked {
             kicked: 3,
+            hub: 77,
             closed: 2,
         };
         assert_eq!(
             HubMessage::parse(&kicked.to_json()),
             Ok(HubMessage::Kicked(kicked))
         );
+        let counted = HubCounted {
+            counted: 4,
+            hub: 77,
+            streams: 0,
+        };
+        assert_eq!(
+            HubMessage::parse(&to_json(&counted)),
+            Ok(HubMessage::Counted(counted))
+        );
+        assert_eq!(HubCount { count: 4 }.to_json(), r#"{"count":4}"#);
         assert_eq!(
             HubKick {
                 kick: "u:0a".into(),
@@ -228,12 +292,22 @@ mod tests {
             "",
             "after=1",
             "streams=1",
-            "after=x&streams=1",
-            "after=1&streams=1&x=2",
+            "after=1&streams=1",
+            "hub=1&after=x&streams=1",
+            "hub=x&after=1&streams=1",
+            "hub=1&after=1&streams=1&x=2",
         ] {
             assert!(HubSubscribe::parse(query).is_err(), "{query}");
         }
-        for query in ["after=", "after=-1", "subject=aa", "frames"] {
+        for query in [
+            "",
+            "after=1",
+            "hub=1&after=",
+            "hub=1&after=-1",
+            "hub=&after=1",
+            "hub=1&subject=aa",
+            "hub=1&frames",
+        ] {
             assert!(HubJoin::parse(query).is_err(), "{query}");
         }
         for text in [
@@ -242,7 +316,10 @@ mod tests {
             r#"{"streams":-1}"#,
             r#"{"streams":1,"x":2}"#,
             r#"{"kicked":1}"#,
+            r#"{"kicked":1,"closed":2}"#,
             r#"{"kicked":1,"closed":2,"streams":3}"#,
+            r#"{"counted":1,"streams":3}"#,
+            r#"{"counted":1,"hub":2}"#,
             r#"{"kicked":-1,"closed":2}"#,
             "live 3",
         ] {

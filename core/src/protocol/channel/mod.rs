@@ -15,7 +15,9 @@ pub mod subscribe;
 
 pub use admit::Admit;
 pub use history::History;
-pub use hub::{HubJoin, HubKick, HubKicked, HubMessage, HubReport, HubSubscribe};
+pub use hub::{
+    HubCount, HubCounted, HubJoin, HubKick, HubKicked, HubMessage, HubReport, HubSeat, HubSubscribe,
+};
 pub use kick::{Kick, Kicked};
 pub use presence::{PresenceList, ShardRoster};
 pub use publish::{Outcome, Publish, Published};
@@ -136,11 +138,13 @@ mod tests {
             ChannelRequest::Join(Join { shard: 2 })
         );
         let hub = HubSubscribe {
+            hub: 9,
             after: 2,
             streams: 3,
         };
         assert_eq!(parse(&hub.call()), ChannelRequest::Hub(hub));
         let join = HubJoin {
+            hub: 9,
             after: None,
             tags: vec!["j:01".into()],
         };
