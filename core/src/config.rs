@@ -93,7 +93,7 @@ impl Default for Settings {
             publish_quota_period_seconds: 60,
             residency: Residency::default(),
             jurisdiction_claim: "jurisdiction".to_owned(),
-            hub_dispatch_budget: 1_000_000,
+            hub_dispatch_budget: 10_000_000,
         }
     }
 }
@@ -465,7 +465,7 @@ mod tests {
         assert_eq!(s.usage_interval_seconds, 300);
         assert_eq!(s.max_streams_per_tenant, 0, "no stream quota unless set");
         assert_eq!(s.publish_quota_period_seconds, 60);
-        assert_eq!(s.hub_dispatch_budget, 1_000_000, "the hub by default");
+        assert_eq!(s.hub_dispatch_budget, 10_000_000, "the hub by default");
         assert!(s.jwt_issuer.is_none() && s.jwt_audience.is_none() && s.allowed_origins.is_empty());
     }
 
