@@ -885,9 +885,14 @@ impl Channel {
         self.register().await?;
         let now = now_ms();
         let mut memory = self.memory.borrow_mut();
+        // A shard joins again whenever a stream's cursor is ahead of it; the
+        // list is written only when it changes (a row write is billed).
+        let known = memory.placement.active().any(|s| s == shard);
         memory.placement.join(shard);
-        let shards: Vec<u32> = memory.placement.active().collect();
-        self.store.set_meta("shards", &shards)?;
+        if !known {
+            let shards: Vec<u32> = memory.placement.active().collect();
+            self.store.set_meta("shards", &shards)?;
+        }
         let mut writer = RelayWriter::default();
         self.write_state(&mut memory, &mut writer, now)?;
         let joined = Joined {
