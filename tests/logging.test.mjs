@@ -1,6 +1,7 @@
 // The worker's logs: one JSON object per line, and never any token text,
 // whether the token came in the Authorization header or in ?access_token=,
-// was valid or not, on success or on every kind of failure.
+// was valid or not, on success or on every kind of failure. Every request is
+// logged with REQUEST_LOG=all; by default only refusals and failures are.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, logCollector, TEST_SECRET } from './support/worker.mjs';
@@ -13,7 +14,7 @@ let base;
 const logs = logCollector();
 
 before(async () => {
-  worker = await startWorker({ handleStructuredLogs: logs.handleStructuredLogs });
+  worker = await startWorker({ vars: { REQUEST_LOG: 'all' }, handleStructuredLogs: logs.handleStructuredLogs });
   base = worker.url;
 });
 after(async () => {
@@ -198,5 +199,49 @@ describe('logs', () => {
     assert.doesNotMatch(all, /eyJ[A-Za-z0-9_-]{8,}/, 'something that looks like a JWT was logged');
     // A logged URL keeps no credential in its query.
     assert.doesNotMatch(all, /access_token=(?!\[redacted\])[^&"\s]/);
+  });
+});
+
+describe('the request log by default', () => {
+  const quiet = logCollector();
+  let server;
+  before(async () => {
+    server = await startWorker({ handleStructuredLogs: quiet.handleStructuredLogs });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  const lines = () =>
+    quiet.lines
+      .map((l) => {
+        try {
+          return JSON.parse(l.message);
+        } catch {
+          return undefined;
+        }
+      })
+      .filter((l) => l?.msg === 'request');
+
+  it('has a line for each refusal and none for requests that succeeded', async () => {
+    const t = newTenant();
+    const a = channelOf(t);
+    const stream = subscribe(server.url, [a], { token: await subscriber(t), types: ['scan.progress'] });
+    try {
+      await stream.opened();
+      assert.equal((await publish(server.url, await publisher(t), { channel: a, event: 'scan.progress', data: { pct: 1 } })).status, 202);
+      await stream.waitForData(1);
+    } finally {
+      stream.close();
+    }
+    const refused = await openStream(server.url, [a], { token: await token({ tenant_id: t }, { secret: 'a-different-secret-0123456789abcdef' }) });
+    assert.equal(refused.status, 401, refused.text);
+    const wrongScope = await publish(server.url, await subscriber(t), { channel: a, event: 'x.y', data: 1 });
+    assert.equal(wrongScope.status, 403);
+    const deadline = Date.now() + 10_000;
+    while (lines().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    // A moment more, for a success line that would come late.
+    await new Promise((r) => setTimeout(r, 300));
+    const logged = lines().map((l) => `${l.method} ${l.path} ${l.status}`);
+    assert.deepEqual(logged.sort(), ['GET /v1/stream 401', 'POST /v1/publish 403'].sort(), JSON.stringify(logged));
   });
 });

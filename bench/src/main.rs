@@ -34,7 +34,7 @@ use peers::{Ctx, PeerKind, Target};
 use scenario::{RunResult, Scenario};
 
 const USAGE: &str = "usage:
-  edgestream-bench run [--smoke] [--peers edgestream,edgestream-sockets,nchan,django] [--scenarios fanout,max-rate,max-rate-single,many-publishers,burst,breadth,idle,bridge]
+  edgestream-bench run [--smoke] [--peers edgestream,edgestream-sockets,edgestream-script,nchan,django] [--scenarios fanout,max-rate,max-rate-single,many-publishers,burst,breadth,idle,bridge]
                        [--set SCENARIO.FIELD=VALUE]... [--extras] [--only-extra noisy] [--out FILE] [--docs FILE]
                        [--client-threads N] [--django-workers N] [--profile DIR]
   edgestream-bench report --in FILE --docs FILE
@@ -230,12 +230,8 @@ pub async fn start_peer(
     log_name: &str,
 ) -> Result<Target, String> {
     match kind {
-        PeerKind::Edgestream | PeerKind::EdgestreamSockets => {
-            let vars = if kind == PeerKind::EdgestreamSockets {
-                vec![("HUB_DISPATCH_BUDGET".to_owned(), "0".to_owned())]
-            } else {
-                Vec::new()
-            };
+        PeerKind::Edgestream | PeerKind::EdgestreamSockets | PeerKind::EdgestreamScript => {
+            let vars = kind.edgestream_vars().unwrap_or_default();
             let options = peers::edgestream::Options {
                 kind,
                 bridge: scenario.via_valkey,

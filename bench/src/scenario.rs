@@ -368,6 +368,40 @@ fn server_rss(sampler: &Sampler) -> f64 {
         .sum()
 }
 
+/// V8's CPU profiler in the launcher of the server under test (edgestream
+/// only), started and stopped by signal around one measured phase.
+struct Profiler<'a> {
+    pid: Option<u32>,
+    dir: Option<&'a std::path::Path>,
+}
+
+impl Profiler<'_> {
+    async fn start(&self) {
+        if let (Some(pid), Some(_)) = (self.pid, self.dir) {
+            unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the profile and waits (bounded) until the launcher has written
+    /// it and its summary, so the next phase or the server's stop cannot cut
+    /// it short.
+    async fn stop(&self) {
+        let (Some(pid), Some(dir)) = (self.pid, self.dir) else {
+            return;
+        };
+        let count = || std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let before = count();
+        unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
+        for _ in 0..200 {
+            if count() >= before + 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 pub async fn run(
     scenario: &Scenario,
     target: &mut Target,
@@ -402,6 +436,13 @@ pub async fn run(
     let cpu_connect_start = crate::rss::server_cpu_s(&roots);
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(scenario.connect_concurrency.max(1)));
+    // The set-up phase gets a profile of its own (the first of the run's
+    // two): opening a stream and delivering to it are different paths.
+    let setup_profiler = Profiler {
+        pid: target.profiler_pid,
+        dir: profile_dir,
+    };
+    setup_profiler.start().await;
     let connect_start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for index in 0..n {
@@ -429,6 +470,7 @@ pub async fn run(
     .await;
     let connect_total = connect_start.elapsed().as_secs_f64();
     let connect_cpu_s = crate::rss::server_cpu_s(&roots) - cpu_connect_start;
+    setup_profiler.stop().await;
     let connected = shared.connected.load(Ordering::Relaxed);
     if !all_connected || connected < n {
         failure = Some(format!("{} of {n} streams opened", connected));
@@ -490,10 +532,11 @@ pub async fn run(
     };
     let cpu_before = crate::rss::server_cpu_s(&roots);
     let client_cpu_before = client_cpu_s();
-    if let Some(pid) = target.profiler_pid {
-        unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let profiler = Profiler {
+        pid: target.profiler_pid,
+        dir: profile_dir,
+    };
+    profiler.start().await;
     let publish_start = Instant::now();
     let mut publish = PubStats::default();
     if failure.is_none() {
@@ -570,19 +613,7 @@ pub async fn run(
         ),
         _ => None,
     };
-    if let (Some(pid), Some(dir)) = (target.profiler_pid, profile_dir) {
-        // The launcher writes the profile; wait for it (bounded) before the
-        // server is stopped.
-        let count = || std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        let before = count();
-        unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
-        for _ in 0..200 {
-            if count() >= before + 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    profiler.stop().await;
     let _ = stop_tx.send(true);
     let mut results: Vec<SubResult> = Vec::with_capacity(n);
     for t in tasks {

@@ -60,6 +60,41 @@ pub struct Settings {
     /// the other streams, so no invocation pays a channel's fan-out for
     /// ever against its CPU limit.
     pub hub_dispatch_budget: u64,
+    /// What a stream's response body is made of (`STREAM_BODY`).
+    pub stream_body: StreamBody,
+    /// Which requests get a log line (`REQUEST_LOG`).
+    pub request_log: RequestLog,
+}
+
+/// Which requests the Worker writes its `request` log line for. A line is a
+/// `console.log` that costs the runtime more CPU than a small publish's
+/// whole handling (docs/benchmarks.md), and Cloudflare already records every
+/// invocation with its status, so only refusals and failures are logged
+/// unless every request is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestLog {
+    /// Requests answered with a status of 400 or more.
+    Failures,
+    /// Every request.
+    All,
+}
+
+impl RequestLog {
+    pub fn logs(self, status: u16) -> bool {
+        self == RequestLog::All || status >= 400
+    }
+}
+
+/// The response body of a stream. The two trade memory against delivery
+/// cost; docs/benchmarks.md has both measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamBody {
+    /// workerd's native byte pipe: the cheapest write and the shortest
+    /// fan-out tail, and a 64 KiB buffer per open stream in the runtime.
+    Native,
+    /// A JavaScript stream the relay fills: no buffer of its own, about half
+    /// the memory per idle stream, more CPU per delivery.
+    Script,
 }
 
 /// A variable that is set to something unusable.
@@ -94,6 +129,8 @@ impl Default for Settings {
             residency: Residency::default(),
             jurisdiction_claim: "jurisdiction".to_owned(),
             hub_dispatch_budget: 10_000_000,
+            stream_body: StreamBody::Native,
+            request_log: RequestLog::Failures,
         }
     }
 }
@@ -247,6 +284,34 @@ impl Settings {
                 100_000_000,
                 " (0 keeps a socket per stream)",
             )?,
+            stream_body: match get("STREAM_BODY").as_deref() {
+                None => defaults.stream_body,
+                Some("native") => StreamBody::Native,
+                Some("script") => StreamBody::Script,
+                Some(value) => {
+                    return Err(ConfigError {
+                        variable: "STREAM_BODY",
+                        reason: format!(
+                            "must be native or script, got \"{}\"",
+                            value.escape_debug()
+                        ),
+                    })
+                }
+            },
+            request_log: match get("REQUEST_LOG").as_deref() {
+                None => defaults.request_log,
+                Some("failures") => RequestLog::Failures,
+                Some("all") => RequestLog::All,
+                Some(value) => {
+                    return Err(ConfigError {
+                        variable: "REQUEST_LOG",
+                        reason: format!(
+                            "must be failures or all, got \"{}\"",
+                            value.escape_debug()
+                        ),
+                    })
+                }
+            },
         })
     }
 
@@ -466,6 +531,8 @@ mod tests {
         assert_eq!(s.max_streams_per_tenant, 0, "no stream quota unless set");
         assert_eq!(s.publish_quota_period_seconds, 60);
         assert_eq!(s.hub_dispatch_budget, 10_000_000, "the hub by default");
+        assert_eq!(s.stream_body, StreamBody::Native);
+        assert_eq!(s.request_log, RequestLog::Failures);
         assert!(s.jwt_issuer.is_none() && s.jwt_audience.is_none() && s.allowed_origins.is_empty());
     }
 
@@ -490,6 +557,8 @@ mod tests {
             "MAX_STREAMS_PER_TENANT",
             "PUBLISH_QUOTA_PERIOD_SECONDS",
             "HUB_DISPATCH_BUDGET",
+            "STREAM_BODY",
+            "REQUEST_LOG",
         ];
         for blank in ["", "  "] {
             let vars: Vec<_> = names.iter().map(|n| (*n, blank)).collect();
@@ -528,6 +597,8 @@ mod tests {
             ),
             ("JURISDICTION_CLAIM", "region"),
             ("HUB_DISPATCH_BUDGET", "500"),
+            ("STREAM_BODY", "script"),
+            ("REQUEST_LOG", "all"),
         ])
         .unwrap();
         assert_eq!(
@@ -563,6 +634,8 @@ mod tests {
                 .unwrap(),
                 jurisdiction_claim: "region".into(),
                 hub_dispatch_budget: 500,
+                stream_body: StreamBody::Script,
+                request_log: RequestLog::All,
             }
         );
     }
@@ -634,6 +707,40 @@ mod tests {
             let s = settings(&[("PUBLISH_QUOTA_PERIOD_SECONDS", good)]).unwrap();
             assert_eq!(s.publish_quota_period_seconds, period);
         }
+    }
+
+    #[test]
+    fn the_stream_body_is_one_of_the_two_kinds() {
+        for bad in ["Native", "js", "pipe", "script,native", "1"] {
+            let err = settings(&[("STREAM_BODY", bad)]).unwrap_err();
+            assert_eq!(err.variable, "STREAM_BODY", "{bad}");
+            assert!(err.reason.contains("native or script"), "{err}");
+        }
+        for (good, kind) in [
+            ("native", StreamBody::Native),
+            (" script ", StreamBody::Script),
+        ] {
+            assert_eq!(
+                settings(&[("STREAM_BODY", good)]).unwrap().stream_body,
+                kind
+            );
+        }
+    }
+
+    #[test]
+    fn the_request_log_has_failures_unless_every_request_is_asked_for() {
+        for bad in ["errors", "ALL", "none", "1"] {
+            let err = settings(&[("REQUEST_LOG", bad)]).unwrap_err();
+            assert_eq!(err.variable, "REQUEST_LOG", "{bad}");
+            assert!(err.reason.contains("failures or all"), "{err}");
+        }
+        let failures = settings(&[]).unwrap().request_log;
+        assert!(!failures.logs(200) && !failures.logs(202) && !failures.logs(304));
+        assert!(
+            failures.logs(400) && failures.logs(401) && failures.logs(429) && failures.logs(503)
+        );
+        let all = settings(&[("REQUEST_LOG", "all")]).unwrap().request_log;
+        assert!(all.logs(200) && all.logs(202) && all.logs(503));
     }
 
     #[test]

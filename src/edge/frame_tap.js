@@ -24,11 +24,10 @@
 
 const LAGGING = -1;
 const GAP = -2;
-const ignore = () => {};
 
 export class FrameTap {
-  constructor(socket, writer, highWaterMark, maxPendingBytes, onControl) {
-    this.writer = writer;
+  constructor(socket, body, highWaterMark, maxPendingBytes, onControl) {
+    this.body = body;
     this.highWaterMark = highWaterMark;
     this.maxPendingBytes = maxPendingBytes;
     this.onControl = onControl;
@@ -115,9 +114,9 @@ export class FrameTap {
     this.bytes += data.byteLength - start;
     // A failed write means the client is gone; the pump learns that from the
     // request's abort signal or its own next write.
-    this.writer.write(new Uint8Array(data, start)).catch(ignore);
+    this.body.push(new Uint8Array(data, start));
     // desiredSize is null once the stream errored; that is not lagging.
-    const desired = this.writer.desiredSize;
+    const desired = this.body.desiredSize;
     if (desired !== null && this.highWaterMark - desired > this.maxPendingBytes) this.lagging();
   }
 

@@ -5,6 +5,8 @@ use edgestream_core::usage::Delivered;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 
+use super::body::{Body, HIGH_WATER_MARK};
+
 /// What the tap hands to the pump.
 pub enum TapSignal {
     /// A text message: relay records the object sent on attach.
@@ -40,8 +42,7 @@ impl Tap {
     /// [`release`]: Tap::release
     pub fn listen(
         socket: Option<&web_sys::WebSocket>,
-        writer: &web_sys::WritableStreamDefaultWriter,
-        high_water_mark: usize,
+        body: &Body,
         max_pending_bytes: usize,
         mut signal: impl FnMut(TapSignal) + 'static,
     ) -> Self {
@@ -61,8 +62,8 @@ impl Tap {
         );
         let tap = FrameTap::new(
             socket,
-            writer,
-            high_water_mark as f64,
+            body,
+            HIGH_WATER_MARK as f64,
             max_pending_bytes as f64,
             &on_control,
         );
@@ -107,7 +108,7 @@ extern "C" {
     #[wasm_bindgen(constructor)]
     fn new(
         socket: Option<&web_sys::WebSocket>,
-        writer: &web_sys::WritableStreamDefaultWriter,
+        body: &Body,
         high_water_mark: f64,
         max_pending_bytes: f64,
         on_control: &OnControl,

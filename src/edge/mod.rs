@@ -7,6 +7,7 @@
 mod admin;
 mod attach;
 mod auth;
+mod body;
 mod channel_client;
 mod channel_hubs;
 mod channel_object;
@@ -32,6 +33,7 @@ mod tenant_object;
 mod tickets;
 mod usage;
 
+use edgestream_core::config::RequestLog;
 use edgestream_core::problem::Problem;
 use worker::{event, Context, Env, Method, Request, Response};
 
@@ -69,16 +71,22 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     let response = http::with_cors(response, origin.as_deref(), allowed_origins, &method);
 
     // The route, never the query (`access_token` must not reach a log) nor
-    // a channel in the path (it names a tenant).
-    log::info(
-        "request",
-        serde_json::json!({
-            "method": method.to_string(),
-            "path": route_name(&path),
-            "status": response.status_code(),
-            "ms": worker::Date::now().as_millis().saturating_sub(started),
-        }),
-    );
+    // a channel in the path (it names a tenant). Without settings the answer
+    // is a configuration failure, which is logged.
+    let request_log = config
+        .as_ref()
+        .map_or(RequestLog::Failures, |c| c.settings.request_log);
+    if request_log.logs(response.status_code()) {
+        log::info(
+            "request",
+            serde_json::json!({
+                "method": method.to_string(),
+                "path": route_name(&path),
+                "status": response.status_code(),
+                "ms": worker::Date::now().as_millis().saturating_sub(started),
+            }),
+        );
+    }
     Ok(response)
 }
 

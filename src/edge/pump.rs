@@ -47,6 +47,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{Delay, Env, WebSocket};
 
 use super::attach::attach;
+use super::body::Body;
 use super::channel_client::ChannelClient;
 use super::channel_object::KICKED;
 use super::frame_tap::{Tap, TapSignal};
@@ -146,10 +147,8 @@ pub struct OpenStream {
     pub tags: Vec<String>,
     /// The credential's subject, for channels with presence.
     pub subject: Option<String>,
-    pub writer: web_sys::WritableStreamDefaultWriter,
-    /// The response pipe's high-water mark: unread bytes are this minus the
-    /// writer's `desiredSize`.
-    pub high_water_mark: usize,
+    /// The response body.
+    pub body: Body,
     pub signal: web_sys::AbortSignal,
     pub expires_at: u64,
     pub keepalive: Duration,
@@ -464,8 +463,7 @@ impl Pump {
         let listener = match self.delivery() {
             Delivery::Frames => Listener::Tap(Tap::listen(
                 Some(raw),
-                &self.stream.writer,
-                self.stream.high_water_mark,
+                &self.stream.body,
                 self.stream.max_pending_bytes,
                 tap_signals(inputs, index, generation),
             )),
@@ -503,8 +501,7 @@ impl Pump {
     pub fn join_hub(&mut self, budget: u64) -> u64 {
         let tap = Tap::listen(
             None,
-            &self.stream.writer,
-            self.stream.high_water_mark,
+            &self.stream.body,
             self.stream.max_pending_bytes,
             tap_signals(self.inputs.clone(), 0, self.links[0].generation),
         );
@@ -732,7 +729,7 @@ impl Pump {
         self.bytes_written
             .set(self.bytes_written.get() + text.len() as u64);
         let chunk = Uint8Array::from(text.as_bytes());
-        JsFuture::from(self.stream.writer.write_with_chunk(&chunk))
+        JsFuture::from(self.stream.body.write(&chunk))
     }
 
     /// Ends the stream. The channel sockets are closed first so the objects
@@ -752,7 +749,7 @@ impl Pump {
             }
         }
         match end {
-            End::ClientGone => settle(JsFuture::from(self.stream.writer.abort())),
+            End::ClientGone => settle(JsFuture::from(self.stream.body.abort())),
             End::Failed { code, message } => {
                 log::info(
                     "stream ended by the relay",
@@ -775,7 +772,7 @@ impl Pump {
                 // is still queued.
                 drop(in_flight);
                 settle(self.start_write(&out));
-                settle(JsFuture::from(self.stream.writer.close()));
+                settle(JsFuture::from(self.stream.body.close()));
             }
         }
     }

@@ -19,12 +19,11 @@ use edgestream_core::message::MAX_BATCH_EVENTS;
 use edgestream_core::problem::Problem;
 use edgestream_core::protocol::channel::{Delivery, HubJoin, Subscribe};
 use edgestream_core::revocation::stream_tags;
-use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
-use wasm_bindgen::JsCast;
 use worker::{Env, Headers, Request, Response, WebSocket};
 
 use super::attach::attach;
 use super::auth::{self, Identity, Sources};
+use super::body::Body;
 use super::channel_client::ChannelClient;
 use super::config::Config;
 use super::http::internal;
@@ -120,12 +119,8 @@ pub async fn open(
     };
     let first_channel = channels[0].clone();
 
-    let pipe = IdentityTransformStream::new(&PipeOptions::new(PIPE_HIGH_WATER_MARK as f64))
-        .map_err(|e| internal(e.into()))?;
-    let writer = pipe
-        .writable()
-        .get_writer()
-        .map_err(|e| internal(e.into()))?;
+    let body = Body::open(config.settings.stream_body);
+    let readable = body.readable();
     let names: Vec<&str> = channels.iter().map(ChannelName::as_str).collect();
     let merge = Merge::new(&names, &positions);
     let settings = &config.settings;
@@ -141,8 +136,7 @@ pub async fn open(
         merge,
         tags,
         subject: claims.subject.clone(),
-        writer,
-        high_water_mark: PIPE_HIGH_WATER_MARK,
+        body,
         signal: req.inner().signal(),
         expires_at: claims.expires_at,
         keepalive: Duration::from_secs(settings.keepalive_seconds),
@@ -182,7 +176,7 @@ pub async fn open(
     Ok(Response::builder()
         .with_status(200)
         .with_headers(headers)
-        .stream(pipe.readable()))
+        .stream(readable))
 }
 
 /// Every channel's socket, or the first refusal (a revoked stream before an
@@ -202,37 +196,6 @@ fn all_attached(attached: Vec<Result<WebSocket, Problem>>) -> Result<Vec<WebSock
             }
             Err(problem)
         }
-    }
-}
-
-/// What the response pipe takes before its writer reports backpressure
-/// (`desiredSize` goes negative); only used to tell how much is unread.
-const PIPE_HIGH_WATER_MARK: usize = 64 * 1024;
-
-#[wasm_bindgen]
-extern "C" {
-    /// workerd's native byte pipe. Unlike a JavaScript `TransformStream` it
-    /// queues nothing in JavaScript: a write goes straight to the response,
-    /// which saves promise and microtask work on every write of every stream.
-    type IdentityTransformStream;
-    #[wasm_bindgen(constructor, catch)]
-    fn new(options: &PipeOptions) -> std::result::Result<IdentityTransformStream, JsValue>;
-
-    /// `{ highWaterMark }`.
-    type PipeOptions;
-    #[wasm_bindgen(method, setter, js_name = highWaterMark)]
-    fn set_high_water_mark(this: &PipeOptions, bytes: f64);
-    #[wasm_bindgen(method, getter)]
-    fn readable(this: &IdentityTransformStream) -> web_sys::ReadableStream;
-    #[wasm_bindgen(method, getter)]
-    fn writable(this: &IdentityTransformStream) -> web_sys::WritableStream;
-}
-
-impl PipeOptions {
-    fn new(high_water_mark: f64) -> Self {
-        let options: PipeOptions = js_sys::Object::new().unchecked_into();
-        options.set_high_water_mark(high_water_mark);
-        options
     }
 }
 

@@ -23,20 +23,35 @@ pub enum PeerKind {
     /// edgestream with its hub off (`HUB_DISPATCH_BUDGET=0`): a socket per
     /// stream, the design before the hub was the default.
     EdgestreamSockets,
+    /// edgestream with `STREAM_BODY=script`: response bodies the relay fills
+    /// from JavaScript instead of workerd's pipe.
+    EdgestreamScript,
     Nchan,
     Django,
 }
 
 impl PeerKind {
-    /// Either shape of edgestream: they differ only in the worker's vars.
+    /// Any shape of edgestream: they differ only in the worker's vars.
     pub fn is_edgestream(self) -> bool {
-        matches!(self, PeerKind::Edgestream | PeerKind::EdgestreamSockets)
+        self.edgestream_vars().is_some()
+    }
+
+    /// The worker vars of a shape of edgestream; None for the other peers.
+    pub fn edgestream_vars(self) -> Option<Vec<(String, String)>> {
+        let var = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+        match self {
+            PeerKind::Edgestream => Some(Vec::new()),
+            PeerKind::EdgestreamSockets => Some(var("HUB_DISPATCH_BUDGET", "0")),
+            PeerKind::EdgestreamScript => Some(var("STREAM_BODY", "script")),
+            PeerKind::Nchan | PeerKind::Django => None,
+        }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             PeerKind::Edgestream => "edgestream",
             PeerKind::EdgestreamSockets => "edgestream-sockets",
+            PeerKind::EdgestreamScript => "edgestream-script",
             PeerKind::Nchan => "nchan",
             PeerKind::Django => "django-eventstream",
         }
@@ -46,6 +61,7 @@ impl PeerKind {
         match s {
             "edgestream" => Some(PeerKind::Edgestream),
             "edgestream-sockets" => Some(PeerKind::EdgestreamSockets),
+            "edgestream-script" => Some(PeerKind::EdgestreamScript),
             "nchan" => Some(PeerKind::Nchan),
             "django" | "django-eventstream" => Some(PeerKind::Django),
             _ => None,
@@ -151,7 +167,10 @@ impl Endpoint {
     pub fn max_batch(&self, wanted: usize) -> usize {
         match (self.kind, self.via) {
             (_, Via::Valkey(_)) => wanted.max(1),
-            (PeerKind::Edgestream | PeerKind::EdgestreamSockets, Via::Http) => wanted.clamp(1, 100),
+            (
+                PeerKind::Edgestream | PeerKind::EdgestreamSockets | PeerKind::EdgestreamScript,
+                Via::Http,
+            ) => wanted.clamp(1, 100),
             (PeerKind::Django, Via::Http) => wanted.max(1),
             (PeerKind::Nchan, Via::Http) => 1,
         }
@@ -170,7 +189,7 @@ impl Endpoint {
     ) -> (String, Vec<(String, String)>) {
         let mut headers = vec![("Accept".to_owned(), "text/event-stream".to_owned())];
         let path = match self.kind {
-            PeerKind::Edgestream | PeerKind::EdgestreamSockets => {
+            PeerKind::Edgestream | PeerKind::EdgestreamSockets | PeerKind::EdgestreamScript => {
                 if let Some(token) = token {
                     headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
                 }
@@ -202,7 +221,7 @@ impl Endpoint {
                     .collect(),
             )],
             Via::Http => match self.kind {
-                PeerKind::Edgestream | PeerKind::EdgestreamSockets => {
+                PeerKind::Edgestream | PeerKind::EdgestreamSockets | PeerKind::EdgestreamScript => {
                     vec![edgestream::publish_request(self, events)]
                 }
                 PeerKind::Django => vec![django::publish_request(events)],
