@@ -211,10 +211,42 @@ function summarize(profile) {
   const sorted = (m) => [...m.entries()].sort((a, b) => b[1] - a[1]);
   return {
     busy_ms: total,
+    channel_object_ms: channelObjectMs(profile),
     wall_ms: (profile.endTime - profile.startTime) / 1000,
     by_kind: Object.fromEntries(sorted(byKind).map(([k, v]) => [k, Math.round(v * 10) / 10])),
     top_functions: sorted(byFunction).slice(0, 40).map(([k, v]) => [k, Math.round(v * 10) / 10]),
   };
+}
+
+// The channel object's own code: what stays serial per channel on
+// Cloudflare, where the streams' Worker invocations run elsewhere.
+const CHANNEL_OBJECT_CODE = /^edgestream::edge::(channel_object|channel_store|fanout)::/;
+
+/**
+ * CPU time of the samples with a frame of the channel object's code on their
+ * stack (what it called, `WebSocket.send` included), in ms; null when the
+ * module has no function names (scripts/build-worker strips them unless
+ * EDGESTREAM_KEEP_NAMES=1).
+ */
+function channelObjectMs(profile) {
+  const parent = new Map();
+  for (const node of profile.nodes) for (const child of node.children || []) parent.set(child, node.id);
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const named = profile.nodes.some((node) => CHANNEL_OBJECT_CODE.test(node.callFrame.functionName));
+  if (!named) return null;
+  const inObject = new Map();
+  const isInObject = (id) => {
+    if (id === undefined) return false;
+    if (!inObject.has(id)) {
+      inObject.set(id, CHANNEL_OBJECT_CODE.test(byId.get(id).callFrame.functionName) || isInObject(parent.get(id)));
+    }
+    return inObject.get(id);
+  };
+  let us = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    if (isInObject(profile.samples[i])) us += profile.timeDeltas[i + 1] ?? 0;
+  }
+  return Math.round(us / 100) / 10;
 }
 
 /** The channel objects' own stats answers, on a loopback socket of their own. */

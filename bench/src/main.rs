@@ -420,6 +420,7 @@ fn failed_start(scenario: &Scenario, kind: PeerKind, error: String) -> RunResult
         client_cpu_s: 0.0,
         connect_cpu_us_per_stream: 0.0,
         server_cpu_us_per_delivery: 0.0,
+        channel_object_us_per_delivery: None,
         idle: None,
         rows_written: None,
         rows_written_per_event: None,

@@ -25,8 +25,12 @@ pub fn one_line(r: &RunResult) -> String {
         None => "ok".to_owned(),
         Some(f) => format!("FAILED: {f}"),
     };
+    let object = r
+        .channel_object_us_per_delivery
+        .map(|us| format!(", channel object {us:.2} µs per delivery (profiled)"))
+        .unwrap_or_default();
     format!(
-        "{}: {:.0} deliveries/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} of {} delivered, {} streams in {:.2} s; {}",
+        "{}: {:.0} deliveries/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} of {} delivered, {} streams in {:.2} s{object}; {}",
         r.peer,
         r.delivery.per_s,
         r.latency.p50_ms,

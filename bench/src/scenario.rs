@@ -313,6 +313,11 @@ pub struct RunResult {
     pub connect_cpu_us_per_stream: f64,
     /// That CPU per measured delivery, microseconds.
     pub server_cpu_us_per_delivery: f64,
+    /// CPU in the channel objects' own code per measured delivery, from the
+    /// profile (`--profile` with a bundle that kept its names), microseconds:
+    /// the part of a delivery that stays serial per channel on Cloudflare.
+    /// The profiler's own overhead is in it.
+    pub channel_object_us_per_delivery: Option<f64>,
     pub idle: Option<IdleStats>,
     /// SQLite rows the channel objects wrote for the measured events
     /// (edgestream), in all and per event published.
@@ -385,10 +390,11 @@ impl Profiler<'_> {
 
     /// Stops the profile and waits (bounded) until the launcher has written
     /// it and its summary, so the next phase or the server's stop cannot cut
-    /// it short.
-    async fn stop(&self) {
+    /// it short. Returns the summary's CPU time in the channel object's own
+    /// code, in ms, when the bundle kept its function names.
+    async fn stop(&self) -> Option<f64> {
         let (Some(pid), Some(dir)) = (self.pid, self.dir) else {
-            return;
+            return None;
         };
         let count = || std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let before = count();
@@ -399,6 +405,14 @@ impl Profiler<'_> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let newest = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".summary.json"))
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())?;
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(newest.path()).ok()?).ok()?;
+        summary.get("channel_object_ms")?.as_f64()
     }
 }
 
@@ -470,7 +484,7 @@ pub async fn run(
     .await;
     let connect_total = connect_start.elapsed().as_secs_f64();
     let connect_cpu_s = crate::rss::server_cpu_s(&roots) - cpu_connect_start;
-    setup_profiler.stop().await;
+    let _ = setup_profiler.stop().await;
     let connected = shared.connected.load(Ordering::Relaxed);
     if !all_connected || connected < n {
         failure = Some(format!("{} of {n} streams opened", connected));
@@ -613,7 +627,7 @@ pub async fn run(
         ),
         _ => None,
     };
-    profiler.stop().await;
+    let channel_object_ms = profiler.stop().await;
     let _ = stop_tx.send(true);
     let mut results: Vec<SubResult> = Vec::with_capacity(n);
     for t in tasks {
@@ -715,6 +729,9 @@ pub async fn run(
         } else {
             0.0
         },
+        channel_object_us_per_delivery: channel_object_ms
+            .filter(|_| outcome.received > 0)
+            .map(|ms| ms * 1e3 / outcome.received as f64),
         idle,
         rows_written: rows.as_ref().and_then(|r| r.as_ref().ok().copied()),
         rows_written_per_event,
