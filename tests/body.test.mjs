@@ -7,24 +7,11 @@
 // released, and a kick that ends the stream with its error frame.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { startWorker } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf, token } from './support/tokens.mjs';
-import { subscribe, publish, streamUrl } from './support/sse.mjs';
+import { subscribe, publish, stalledStream } from './support/sse.mjs';
 import { channelStats } from './support/http.mjs';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually(check, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last === true) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-    await sleep(50);
-  }
-}
+import { sleep, eventually } from './support/wait.mjs';
 
 const seqOf = (id) => Number(id.slice(id.lastIndexOf(':') + 1));
 
@@ -89,12 +76,7 @@ describe('STREAM_BODY=script', () => {
     const channel = channelOf(tenant);
     const tok = await subscriber(tenant);
     const pub = await publisher(tenant);
-    const { port } = new URL(worker.url);
-    const socket = net.connect(Number(port), '127.0.0.1');
-    await new Promise((r) => socket.once('connect', r));
-    socket.pause();
-    const url = new URL(streamUrl(worker.url, [channel]));
-    socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tok}\r\n\r\n`);
+    const stalled = await stalledStream(worker.url, [channel], tok);
     await eventually(async () => (await channelStats(worker.url, channel)).streams === 1 || (await channelStats(worker.url, channel)), 10_000, 'the stalled stream counted');
     const others = Array.from({ length: 3 }, () => subscribe(worker.url, [channel], { token: tok, types: ['blob.sent'] }));
     try {
@@ -110,15 +92,10 @@ describe('STREAM_BODY=script', () => {
       await sleep(300);
       others.forEach((s, i) => assertExactlyOnce(s, channel, published, `stream ${i}`));
       await eventually(async () => (await channelStats(worker.url, channel)).streams === 3 || (await channelStats(worker.url, channel)), 15_000, 'the lagging stream released');
-      socket.resume();
-      let text = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (d) => {
-        text += d;
-      });
-      await eventually(() => text.includes('"code":"lagging"'), 15_000, 'the stalled client told it lags');
+      stalled.resume();
+      await eventually(() => stalled.text().includes('"code":"lagging"'), 15_000, 'the stalled client told it lags');
     } finally {
-      socket.destroy();
+      stalled.destroy();
       for (const s of others) s.close();
     }
   });

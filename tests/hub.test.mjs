@@ -5,24 +5,11 @@
 // restarts under it; late streams catch up from history; stats count streams.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { startWorker, logCollector } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf, token } from './support/tokens.mjs';
-import { subscribe, publish, streamUrl } from './support/sse.mjs';
+import { subscribe, publish, stalledStream } from './support/sse.mjs';
 import { channelStats } from './support/http.mjs';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually(check, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last === true) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-    await sleep(50);
-  }
-}
+import { sleep, eventually } from './support/wait.mjs';
 
 const seqOf = (id) => Number(id.slice(id.lastIndexOf(':') + 1));
 
@@ -176,12 +163,7 @@ describe('hub', () => {
     const pub = await publisher(tenant);
     // A raw client that sends its request and then reads nothing: first in,
     // so it owns the hub.
-    const { port } = new URL(worker.url);
-    const socket = net.connect(Number(port), '127.0.0.1');
-    await new Promise((r) => socket.once('connect', r));
-    socket.pause();
-    const url = new URL(streamUrl(worker.url, [channel]));
-    socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tok}\r\n\r\n`);
+    const stalled = await stalledStream(worker.url, [channel], tok);
     await eventually(async () => (await channelStats(worker.url, channel)).streams === 1 || (await channelStats(worker.url, channel)), 10_000, 'the owner counted');
     const attachesBefore = hubAttaches(logs);
     const others = Array.from({ length: 5 }, () => subscribe(worker.url, [channel], { token: tok, types: ['blob.sent'] }));
@@ -199,15 +181,10 @@ describe('hub', () => {
       others.forEach((s, i) => assertExactlyOnce(s, 1, published, `stream ${i}`));
       await eventually(async () => (await channelStats(worker.url, channel)).streams === 5 || (await channelStats(worker.url, channel)), 15_000, 'the lagging owner released');
       assert.ok(hubAttaches(logs) - attachesBefore >= 1, 'another stream attached the socket');
-      socket.resume();
-      let text = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (d) => {
-        text += d;
-      });
-      await eventually(() => text.includes('"code":"lagging"'), 15_000, 'the owner told it lags');
+      stalled.resume();
+      await eventually(() => stalled.text().includes('"code":"lagging"'), 15_000, 'the owner told it lags');
     } finally {
-      socket.destroy();
+      stalled.destroy();
       closeAll(others);
     }
   });

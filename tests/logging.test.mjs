@@ -23,9 +23,9 @@ after(async () => {
 
 const now = () => Math.floor(Date.now() / 1000);
 
-/** Parsed request log lines so far. */
-const requestLogs = () =>
-  logs.lines
+/** The parsed request log lines a collector has so far. */
+const requestLines = (collector) =>
+  collector.lines
     .map((l) => {
       try {
         return JSON.parse(l.message);
@@ -34,6 +34,7 @@ const requestLogs = () =>
       }
     })
     .filter((l) => l?.msg === 'request');
+const requestLogs = () => requestLines(logs);
 
 /** Waits (bounded) until at least `n` request log lines were written. */
 async function waitForRequestLogs(n, ms = 10_000) {
@@ -211,16 +212,7 @@ describe('the request log by default', () => {
   after(async () => {
     await server?.stop();
   });
-  const lines = () =>
-    quiet.lines
-      .map((l) => {
-        try {
-          return JSON.parse(l.message);
-        } catch {
-          return undefined;
-        }
-      })
-      .filter((l) => l?.msg === 'request');
+  const lines = () => requestLines(quiet);
 
   it('has a line for each refusal and none for requests that succeeded', async () => {
     const t = newTenant();

@@ -284,34 +284,21 @@ impl Settings {
                 100_000_000,
                 " (0 keeps a socket per stream)",
             )?,
-            stream_body: match get("STREAM_BODY").as_deref() {
-                None => defaults.stream_body,
-                Some("native") => StreamBody::Native,
-                Some("script") => StreamBody::Script,
-                Some(value) => {
-                    return Err(ConfigError {
-                        variable: "STREAM_BODY",
-                        reason: format!(
-                            "must be native or script, got \"{}\"",
-                            value.escape_debug()
-                        ),
-                    })
-                }
-            },
-            request_log: match get("REQUEST_LOG").as_deref() {
-                None => defaults.request_log,
-                Some("failures") => RequestLog::Failures,
-                Some("all") => RequestLog::All,
-                Some(value) => {
-                    return Err(ConfigError {
-                        variable: "REQUEST_LOG",
-                        reason: format!(
-                            "must be failures or all, got \"{}\"",
-                            value.escape_debug()
-                        ),
-                    })
-                }
-            },
+            stream_body: one_of(
+                "STREAM_BODY",
+                get("STREAM_BODY"),
+                defaults.stream_body,
+                &[
+                    ("native", StreamBody::Native),
+                    ("script", StreamBody::Script),
+                ],
+            )?,
+            request_log: one_of(
+                "REQUEST_LOG",
+                get("REQUEST_LOG"),
+                defaults.request_log,
+                &[("failures", RequestLog::Failures), ("all", RequestLog::All)],
+            )?,
         })
     }
 
@@ -407,6 +394,32 @@ fn well_formed_claim(name: &str) -> Result<(), String> {
         "must be a claim name of 1-64 letters, digits, '_', '-', '.' or ':', got \"{}\"",
         name.escape_debug()
     ))
+}
+
+/// A setting that names one of a few kinds, spelled exactly.
+fn one_of<T: Copy>(
+    variable: &'static str,
+    value: Option<String>,
+    default: T,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match choices.iter().find(|(name, _)| *name == value) {
+        Some((_, kind)) => Ok(*kind),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            Err(ConfigError {
+                variable,
+                reason: format!(
+                    "must be {}, got \"{}\"",
+                    names.join(" or "),
+                    value.escape_debug()
+                ),
+            })
+        }
+    }
 }
 
 /// Digits only, within `min..=max`.

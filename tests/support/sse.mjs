@@ -1,6 +1,7 @@
 // SSE clients for tests: the npm `eventsource` client (a real EventSource that
 // reconnects and sends Last-Event-ID by itself) and a raw reader for
 // frame-level assertions.
+import net from 'node:net';
 import { EventSource } from 'eventsource';
 
 export const RELAY_EVENTS = ['stream-open', 'stream-reset', 'stream-error'];
@@ -94,6 +95,31 @@ export function subscribe(base, channels, { token, viaQuery = false, types = [],
     /** Cuts the current connection as a network failure would. */
     drop: () => cut(),
     close: () => es.close(),
+  };
+}
+
+/**
+ * A client that sends its stream request and then reads nothing, as a stalled
+ * browser would, until `resume()`; `text()` is what it read since.
+ */
+export async function stalledStream(base, channels, token) {
+  const { port } = new URL(base);
+  const socket = net.connect(Number(port), '127.0.0.1');
+  await new Promise((r) => socket.once('connect', r));
+  socket.pause();
+  const url = new URL(streamUrl(base, channels));
+  socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+  let text = '';
+  return {
+    resume() {
+      socket.setEncoding('utf8');
+      socket.on('data', (d) => {
+        text += d;
+      });
+      socket.resume();
+    },
+    text: () => text,
+    destroy: () => socket.destroy(),
   };
 }
 
