@@ -31,7 +31,9 @@ describe('typed client in Chromium', { skip: BROWSER_SKIP }, () => {
     await new Promise((r) => app.listen(0, '127.0.0.1', r));
     appOrigin = `http://localhost:${app.address().port}`;
     [worker, browser] = await Promise.all([
-      startWorker({ vars: { ...VARS, ALLOWED_ORIGINS: appOrigin }, handleStructuredLogs: logs.handleStructuredLogs }),
+      // REQUEST_LOG=all: the request log's stream opens are how these tests
+      // count the streams the relay saw.
+      startWorker({ vars: { ...VARS, ALLOWED_ORIGINS: appOrigin, REQUEST_LOG: 'all' }, handleStructuredLogs: logs.handleStructuredLogs }),
       launchBrowser(),
     ]);
     context = await browser.newContext();
