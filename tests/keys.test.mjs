@@ -7,6 +7,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { once } from 'node:events';
+import { constants, createECDH, createPrivateKey, generateKeyPairSync, KeyObject, sign as nodeSign } from 'node:crypto';
 import { generateKeyPair, exportSPKI, exportJWK, exportPKCS8, importPKCS8, SignJWT, base64url } from 'jose';
 import { startWorker, logCollector, TEST_SECRET } from './support/worker.mjs';
 import { subscriber, newTenant, channelOf } from './support/tokens.mjs';
@@ -120,6 +121,113 @@ describe('JWT_PUBLIC_KEY (PEM)', () => {
       .setExpirationTime('5m')
       .sign(new TextEncoder().encode('edgestream-test-secret-0123456789abcdef'));
     assert.equal((await streamStatus(worker, tenant, hs)).status, 401);
+  });
+});
+
+describe('signatures: the strict rules in front of WebCrypto', () => {
+  // The relay hands public-key signatures to WebCrypto, after its own
+  // rules: the signature's length, Ed25519's canonical S and large-order
+  // R, PS256's 32-byte salt. Each forgery here would get past a lenient
+  // verifier; each control beside it shows that the refusal is the rule's.
+  let worker;
+  before(async () => {
+    const pems = await Promise.all(['RS256', 'ES256', 'EdDSA'].map((a) => exportSPKI(pairs[a].publicKey)));
+    worker = await startWorker({ vars: { JWT_SECRET: '', JWT_PUBLIC_KEY: pems.join('\n') } });
+  });
+  after(() => worker.stop());
+
+  const enc = (o) => base64url.encode(JSON.stringify(o));
+  const claimsFor = (tenant) => ({ sub: 'u', tenant_id: tenant, token_type: 'access', exp: Math.floor(Date.now() / 1000) + 300 });
+  const withSignature = (jwt, bytes) => `${jwt.split('.').slice(0, 2).join('.')}.${base64url.encode(bytes)}`;
+  const signatureOf = (jwt) => Buffer.from(base64url.decode(jwt.split('.')[2]));
+  const refused = { status: 401, code: 'invalid_token' };
+
+  test('an RS256 signature one byte longer, an ES256 signature in DER and an ES256 r or s of zero', async () => {
+    const tenant = newTenant();
+    const rs = await sign(pairs.RS256.privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'RS256' });
+    const es = await sign(pairs.ES256.privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'ES256' });
+    assert.equal((await streamStatus(worker, tenant, rs)).status, 200);
+    assert.equal((await streamStatus(worker, tenant, es)).status, 200);
+    const input = es.split('.').slice(0, 2).join('.');
+    const der = nodeSign('sha256', Buffer.from(input), KeyObject.from(pairs.ES256.privateKey));
+    const raw = signatureOf(es);
+    for (const jwt of [
+      withSignature(rs, Buffer.concat([Buffer.alloc(1), signatureOf(rs)])),
+      withSignature(es, der),
+      withSignature(es, Buffer.concat([Buffer.alloc(32), raw.subarray(32)])),
+      withSignature(es, Buffer.concat([raw.subarray(0, 32), Buffer.alloc(32)])),
+    ]) {
+      assert.deepEqual(await streamStatus(worker, tenant, jwt), refused);
+    }
+  });
+
+  test('an Ed25519 signature with S + L, and one with a small-order R', async () => {
+    const L = (1n << 252n) + 27742317777372353535851937790883648493n;
+    const tenant = newTenant();
+    const ed = await sign(pairs.EdDSA.privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'EdDSA' });
+    assert.equal((await streamStatus(worker, tenant, ed)).status, 200);
+    const raw = signatureOf(ed);
+    const s = BigInt(`0x${Buffer.from(raw.subarray(32)).reverse().toString('hex')}`);
+    const sPlusL = Buffer.from((s + L).toString(16).padStart(64, '0'), 'hex').reverse();
+    // R the identity point and S zero: "valid" under a small-order key.
+    const identity = Buffer.alloc(64);
+    identity[0] = 1;
+    for (const jwt of [withSignature(ed, Buffer.concat([raw.subarray(0, 32), sPlusL])), withSignature(ed, identity)]) {
+      assert.deepEqual(await streamStatus(worker, tenant, jwt), refused);
+    }
+  });
+
+  test('a PS256 signature is taken with a 32-byte salt only', async () => {
+    const tenant = newTenant();
+    const input = `${enc({ alg: 'PS256' })}.${enc(claimsFor(tenant))}`;
+    const pss = (saltLength) =>
+      `${input}.${base64url.encode(
+        nodeSign('sha256', Buffer.from(input), {
+          key: KeyObject.from(pairs.RS256.privateKey),
+          padding: constants.RSA_PKCS1_PSS_PADDING,
+          saltLength,
+        }),
+      )}`;
+    assert.equal((await streamStatus(worker, tenant, pss(32))).status, 200);
+    for (const saltLength of [0, 20, 64]) {
+      assert.deepEqual(await streamStatus(worker, tenant, pss(saltLength)), refused, `salt ${saltLength}`);
+    }
+  });
+});
+
+describe('PEM keys of every accepted shape', () => {
+  // A compressed P-256 point, which the relay decompresses before WebCrypto
+  // sees the key; and an RSA key with exponent 3, as a PKCS#1 block.
+  let worker;
+  let ecKey;
+  let rsaKey;
+  before(async () => {
+    const ecdh = createECDH('prime256v1');
+    ecdh.generateKeys();
+    const spkiPrefix = Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex');
+    const compressed = Buffer.concat([spkiPrefix, ecdh.getPublicKey(null, 'compressed')]);
+    const pem = (label, der) => `-----BEGIN ${label}-----\n${der.toString('base64').match(/.{1,64}/g).join('\n')}\n-----END ${label}-----\n`;
+    const x = ecdh.getPublicKey().subarray(1, 33);
+    const y = ecdh.getPublicKey().subarray(33);
+    ecKey = createPrivateKey({
+      key: { kty: 'EC', crv: 'P-256', x: base64url.encode(x), y: base64url.encode(y), d: base64url.encode(ecdh.getPrivateKey()) },
+      format: 'jwk',
+    });
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 });
+    rsaKey = rsa.privateKey;
+    const pkcs1 = rsa.publicKey.export({ type: 'pkcs1', format: 'pem' });
+    worker = await startWorker({ vars: { JWT_SECRET: '', JWT_PUBLIC_KEY: `${pem('PUBLIC KEY', compressed)}${pkcs1}` } });
+  });
+  after(() => worker.stop());
+
+  test('an ES256 token verifies with a compressed key, and an RS256 token with exponent 3', async () => {
+    const tenant = newTenant();
+    const es = await sign(ecKey, { sub: 'u', tenant_id: tenant }, { alg: 'ES256' });
+    const rs = await sign(rsaKey, { sub: 'u', tenant_id: tenant }, { alg: 'RS256' });
+    const stranger = await sign((await generateKeyPair('ES256')).privateKey, { sub: 'u', tenant_id: tenant }, { alg: 'ES256' });
+    assert.equal((await streamStatus(worker, tenant, es)).status, 200);
+    assert.equal((await streamStatus(worker, tenant, rs)).status, 200);
+    assert.deepEqual(await streamStatus(worker, tenant, stranger), { status: 401, code: 'invalid_token' });
   });
 });
 

@@ -131,6 +131,7 @@ fn now_unix() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgestream_core::keys::native::VerifyNatively;
     use edgestream_core::token::{JwtVerifier, VerifierConfig};
 
     const SECRET: &[u8] = b"secret-0123456789-0123456789-0123456789";
@@ -157,20 +158,20 @@ mod tests {
     fn platform_tokens_say_so_explicitly() {
         let now = 1_700_000_000;
         let token = minter(None, None).token(None, now);
-        let claims = verifier().verify(&token, now).unwrap();
+        let claims = verifier().verify_now(&token, now).unwrap();
         assert!(claims.has_scope("events:publish"));
         assert!(claims.has_scope("events:platform"));
         assert!(!claims.has_scope("events:admin"));
         assert_eq!(claims.tenant, None);
         assert_eq!(claims.expires_at, now + 300);
-        assert!(verifier().verify(&token, now + 400).is_err());
+        assert!(verifier().verify_now(&token, now + 400).is_err());
     }
 
     #[test]
     fn tenant_tokens_carry_the_tenant_and_no_platform_right() {
         let now = 1_700_000_000;
         let token = minter(None, None).token(Some(TENANT), now);
-        let claims = verifier().verify(&token, now).unwrap();
+        let claims = verifier().verify_now(&token, now).unwrap();
         assert_eq!(claims.tenant.as_deref(), Some(TENANT));
         assert!(claims.has_scope("events:publish"));
         assert!(!claims.has_scope("events:platform"));
@@ -184,7 +185,7 @@ mod tests {
                 tenant_claim: claim.into(),
                 ..VerifierConfig::default()
             })
-            .verify(&token, now)
+            .verify_now(&token, now)
             .unwrap()
             .tenant
         };
@@ -202,7 +203,7 @@ mod tests {
             audience: Some("edgestream".into()),
             ..VerifierConfig::default()
         });
-        assert!(verifier.verify(&token, now).is_ok());
+        assert!(verifier.verify_now(&token, now).is_ok());
     }
 
     #[test]

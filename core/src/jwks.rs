@@ -21,6 +21,7 @@
 //! [`TokenError::UnknownKey`]: crate::token::TokenError::UnknownKey
 
 use crate::keys::{KeyError, SkippedKey, VerificationKey};
+use std::rc::Rc;
 
 /// How long fetched keys are used before they are refreshed.
 pub const DEFAULT_TTL_SECONDS: u64 = 300;
@@ -57,7 +58,9 @@ pub enum RefreshTrigger {
 #[derive(Clone, Debug, Default)]
 pub struct JwksCache {
     policy: JwksPolicy,
-    keys: Vec<VerificationKey>,
+    /// Shared, so that a verification can hold the keys across its awaits
+    /// while a refresh replaces them.
+    keys: Rc<[VerificationKey]>,
     /// When the keys in use were fetched; `None` before the first success.
     fetched_at: Option<u64>,
     /// When a fetch was last started, whether or not it succeeded.
@@ -76,12 +79,12 @@ impl JwksCache {
         self.policy
     }
 
-    /// The keys to pass to [`JwtVerifier::verify_with`]; empty until the
-    /// first successful fetch.
+    /// The keys to pass to [`JwtVerifier::verify`]; empty until the first
+    /// successful fetch.
     ///
-    /// [`JwtVerifier::verify_with`]: crate::token::JwtVerifier::verify_with
-    pub fn keys(&self) -> &[VerificationKey] {
-        &self.keys
+    /// [`JwtVerifier::verify`]: crate::token::JwtVerifier::verify
+    pub fn keys(&self) -> Rc<[VerificationKey]> {
+        Rc::clone(&self.keys)
     }
 
     pub fn fetched_at(&self) -> Option<u64> {
@@ -120,7 +123,7 @@ impl JwksCache {
     /// from [`start_refresh`](Self::start_refresh); a store without one
     /// counts as an attempt now.
     pub fn store(&mut self, keys: Vec<VerificationKey>, now_unix: u64) {
-        self.keys = keys;
+        self.keys = keys.into();
         self.fetched_at = Some(now_unix);
         self.attempted_at.get_or_insert(now_unix);
     }

@@ -15,17 +15,31 @@
 //!
 //! Errors are [`KeyError`]s with static messages: no key material, and no
 //! text of the configuration, can reach a log through them.
+//!
+//! HMAC is checked here. Public-key signatures are checked by the runtime
+//! through [`SignatureCheck`] (WebCrypto in the Worker, whose native code is
+//! faster than any wasm and costs the module nothing; [`native`] elsewhere),
+//! while every rule about keys and signatures stays in this module: key
+//! sizes and exponents, points on the curve and of large order, signature
+//! lengths, canonical Ed25519 signatures. A runtime is handed only a key
+//! that passed those rules, as a canonical public JWK, and a signature of
+//! the right shape.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
-use p256::ecdsa::signature::Verifier as _;
-use rsa::{BoxedUint, Pkcs1v15Sign, Pss, PublicKey as RsaPublicKey};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256, Sha384, Sha512};
-use spki::der::Decode;
-use spki::ObjectIdentifier;
+use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
+
+mod curves;
+mod der;
+#[cfg(feature = "native-verify")]
+pub mod native;
+mod public;
+
+use public::{ed25519_key, from_pkcs1, from_spki, p256_key, rsa_key};
+pub use public::{PublicKey, SignatureCheck};
 
 /// Shortest HMAC secret accepted: 256 bits, the HS256 hash size (RFC 7518
 /// section 3.2). An HMAC token is an offline guessing oracle for its secret:
@@ -39,8 +53,8 @@ pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 /// well-funded attacker.
 pub const MIN_RSA_BITS: usize = 2048;
 
-/// Largest RSA modulus accepted (the `rsa` crate's own limit): verification
-/// cost grows with the square of the size, and every token pays it.
+/// Largest RSA modulus accepted: verification cost grows with the square of
+/// the size, and every token pays it.
 pub const MAX_RSA_BITS: usize = 8192;
 
 /// Largest JWKS document parsed. Real issuers publish a few kilobytes; the
@@ -145,9 +159,7 @@ impl KeyKind {
 #[derive(Clone)]
 enum Material {
     Hmac(Vec<u8>),
-    Rsa(Box<RsaPublicKey>),
-    P256(p256::ecdsa::VerifyingKey),
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Public(PublicKey),
 }
 
 /// One key a token may be verified with: its optional `kid`, the algorithms
@@ -165,9 +177,7 @@ impl fmt::Debug for VerificationKey {
         let names: Vec<&str> = self.algorithms.iter().map(|a| a.name()).collect();
         let material = match &self.material {
             Material::Hmac(secret) => format!("HMAC secret [{} bytes]", secret.len()),
-            Material::Rsa(key) => format!("RSA {}-bit public key", rsa_bits(key)),
-            Material::P256(_) => "P-256 public key".to_owned(),
-            Material::Ed25519(_) => "Ed25519 public key".to_owned(),
+            Material::Public(key) => key.describe(),
         };
         f.debug_struct("VerificationKey")
             .field("kid", &self.kid)
@@ -486,23 +496,31 @@ impl VerificationKey {
     }
 
     pub fn kind(&self) -> KeyKind {
-        match self.material {
+        match &self.material {
             Material::Hmac(_) => KeyKind::Hmac,
-            Material::Rsa(_) => KeyKind::Rsa,
-            Material::P256(_) => KeyKind::P256,
-            Material::Ed25519(_) => KeyKind::Ed25519,
+            Material::Public(key) => key.kind(),
+        }
+    }
+
+    /// The public key, for a runtime to import; `None` for an HMAC secret.
+    pub fn public_key(&self) -> Option<&PublicKey> {
+        match &self.material {
+            Material::Hmac(_) => None,
+            Material::Public(key) => Some(key),
         }
     }
 
     /// Whether `signature` is this key's `algorithm` signature over
     /// `signing_input`. An algorithm outside the allow-list is `false`
     /// before any material is touched; the match on material then makes a
-    /// second, independent refusal of any pairing that does not belong.
-    pub(crate) fn verify(
+    /// second, independent refusal of any pairing that does not belong, and
+    /// a public key's own rules a third, before `signatures` is asked.
+    pub(crate) async fn verify(
         &self,
         algorithm: Algorithm,
         signing_input: &[u8],
         signature: &[u8],
+        signatures: &impl SignatureCheck,
     ) -> bool {
         if !self.allows(algorithm) {
             return false;
@@ -517,39 +535,10 @@ impl VerificationKey {
             (Material::Hmac(secret), Algorithm::Hs512) => {
                 hmac_verify::<Hmac<Sha512>>(secret, signing_input, signature)
             }
-            (Material::Rsa(key), Algorithm::Rs256) => key
-                .verify(
-                    Pkcs1v15Sign::new::<Sha256>(),
-                    &Sha256::digest(signing_input),
-                    signature,
-                )
-                .is_ok(),
-            // RFC 7518 section 3.5: MGF1 with SHA-256 and a salt as long as
-            // the hash; `Pss::new` checks exactly that salt length.
-            (Material::Rsa(key), Algorithm::Ps256) => key
-                .verify(
-                    Pss::<Sha256>::new(),
-                    &Sha256::digest(signing_input),
-                    signature,
-                )
-                .is_ok(),
-            // JWS carries ECDSA as the fixed 64-byte r || s (RFC 7518 section
-            // 3.4), not DER; `from_slice` takes only that and refuses r or s
-            // of zero or not below the group order. Both (r, s) and
-            // (r, n - s) verify, and both are taken: OpenSSL, WebCrypto, Go
-            // and Java sign with either at random (half of the signatures an
-            // issuer makes are high-S), so refusing one would refuse half of
-            // every ES256 issuer's tokens. An ES256 token therefore has two
-            // spellings, and nothing in the relay may key on a token's text.
-            (Material::P256(key), Algorithm::Es256) => {
-                p256::ecdsa::Signature::from_slice(signature)
-                    .is_ok_and(|sig| key.verify(signing_input, &sig).is_ok())
-            }
-            // Strict verification refuses small-order R and non-canonical S,
-            // so one message has one valid signature.
-            (Material::Ed25519(key), Algorithm::EdDsa) => {
-                ed25519_dalek::Signature::from_slice(signature)
-                    .is_ok_and(|sig| key.verify_strict(signing_input, &sig).is_ok())
+            (Material::Public(key), _) if key.admits(algorithm, signature) => {
+                signatures
+                    .verify(key, algorithm, signing_input, signature)
+                    .await
             }
             _ => false,
         }
@@ -595,121 +584,6 @@ fn pem_body(body: &str) -> Result<Vec<u8>, KeyError> {
         return Err(KeyError::MalformedPem);
     }
     STANDARD.decode(compact).map_err(|_| KeyError::MalformedPem)
-}
-
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
-/// X25519, X448, Ed448: the other RFC 8410 curves, named as curves so the
-/// error says "curve" rather than "key type".
-const OTHER_8410_CURVES: [ObjectIdentifier; 3] = [
-    ObjectIdentifier::new_unwrap("1.3.101.110"),
-    ObjectIdentifier::new_unwrap("1.3.101.111"),
-    ObjectIdentifier::new_unwrap("1.3.101.113"),
-];
-
-/// A DER SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7), dispatched on its
-/// algorithm OID.
-fn from_spki(der: &[u8]) -> Result<VerificationKey, KeyError> {
-    let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|_| KeyError::MalformedDer)?;
-    let bits = spki
-        .subject_public_key
-        .as_bytes()
-        .ok_or(KeyError::MalformedDer)?;
-    let oid = spki.algorithm.oid;
-    if oid == RSA_ENCRYPTION {
-        from_pkcs1(bits)
-    } else if oid == EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters_oid()
-            .map_err(|_| KeyError::MalformedDer)?;
-        if curve != PRIME256V1 {
-            return Err(KeyError::UnsupportedCurve);
-        }
-        p256_key(bits)
-    } else if oid == ED25519 {
-        ed25519_key(bits)
-    } else if OTHER_8410_CURVES.contains(&oid) {
-        Err(KeyError::UnsupportedCurve)
-    } else {
-        Err(KeyError::UnsupportedKeyType)
-    }
-}
-
-/// A DER PKCS#1 RSAPublicKey (RFC 8017 appendix A.1.1).
-fn from_pkcs1(der: &[u8]) -> Result<VerificationKey, KeyError> {
-    let key = pkcs1::RsaPublicKeyRef::from_der(der).map_err(|_| KeyError::MalformedDer)?;
-    rsa_key(key.modulus.as_bytes(), key.public_exponent.as_bytes())
-}
-
-/// Big-endian modulus and exponent, leading zeros allowed.
-fn rsa_key(n: &[u8], e: &[u8]) -> Result<VerificationKey, KeyError> {
-    let n = strip_leading_zeros(n);
-    let e = strip_leading_zeros(e);
-    let bits = match n.first() {
-        None => return Err(KeyError::InvalidRsaKey),
-        Some(top) => n.len() * 8 - top.leading_zeros() as usize,
-    };
-    if bits < MIN_RSA_BITS {
-        return Err(KeyError::RsaTooSmall);
-    }
-    if bits > MAX_RSA_BITS {
-        return Err(KeyError::RsaTooLarge);
-    }
-    if e.is_empty() || e.len() > 8 {
-        return Err(KeyError::InvalidRsaKey);
-    }
-    let big = |bytes: &[u8]| {
-        BoxedUint::from_be_slice(bytes, (bytes.len() * 8) as u32)
-            .map_err(|_| KeyError::InvalidRsaKey)
-    };
-    // Checks n odd, e odd and within 2..2^33 (large exponents make
-    // verification slow: "RSADoS").
-    let key = RsaPublicKey::new_with_size_limits(big(n)?, big(e)?, MIN_RSA_BITS..=MAX_RSA_BITS)
-        .map_err(|_| KeyError::InvalidRsaKey)?;
-    Ok(VerificationKey {
-        kid: None,
-        algorithms: RSA_ALGORITHMS,
-        material: Material::Rsa(Box::new(key)),
-    })
-}
-
-fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-    &bytes[first..]
-}
-
-fn rsa_bits(key: &RsaPublicKey) -> usize {
-    use rsa::traits::PublicKeyParts;
-    key.n().bit_width_vartime() as usize
-}
-
-/// A SEC1 point, compressed or not, that must lie on P-256.
-fn p256_key(sec1: &[u8]) -> Result<VerificationKey, KeyError> {
-    let key =
-        p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1).map_err(|_| KeyError::InvalidPoint)?;
-    Ok(VerificationKey {
-        kid: None,
-        algorithms: P256_ALGORITHMS,
-        material: Material::P256(key),
-    })
-}
-
-/// A 32-byte compressed Edwards point. Small-order points are refused at
-/// load: such a key "verifies" signatures anyone can make.
-fn ed25519_key(bytes: &[u8]) -> Result<VerificationKey, KeyError> {
-    let bytes: &[u8; 32] = bytes.try_into().map_err(|_| KeyError::InvalidPoint)?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
-    if key.is_weak() {
-        return Err(KeyError::WeakKey);
-    }
-    Ok(VerificationKey {
-        kid: None,
-        algorithms: ED25519_ALGORITHMS,
-        material: Material::Ed25519(key),
-    })
 }
 
 /// Private RSA, EC and OKP parameters (RFC 7518 section 6), and the

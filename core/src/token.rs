@@ -10,7 +10,7 @@
 //! Time is a parameter (`now_unix`) because the runtime's clock lives outside
 //! this crate, and because tests then need no clock.
 
-use crate::keys::{self, Algorithm, VerificationKey};
+use crate::keys::{self, Algorithm, SignatureCheck, VerificationKey};
 use crate::problem::Problem;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -222,6 +222,10 @@ impl JwtVerifier {
 
     /// Checks size, shape, header, signature, then claims, in that order:
     /// nothing in the payload is looked at before the signature holds.
+    /// `extra_keys` (a JWKS fetched at run time and cached by the Worker)
+    /// are considered after the configured ones, so the cache can change
+    /// without rebuilding the verifier; `signatures` checks public-key
+    /// signatures (see [`SignatureCheck`]).
     ///
     /// The header is parsed before the signature because it names the key,
     /// so its duplicate members are refused then, from at most 8 KiB of
@@ -229,13 +233,6 @@ impl JwtVerifier {
     /// signature holds, like every other payload rule: a forger learns
     /// nothing about how a payload is read, and a signed payload with a
     /// duplicate member is the issuer's to fix.
-    pub fn verify(&self, token: &str, now_unix: u64) -> Result<Claims, TokenError> {
-        self.verify_with(token, &[], now_unix)
-    }
-
-    /// [`verify`](Self::verify) with `extra_keys` (a JWKS fetched at run
-    /// time and cached by the Worker) considered after the configured ones,
-    /// so the cache can change without rebuilding the verifier.
     ///
     /// Key selection: the `alg` header must name an [`Algorithm`] exactly.
     /// With a `kid` header, the keys of that `kid` are the candidates; when
@@ -246,11 +243,12 @@ impl JwtVerifier {
     /// allow-list has the algorithm are used; if there are none the answer
     /// is [`TokenError::UnsupportedAlgorithm`], and if none verifies,
     /// [`TokenError::BadSignature`].
-    pub fn verify_with(
+    pub async fn verify(
         &self,
         token: &str,
         extra_keys: &[VerificationKey],
         now_unix: u64,
+        signatures: &impl SignatureCheck,
     ) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
@@ -304,10 +302,17 @@ impl JwtVerifier {
 
         let signature = decode_segment(signature_b64)?;
         let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        if !usable
-            .iter()
-            .any(|key| key.verify(algorithm, signing_input, &signature))
-        {
+        let mut verified = false;
+        for key in usable {
+            if key
+                .verify(algorithm, signing_input, &signature, signatures)
+                .await
+            {
+                verified = true;
+                break;
+            }
+        }
+        if !verified {
             return Err(if unknown_kid {
                 TokenError::UnknownKey
             } else {

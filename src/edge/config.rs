@@ -16,9 +16,9 @@ use edgestream_core::residency::Jurisdiction;
 use edgestream_core::token::{Claims, JwtVerifier, TokenError, VerifierConfig};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
-use worker::{
-    AbortController, AbortSignal, Delay, Env, Fetch, Request, RequestInit, RequestRedirect, Url,
-};
+use worker::{AbortController, AbortSignal, Delay, Env, Fetch, Url};
+
+use super::signatures::WebCrypto;
 
 /// How long one JWKS fetch may take, body included. The request that
 /// triggered it waits at most this long (the others meanwhile verify with
@@ -113,13 +113,22 @@ impl Config {
     /// issuer's current key set.
     pub async fn verify(&self, jwt: &str, now_unix: u64) -> Result<Claims, Problem> {
         let Some(url) = &self.jwks_url else {
-            return self.verifier.verify(jwt, now_unix).map_err(Problem::from);
+            return self
+                .verifier
+                .verify(jwt, &[], now_unix, &WebCrypto)
+                .await
+                .map_err(Problem::from);
         };
         if JWKS.with(|c| c.borrow().should_refresh(now_unix, RefreshTrigger::Request)) {
             refresh_jwks(url, now_unix).await;
         }
-        let verify = || JWKS.with(|c| self.verifier.verify_with(jwt, c.borrow().keys(), now_unix));
-        match verify() {
+        let verify = || async {
+            let fetched = JWKS.with(|c| c.borrow().keys());
+            self.verifier
+                .verify(jwt, &fetched, now_unix, &WebCrypto)
+                .await
+        };
+        match verify().await {
             Err(TokenError::UnknownKey)
                 if JWKS.with(|c| {
                     c.borrow()
@@ -127,7 +136,7 @@ impl Config {
                 }) =>
             {
                 refresh_jwks(url, now_unix).await;
-                verify().map_err(Problem::from)
+                verify().await.map_err(Problem::from)
             }
             other => other.map_err(Problem::from),
         }
@@ -182,9 +191,9 @@ async fn fetch_jwks(url: &Url) -> Result<String, String> {
 }
 
 async fn read_jwks(url: &Url, signal: &AbortSignal) -> Result<String, String> {
-    let mut init = RequestInit::new();
-    init.with_redirect(RequestRedirect::Manual);
-    let request = Request::new_with_init(url.as_str(), &init).map_err(|e| e.to_string())?;
+    let init = web_sys::RequestInit::new();
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    let request = super::http::request(url.as_str(), &init).map_err(|e| e.to_string())?;
     let mut response = Fetch::Request(request)
         .send_with_signal(signal)
         .await

@@ -26,6 +26,15 @@ pub fn internal(error: worker::Error) -> Problem {
     Problem::internal("the relay failed to handle the request")
 }
 
+/// A request built from web-sys's `RequestInit`. worker's `RequestInit`
+/// converts Cloudflare's `cf` properties on every request, code that was a
+/// hundredth of the wasm module, and no request the relay makes sets them.
+pub fn request(url: &str, init: &web_sys::RequestInit) -> worker::Result<Request> {
+    web_sys::Request::new_with_str_and_init(url, init)
+        .map(Request::from)
+        .map_err(worker::Error::from)
+}
+
 /// Reads a request body, refusing it with `too_large` as soon as more than
 /// `limit` bytes have arrived, whatever `Content-Length` says (a chunked or
 /// HTTP/2 body declares none). A declared length over the limit is refused

@@ -26,6 +26,7 @@ mod pump;
 mod quota;
 mod relay_socket;
 mod shard_object;
+mod signatures;
 mod sql;
 mod stream;
 mod tenant_client;

@@ -8,9 +8,7 @@ use edgestream_core::protocol::{Call, Incoming, Method as CallMethod};
 use edgestream_core::residency::Jurisdiction;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use worker::{
-    Headers, Method, ObjectNamespace, Request, RequestInit, Response, ResponseBody, State, Stub,
-};
+use worker::{Headers, Method, ObjectNamespace, Request, Response, ResponseBody, State, Stub};
 
 use super::http::internal;
 
@@ -79,17 +77,19 @@ pub async fn send(stub: &Stub, call: &Call) -> Result<Response, Problem> {
 }
 
 fn request(call: &Call) -> worker::Result<Request> {
-    let mut init = RequestInit::new();
+    let init = web_sys::RequestInit::new();
     if call.upgrade {
         let headers = Headers::new();
         headers.set("Upgrade", "websocket")?;
-        init.with_headers(headers);
+        init.set_headers(headers.as_ref());
     }
     if call.method == CallMethod::Post {
-        init.with_method(Method::Post);
-        init.with_body(call.body.clone().map(Into::into));
+        init.set_method("POST");
+        if let Some(body) = &call.body {
+            init.set_body(&JsValue::from_str(body));
+        }
     }
-    Request::new_with_init(&call.url(), &init)
+    super::http::request(&call.url(), &init)
 }
 
 /// Logs why an object could not be reached (the runtime's text says which

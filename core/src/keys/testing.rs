@@ -1,5 +1,7 @@
 use super::*;
 use p256::ecdsa::signature::{SignatureEncoding, Signer};
+use rsa::BoxedUint;
+use sha2::Sha256;
 
 pub const PUBLIC_JWKS: &str = include_str!("../../tests/fixtures/public-keys.json");
 pub const PRIVATE_JWKS: &str = include_str!("../../tests/fixtures/private-test-keys.json");
@@ -20,6 +22,11 @@ pub fn pem(name: &str) -> &'static str {
         "ed448" => include_str!("../../tests/fixtures/ed448.pem"),
         _ => panic!("no fixture {name}"),
     }
+}
+
+/// Whether `key` verifies `signature`, with the native checks.
+pub fn verifies(key: &VerificationKey, alg: Algorithm, input: &[u8], signature: &[u8]) -> bool {
+    native::at_once(key.verify(alg, input, signature, &native::NativeSignatures))
 }
 
 /// The public JWK of a fixture key, as `jose` exported it (no kid).

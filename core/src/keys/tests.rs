@@ -153,6 +153,96 @@ fn weak_or_foreign_pem_keys_are_refused_with_a_clear_error() {
     }
 }
 
+/// The DER inside a PEM fixture.
+fn der_of(name: &str) -> Vec<u8> {
+    let body: String = pem(name)
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    STANDARD.decode(body).unwrap()
+}
+
+fn as_pem(label: &str, der: &[u8]) -> String {
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        STANDARD.encode(der)
+    )
+}
+
+#[test]
+fn pem_keys_are_read_as_strict_der() {
+    for name in ["rsa-a", "p256-a", "ed25519-a"] {
+        let der = der_of(name);
+        let key = VerificationKey::from_pem(&as_pem("PUBLIC KEY", &der)).unwrap();
+        assert_eq!(key[0].public_key(), pem_key(name).public_key(), "{name}");
+        // Trailing bytes, a truncated body, a BER indefinite length.
+        let mut indefinite = der.clone();
+        indefinite[1] = 0x80;
+        for bad in [
+            [&der[..], &[0]].concat(),
+            der[..der.len() - 1].to_vec(),
+            indefinite,
+        ] {
+            assert_eq!(
+                VerificationKey::from_pem(&as_pem("PUBLIC KEY", &bad)).unwrap_err(),
+                KeyError::MalformedDer,
+                "{name}"
+            );
+        }
+    }
+    // An Ed25519 algorithm identifier with parameters (RFC 8410 says absent):
+    // 30 2a | 30 05 06 03 2b6570 | 03 21 00 <key> becomes 30 2c | 30 07 ... 05 00.
+    let ed = der_of("ed25519-a");
+    let with_null = [
+        &[0x30, 0x2c, 0x30, 0x07][..],
+        &ed[4..9],
+        &[0x05, 0x00],
+        &ed[9..],
+    ]
+    .concat();
+    assert_eq!(
+        VerificationKey::from_pem(&as_pem("PUBLIC KEY", &with_null)).unwrap_err(),
+        KeyError::MalformedDer
+    );
+    // The same Ed25519 key, rebuilt, is read: the edit above is the only fault.
+    let rebuilt = [&[0x30, 0x2a, 0x30, 0x05][..], &ed[4..9], &ed[9..]].concat();
+    assert!(VerificationKey::from_pem(&as_pem("PUBLIC KEY", &rebuilt)).is_ok());
+    // The PKCS#1 body of an RSA key as a PUBLIC KEY block is no SPKI.
+    let pkcs1 = der_of("rsa-a.pkcs1");
+    assert!(VerificationKey::from_pem(&as_pem("RSA PUBLIC KEY", &pkcs1)).is_ok());
+    assert_eq!(
+        VerificationKey::from_pem(&as_pem("PUBLIC KEY", &pkcs1)).unwrap_err(),
+        KeyError::MalformedDer
+    );
+}
+
+#[test]
+fn equal_keys_have_equal_jwk_text_whatever_their_source() {
+    for name in ["rsa-a", "p256-a", "ed25519-a"] {
+        let from_pem = pem_key(name);
+        let from_jwk = one(public_jwk(name)).unwrap();
+        let text = from_pem.public_key().unwrap().jwk();
+        assert_eq!(
+            Some(text),
+            from_jwk.public_key().map(PublicKey::jwk),
+            "{name}"
+        );
+        // Only the members that define the key, in a fixed order.
+        let members: Vec<String> = serde_json::from_str::<Map<String, Value>>(text)
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert!(members
+            .iter()
+            .all(|m| ["kty", "crv", "n", "e", "x", "y"].contains(&m.as_str())));
+    }
+    assert_eq!(
+        VerificationKey::hmac(&[b'k'; 32]).unwrap().public_key(),
+        None
+    );
+}
+
 #[test]
 fn private_keys_and_certificates_are_refused_by_label() {
     let block = |label: &str| {
@@ -565,18 +655,14 @@ fn a_key_never_verifies_outside_its_allow_list() {
     let input = b"header.payload";
     let mac = hmac_sign(pem("rsa-a").as_bytes(), input);
     for alg in [Algorithm::Hs256, Algorithm::Es256, Algorithm::EdDsa] {
-        assert!(!rsa.verify(alg, input, &mac));
+        assert!(!verifies(&rsa, alg, input, &mac));
     }
     let sig = sign("rsa-a", input);
-    assert!(rsa.verify(Algorithm::Rs256, input, &sig));
-    assert!(
-        !rsa.clone()
-            .restricted_to(Algorithm::Ps256)
-            .unwrap()
-            .verify(Algorithm::Rs256, input, &sig)
-    );
+    assert!(verifies(&rsa, Algorithm::Rs256, input, &sig));
+    let ps256_only = rsa.clone().restricted_to(Algorithm::Ps256).unwrap();
+    assert!(!verifies(&ps256_only, Algorithm::Rs256, input, &sig));
     let hmac = VerificationKey::hmac(&[b'k'; MIN_HMAC_SECRET_BYTES]).unwrap();
-    assert!(!hmac.verify(Algorithm::Rs256, input, &sig));
+    assert!(!verifies(&hmac, Algorithm::Rs256, input, &sig));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use super::testing::*;
 use super::*;
+use crate::keys::native::VerifyNatively;
 use crate::keys::testing::{jose_hmac_secret, jose_token, pem, pem_key, token};
 use crate::keys::KeyKind;
 use serde_json::json;
@@ -31,7 +32,7 @@ fn third_party_tokens_of_every_algorithm_verify() {
         let token = jose_token(name);
         for verifier in [&with_kids, &without_kids] {
             let c = verifier
-                .verify(&token, NOW)
+                .verify_now(&token, NOW)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(
                 (c.subject.as_deref(), c.tenant.as_deref(), c.jti.as_deref()),
@@ -47,7 +48,7 @@ fn third_party_tokens_of_every_algorithm_verify() {
 fn pkcs1_pem_verifies_the_same_tokens() {
     let v = verifier_with(b"", vec![pem_key("rsa-a.pkcs1")]);
     for name in ["RS256", "PS256", "RS256+kid"] {
-        assert!(v.verify(&jose_token(name), NOW).is_ok(), "{name}");
+        assert!(v.verify_now(&jose_token(name), NOW).is_ok(), "{name}");
     }
 }
 
@@ -56,7 +57,7 @@ fn simplejwt_access_tokens_are_accepted_and_refresh_tokens_refused() {
     let v = verifier_with(&jose_hmac_secret(), vec![pem_key("rsa-a")]);
     for alg in ["HS256", "RS256"] {
         let c = v
-            .verify(&jose_token(&format!("simplejwt-{alg}-access")), NOW)
+            .verify_now(&jose_token(&format!("simplejwt-{alg}-access")), NOW)
             .unwrap();
         assert_eq!(
             (c.subject.as_deref(), c.tenant.as_deref(), c.jti.as_deref()),
@@ -68,7 +69,7 @@ fn simplejwt_access_tokens_are_accepted_and_refresh_tokens_refused() {
             "{alg}"
         );
         assert_eq!(
-            v.verify(&jose_token(&format!("simplejwt-{alg}-refresh")), NOW),
+            v.verify_now(&jose_token(&format!("simplejwt-{alg}-refresh")), NOW),
             Err(TokenError::NotAccessToken),
             "{alg}"
         );
@@ -87,8 +88,8 @@ fn tokens_signed_here_verify_with_every_key_type() {
             &claims(),
             key,
         );
-        assert!(mixed().verify(&t, NOW).is_ok(), "{alg}");
-        assert!(pem_only().verify(&t, NOW).is_ok(), "{alg}");
+        assert!(mixed().verify_now(&t, NOW).is_ok(), "{alg}");
+        assert!(pem_only().verify_now(&t, NOW).is_ok(), "{alg}");
     }
 }
 
@@ -97,16 +98,18 @@ fn claims_rules_apply_to_asymmetric_tokens_too() {
     let v = mixed();
     let rs = |c: &Value| token(r#"{"alg":"RS256"}"#, c, "rsa-a");
     assert_eq!(
-        v.verify(&rs(&with(json!({"exp": NOW - 31}))), NOW),
+        v.verify_now(&rs(&with(json!({"exp": NOW - 31}))), NOW),
         Err(TokenError::Expired)
     );
-    assert!(v.verify(&rs(&with(json!({"exp": NOW - 30}))), NOW).is_ok());
+    assert!(v
+        .verify_now(&rs(&with(json!({"exp": NOW - 30}))), NOW)
+        .is_ok());
     assert_eq!(
-        v.verify(&rs(&with(json!({"token_type": "refresh"}))), NOW),
+        v.verify_now(&rs(&with(json!({"token_type": "refresh"}))), NOW),
         Err(TokenError::NotAccessToken)
     );
     assert_eq!(
-        v.verify(&rs(&with(json!({"tenant_id": 7}))), NOW),
+        v.verify_now(&rs(&with(json!({"tenant_id": 7}))), NOW),
         Err(TokenError::BadClaim("tenant"))
     );
 }
@@ -128,11 +131,11 @@ fn kid_selects_only_the_keys_named() {
             "rsa-b",
         )
     };
-    assert!(v.verify(&by_b("b"), NOW).is_ok());
-    assert_eq!(v.verify(&by_b("a"), NOW), Err(TokenError::BadSignature));
+    assert!(v.verify_now(&by_b("b"), NOW).is_ok());
+    assert_eq!(v.verify_now(&by_b("a"), NOW), Err(TokenError::BadSignature));
     // Without kid every key that allows the algorithm is tried.
     assert!(v
-        .verify(&token(r#"{"alg":"RS256"}"#, &claims(), "rsa-b"), NOW)
+        .verify_now(&token(r#"{"alg":"RS256"}"#, &claims(), "rsa-b"), NOW)
         .is_ok());
 }
 
@@ -144,18 +147,21 @@ fn unknown_kid_falls_back_to_unnamed_keys_then_reports_unknown_key() {
         &claims(),
         "p256-a",
     );
-    assert!(pem_only().verify(&t, NOW).is_ok());
+    assert!(pem_only().verify_now(&t, NOW).is_ok());
     // With named keys only, an unknown kid is reported as such so that
     // the Worker can refresh its JWKS.
     let named = verifier_with(b"", jwks_keys(&["rsa-a", "p256-a"]));
-    assert_eq!(named.verify(&t, NOW), Err(TokenError::UnknownKey));
+    assert_eq!(named.verify_now(&t, NOW), Err(TokenError::UnknownKey));
     // Unnamed keys that do not verify it: still unknown, not "bad".
     let forged = token(
         r#"{"alg":"ES256","kid":"issuer-2024"}"#,
         &claims(),
         "p256-b",
     );
-    assert_eq!(pem_only().verify(&forged, NOW), Err(TokenError::UnknownKey));
+    assert_eq!(
+        pem_only().verify_now(&forged, NOW),
+        Err(TokenError::UnknownKey)
+    );
 }
 
 #[test]
@@ -166,12 +172,12 @@ fn fetched_keys_are_passed_per_call() {
         &claims(),
         "ed25519-a",
     );
-    assert_eq!(v.verify(&t, NOW), Err(TokenError::UnknownKey));
+    assert_eq!(v.verify_now(&t, NOW), Err(TokenError::UnknownKey));
     let fetched = jwks_keys(&["ed25519-a"]);
-    assert!(v.verify_with(&t, &fetched, NOW).is_ok());
+    assert!(v.verify_now_with(&t, &fetched, NOW).is_ok());
     // The configured secret still works alongside.
     assert!(v
-        .verify_with(&sign_hs256(&claims(), SECRET), &fetched, NOW)
+        .verify_now_with(&sign_hs256(&claims(), SECRET), &fetched, NOW)
         .is_ok());
 }
 
@@ -180,7 +186,7 @@ fn a_public_key_pasted_as_the_secret_adds_no_hmac_key() {
     let v = hmac_only(pem("rsa-a").as_bytes());
     assert!(v.keys().is_empty());
     assert_eq!(
-        v.verify(&jose_token("confusion-HS256-rsa-a-pem"), NOW),
+        v.verify_now(&jose_token("confusion-HS256-rsa-a-pem"), NOW),
         Err(TokenError::UnsupportedAlgorithm)
     );
 }
@@ -222,7 +228,7 @@ fn ed25519_signature_malleated_with_s_plus_l_is_refused() {
     }
     assert_eq!(carry, 0);
     assert_eq!(
-        pem_only().verify(&replace_signature(&t, &sig), NOW),
+        pem_only().verify_now(&replace_signature(&t, &sig), NOW),
         Err(TokenError::BadSignature)
     );
 }
@@ -251,7 +257,7 @@ fn es256_accepts_both_the_low_s_and_the_high_s_spelling() {
     assert_ne!(twin, sig);
     let twin = replace_signature(&t, &twin);
     for v in [pem_only(), mixed()] {
-        assert!(v.verify(&t, NOW).is_ok());
-        assert_eq!(v.verify(&twin, NOW), v.verify(&t, NOW));
+        assert!(v.verify_now(&t, NOW).is_ok());
+        assert_eq!(v.verify_now(&twin, NOW), v.verify_now(&t, NOW));
     }
 }

@@ -5,6 +5,7 @@ use super::fixtures;
 use super::json::{self, Member};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use edgestream_core::keys::native::VerifyNatively;
 use edgestream_core::keys::VerificationKey;
 use edgestream_core::problem::Problem;
 use edgestream_core::token::{Claims, JwtVerifier, TokenError, VerifierConfig};
@@ -89,7 +90,7 @@ fn signed_tokens() -> &'static [String] {
 /// case, a segment's alphabet, a high-S twin of a signature) has a second
 /// valid spelling. A refusal is a 401 `invalid_token`.
 pub fn check_text(token: &str) {
-    match verifier().verify(token, NOW) {
+    match verifier().verify_now(token, NOW) {
         Ok(claims) => {
             assert!(
                 signed_tokens().iter().any(|t| t == token),
@@ -99,7 +100,10 @@ pub fn check_text(token: &str) {
         }
         Err(err) => assert_refusal(err),
     }
-    assert!(strict_verifier().verify(token, NOW).is_err(), "{token:?}");
+    assert!(
+        strict_verifier().verify_now(token, NOW).is_err(),
+        "{token:?}"
+    );
 }
 
 /// `header.payload` as HS256 with the fixtures' secret, whatever the bytes.
@@ -127,7 +131,7 @@ pub fn check_envelope(header: &[u8], payload: &[u8]) {
         (verifier(), "tenant_id", false),
         (strict_verifier(), STRICT_TENANT_CLAIM, true),
     ] {
-        match verifier.verify(&token, NOW) {
+        match verifier.verify_now(&token, NOW) {
             Ok(claims) => check_claims(header, payload, &claims, tenant_claim, strict),
             Err(err) => assert_refusal(err),
         }
