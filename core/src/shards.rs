@@ -28,6 +28,9 @@ struct Load {
     placed: u64,
     /// The shard joined since it last reported.
     joined: bool,
+    /// The shard is in the list the channel's object stored, which a new
+    /// instance of the object pushes to: it has joined, or was loaded.
+    saved: bool,
 }
 
 impl Placement {
@@ -37,7 +40,13 @@ impl Placement {
             limit,
             shards: active
                 .into_iter()
-                .map(|shard| (shard, Load::default()))
+                .map(|shard| {
+                    let load = Load {
+                        saved: true,
+                        ..Load::default()
+                    };
+                    (shard, load)
+                })
                 .collect(),
         }
     }
@@ -68,6 +77,7 @@ impl Placement {
         let load = self.shards.entry(shard).or_default();
         *load = Load {
             streams,
+            saved: load.saved,
             ..Load::default()
         };
     }
@@ -76,8 +86,17 @@ impl Placement {
     /// is not idle until it next reports. A retire asked of the shard before
     /// the join then finds it busy and keeps it, instead of leaving the
     /// stream on a shard no publish is pushed to.
-    pub fn join(&mut self, shard: u32) {
-        self.shards.entry(shard).or_default().joined = true;
+    ///
+    /// Returns whether the stored list of shards must be written again: a
+    /// shard that a stream was placed on is active here before it joins,
+    /// but an instance of the object that starts after a reset knows only
+    /// the stored list, and would neither push to nor reset a shard missing
+    /// from it, whose streams would then wait forever.
+    #[must_use]
+    pub fn join(&mut self, shard: u32) -> bool {
+        let load = self.shards.entry(shard).or_default();
+        load.joined = true;
+        !std::mem::replace(&mut load.saved, true)
     }
 
     /// Shards with no streams and none placed or joined since they said so.
@@ -159,13 +178,31 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_is_saved_when_it_first_joins_even_if_a_stream_was_placed_on_it() {
+        let mut placement = Placement::new(1, [0]);
+        assert!(
+            !placement.join(0),
+            "shard 0 was loaded from the stored list"
+        );
+        assert_eq!(placement.place(1), Place::Shard(0));
+        placement.report(0, 1);
+        assert_eq!(placement.place(1), Place::Shard(1));
+        assert_eq!(placement.active().collect::<Vec<_>>(), [0, 1]);
+        placement.report(1, 0);
+        assert!(placement.join(1), "shard 1 is active but not stored yet");
+        assert!(!placement.join(1), "stored by the first join");
+        placement.report(1, 1);
+        assert!(!placement.join(1), "a report keeps it stored");
+    }
+
+    #[test]
     fn a_shard_that_joins_while_it_is_retired_stays() {
         let mut placement = Placement::new(2, [0]);
         placement.report(0, 0);
         assert_eq!(placement.idle(), [0], "the channel asks shard 0 to retire");
         // A stream placed before the channel restarted joins shard 0 while
         // the retire is under way.
-        placement.join(0);
+        assert!(!placement.join(0), "loaded from the stored list");
         assert!(
             placement.idle().is_empty(),
             "the retire's answer must not remove it"

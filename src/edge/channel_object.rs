@@ -887,9 +887,7 @@ impl Channel {
         let mut memory = self.memory.borrow_mut();
         // A shard joins again whenever a stream's cursor is ahead of it; the
         // list is written only when it changes (a row write is billed).
-        let known = memory.placement.active().any(|s| s == shard);
-        memory.placement.join(shard);
-        if !known {
+        if memory.placement.join(shard) {
             let shards: Vec<u32> = memory.placement.active().collect();
             self.store.set_meta("shards", &shards)?;
         }

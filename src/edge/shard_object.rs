@@ -59,6 +59,12 @@ struct Memory {
     /// Whether the channel pushes to this shard and what it told it holds.
     /// Lost when the object is evicted; it joins again before taking a stream.
     joined: bool,
+    /// Streams whose subscribe waits on a join. The channel retires a shard
+    /// that answers a push or a retire with no streams; a join in flight
+    /// marks the shard joined when it completes, after such an answer, and
+    /// the stream would then be served by a shard the channel no longer
+    /// pushes to. So these count as streams in those answers.
+    joining: u64,
     head: u64,
     state: Option<KnownState>,
     revocations: RevocationSet,
@@ -196,13 +202,13 @@ impl Shard {
             ShardRequest::Push(push) => {
                 self.apply(push.relay);
                 fanout::send_relay(&self.state, push.channel, push.relay);
-                self.load()
+                self.placement_load()
             }
             ShardRequest::Kick(kick) => self.kick(&kick),
             ShardRequest::Retire => {
                 // Joins again before it takes another stream.
                 self.memory.borrow_mut().joined = false;
-                self.load()
+                self.placement_load()
             }
             ShardRequest::Stats => self.load(),
             ShardRequest::Presence => Response::ok(self.roster().to_json()),
@@ -313,7 +319,10 @@ impl Shard {
             !memory.joined || subscribe.after.is_some_and(|after| after > memory.head)
         };
         if behind {
-            self.join().await?;
+            self.memory.borrow_mut().joining += 1;
+            let joined = self.join().await;
+            self.memory.borrow_mut().joining -= 1;
+            joined?;
             if self.presence {
                 // The channel may have forgotten this shard's streams, or
                 // never heard of those that survived an eviction.
@@ -431,12 +440,19 @@ impl Shard {
         )
     }
 
+    /// The streams this shard serves, for stats.
     fn load(&self) -> Result<Response> {
-        Response::ok(
-            ShardLoad {
-                streams: self.state.get_websockets().len() as u64,
-            }
-            .to_json(),
-        )
+        Self::answer(self.state.get_websockets().len() as u64)
+    }
+
+    /// The streams this shard serves or is about to, for the answers the
+    /// channel decides to retire it on.
+    fn placement_load(&self) -> Result<Response> {
+        let joining = self.memory.borrow().joining;
+        Self::answer(self.state.get_websockets().len() as u64 + joining)
+    }
+
+    fn answer(streams: u64) -> Result<Response> {
+        Response::ok(ShardLoad { streams }.to_json())
     }
 }
