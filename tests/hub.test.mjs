@@ -7,7 +7,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, logCollector } from './support/worker.mjs';
 import { subscriber, publisher, newTenant, channelOf, token } from './support/tokens.mjs';
-import { subscribe, publish, stalledStream } from './support/sse.mjs';
+import { subscribe, publish, stalledStream, streamUrl } from './support/sse.mjs';
 import { channelStats } from './support/http.mjs';
 import { sleep, eventually } from './support/wait.mjs';
 
@@ -34,6 +34,13 @@ async function publishEach(url, pub, channel, count, pauseMs = 0, onEach = () =>
   return last;
 }
 
+/** The object's "hub joined" lines after the first `from` lines. */
+const hubJoins = (logs, from) =>
+  logs.lines
+    .slice(from)
+    .filter((l) => l.message.includes('"msg":"hub joined"'))
+    .map((l) => JSON.parse(l.message.slice(l.message.indexOf('{'))));
+
 const hubAttaches = (logs) => logs.lines.filter((l) => l.message.includes('"msg":"hub attached"')).length;
 
 function closeAll(streams) {
@@ -46,7 +53,7 @@ describe('hub', () => {
   let admin;
   before(async () => {
     worker = await startWorker({
-      vars: { HUB_DISPATCH_BUDGET: '1000000', KEEPALIVE_SECONDS: '1', RETRY_MS: '100', MAX_EVENT_BYTES: '2048' },
+      vars: { HUB_DISPATCH_BUDGET: '1000000', KEEPALIVE_SECONDS: '1', RETRY_MS: '100', MAX_EVENT_BYTES: '2048', REQUEST_LOG: 'all' },
       handleStructuredLogs: logs.handleStructuredLogs,
       resettable: true,
     });
@@ -77,6 +84,78 @@ describe('hub', () => {
       closeAll(streams);
     }
     await eventually(async () => (await channelStats(worker.url, channel)).streams === 0 || (await channelStats(worker.url, channel)), 10_000, 'no streams counted');
+  });
+
+  test('streams that open at once join in a few requests: each gets the current state and every event once, and a revoked one among them is refused', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const alice = await subscriber(tenant, { sub: 'alice' });
+    const bob = await subscriber(tenant, { sub: 'bob' });
+    const pub = await publisher(tenant);
+    const state = await publish(worker.url, pub, { events: [{ channel, event: 'status.changed', data: { v: 1 } }] });
+    assert.equal(state.status, 202, state.text);
+    const first = subscribe(worker.url, [channel], { token: bob, types: ['status.changed', 'tick.sent'] });
+    await first.opened();
+    const kick = await fetch(new URL('/v1/admin/kick', worker.url), {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ tenant, user: 'alice', ttl_seconds: 60 }),
+    });
+    assert.equal(kick.status, 200, await kick.text());
+    const from = logs.lines.length;
+    const streams = Array.from({ length: 48 }, () => subscribe(worker.url, [channel], { token: bob, types: ['status.changed', 'tick.sent'] }));
+    const refused = Array.from({ length: 6 }, () =>
+      fetch(streamUrl(worker.url, [channel]), { headers: { Authorization: `Bearer ${alice}` } }).then(async (res) => ({ status: res.status, body: await res.text() })),
+    );
+    try {
+      for (const res of await Promise.all(refused)) {
+        assert.equal(res.status, 403, res.body);
+        assert.equal(JSON.parse(res.body).code, 'revoked', res.body);
+      }
+      await Promise.all(streams.map((s) => s.opened()));
+      await publishEach(worker.url, pub, channel, 10);
+      await Promise.all([first, ...streams].map((s) => s.waitForData(11, 15_000)));
+      await sleep(300);
+      [first, ...streams].forEach((s, i) => {
+        const seqs = s.data().map((e) => `${e.type} ${seqOf(e.id)}`);
+        const want = ['status.changed 1', ...Array.from({ length: 10 }, (_, k) => `tick.sent ${k + 2}`)];
+        assert.deepEqual(seqs, want, `stream ${i}: ${JSON.stringify(seqs)}`);
+      });
+      const joins = hubJoins(logs, from);
+      const sum = (key) => joins.reduce((n, j) => n + j[key], 0);
+      assert.equal(sum('streams'), 48, JSON.stringify(joins));
+      assert.equal(sum('refused'), 6, JSON.stringify(joins));
+      assert.ok(joins.length <= 27, `54 streams in ${joins.length} joins: ${JSON.stringify(joins.map((j) => [j.streams, j.refused]))}`);
+    } finally {
+      first.close();
+      closeAll(streams);
+    }
+  });
+
+  test('clients that go away while their streams join: every stream that stays opens and gets every event once', async () => {
+    const tenant = newTenant();
+    const channel = channelOf(tenant);
+    const tok = await subscriber(tenant);
+    const pub = await publisher(tenant);
+    const gone = Array.from({ length: 12 }, async (_, i) => {
+      const controller = new AbortController();
+      const res = fetch(streamUrl(worker.url, [channel]), { headers: { Authorization: `Bearer ${tok}` }, signal: controller.signal });
+      setTimeout(() => controller.abort(), i % 3);
+      await res.then((r) => r.body?.cancel()).catch(() => {});
+    });
+    const streams = Array.from({ length: 24 }, () => subscribe(worker.url, [channel], { token: tok, types: ['tick.sent'] }));
+    try {
+      await Promise.all(gone);
+      await Promise.all(streams.map((s) => s.opened()));
+      const last = await publishEach(worker.url, pub, channel, 10);
+      assert.equal(last, 10);
+      await Promise.all(streams.map((s) => s.waitForData(10, 15_000)));
+      await sleep(300);
+      streams.forEach((s, i) => assertExactlyOnce(s, 1, 10, `stream ${i}`));
+      await eventually(async () => (await channelStats(worker.url, channel)).streams === 24 || (await channelStats(worker.url, channel)), 10_000, 'the streams that stayed counted');
+    } finally {
+      closeAll(streams);
+    }
   });
 
   test('a stream that starts a hub is counted as soon as it is open, before the hub attaches its socket', async () => {

@@ -27,9 +27,9 @@ struct Pending {
 }
 
 impl Joining {
-    /// A stream joined hub `hub`; `attached` when that hub's socket is here
-    /// already (its own count includes the stream from its next report on).
-    pub fn joined(&mut self, hub: u64, attached: bool, now_ms: u64) {
+    /// `streams` streams joined hub `hub`; `attached` when that hub's socket
+    /// is here already (its own count includes them from its next report on).
+    pub fn joined(&mut self, hub: u64, streams: u64, attached: bool, now_ms: u64) {
         self.expire(now_ms);
         if attached {
             return;
@@ -38,7 +38,7 @@ impl Joining {
             streams: 0,
             since_ms: now_ms,
         });
-        pending.streams += 1;
+        pending.streams += streams;
     }
 
     /// Hub `hub` attached with its own count.
@@ -76,13 +76,13 @@ mod tests {
     #[test]
     fn joins_count_until_their_hub_attaches() {
         let mut joining = Joining::default();
-        joining.joined(7, false, 0);
-        joining.joined(7, false, 5);
-        joining.joined(8, false, 5);
-        assert_eq!(joining.streams(10), 3);
+        joining.joined(7, 1, false, 0);
+        joining.joined(7, 2, false, 5);
+        joining.joined(8, 1, false, 5);
+        assert_eq!(joining.streams(10), 4);
         joining.attached(7);
         assert_eq!(joining.streams(10), 1, "hub 7 counts itself now");
-        joining.joined(7, true, 20);
+        joining.joined(7, 3, true, 20);
         assert_eq!(
             joining.streams(20),
             1,
@@ -93,10 +93,10 @@ mod tests {
     #[test]
     fn joins_of_a_hub_that_never_attaches_are_forgotten() {
         let mut joining = Joining::default();
-        joining.joined(7, false, 1_000);
+        joining.joined(7, 1, false, 1_000);
         assert_eq!(joining.streams(1_000 + JOIN_MS - 1), 1);
         assert_eq!(joining.streams(1_000 + JOIN_MS), 0);
-        joining.joined(7, false, 1_000 + JOIN_MS);
+        joining.joined(7, 1, false, 1_000 + JOIN_MS);
         assert_eq!(
             joining.streams(1_000 + JOIN_MS),
             1,

@@ -9,8 +9,8 @@ use edgestream_core::protocol::channel::shard::{
 };
 use edgestream_core::protocol::channel::{
     hub, presence, publish, reset, stats, subscribe, Admit, ChannelStats, History, HubJoin,
-    HubSubscribe, Join, Joined, Kick, Kicked, PresenceList, Published, ShardRoster, Subscribe,
-    ToShard,
+    HubJoined, HubSubscribe, Join, Joined, Kick, Kicked, PresenceList, Published, ShardRoster,
+    Subscribe, ToShard,
 };
 use edgestream_core::protocol::Call;
 use edgestream_core::residency::Jurisdiction;
@@ -92,10 +92,18 @@ impl ChannelClient {
             .ok_or_else(|| Problem::overloaded("the channel did not take the hub"))
     }
 
-    /// A stream joins its isolate's hub: what it must see before any live
-    /// event, as relay text.
-    pub async fn hub_join(&self, join: &HubJoin) -> Result<String, Problem> {
-        text(self.ok(&join.call()).await?).await
+    /// Streams join their isolate's hub, each as its query
+    /// ([`HubJoin::call_of`]): for each, in order, what it must see before
+    /// any live event (relay text), or none if it is revoked.
+    pub async fn hub_join(
+        &self,
+        hub: u64,
+        joiners: &[String],
+    ) -> Result<Vec<Option<String>>, Problem> {
+        let answer = text(self.ok(&HubJoin::call_of(hub, joiners)).await?).await?;
+        HubJoined::parse(answer.as_bytes(), joiners.len())
+            .map(HubJoined::into_answers)
+            .map_err(protocol)
     }
 
     pub async fn history(&self, after: u64) -> Result<String, Problem> {

@@ -42,14 +42,15 @@ pub fn seat(socket: &WebSocket) -> Option<HubSeat> {
 }
 
 impl Hubs {
-    /// A stream joined hub `hub`, before that hub's owner may have attached.
-    pub fn joined(&mut self, state: &State, hub: u64, now_ms: u64) {
+    /// `streams` streams joined hub `hub`, before that hub's owner may have
+    /// attached.
+    pub fn joined(&mut self, state: &State, hub: u64, streams: u64, now_ms: u64) {
         let attached = state
             .get_websockets_with_tag(HUB_TAG)
             .iter()
             .filter_map(seat)
             .any(|seat| seat.hub == hub);
-        self.joining.joined(hub, attached, now_ms);
+        self.joining.joined(hub, streams, attached, now_ms);
     }
 
     /// Hub `hub` attached: from now on its socket holds its count.

@@ -31,7 +31,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use edgestream_core::channel::ChannelName;
-use edgestream_core::config::Settings;
+use edgestream_core::config::{RequestLog, Settings};
 use edgestream_core::history::{self, Attach, CurrentState};
 use edgestream_core::presence::{Presence, Seat, Transition};
 use edgestream_core::problem::Problem;
@@ -496,21 +496,39 @@ impl Channel {
         Response::from_websocket(pair.client)
     }
 
-    /// What a stream joining a hub must see before any live event, as
-    /// [`Channel::accept`] queues it on a stream's own socket. Presence
-    /// counts streams by their sockets, so its channels take no hub.
+    /// What each stream joining a hub must see before any live event, as
+    /// [`Channel::accept`] queues it on a stream's own socket, or its
+    /// refusal when it is revoked. Presence counts streams by their sockets,
+    /// so its channels take no hub.
     fn hub_join(&self, join: &HubJoin) -> Result<Response> {
         let now = now_ms();
         let mut memory = self.memory.borrow_mut();
         if memory.presence.is_some() {
             return Response::error("a channel with presence takes no hub", 409);
         }
-        if memory.revocations.revokes(&join.tags, now) {
-            return Ok(Response::empty()?.with_status(REVOKED));
+        let revoked: Vec<bool> = join
+            .streams
+            .iter()
+            .map(|joiner| memory.revocations.revokes(&joiner.tags, now))
+            .collect();
+        let joined = join.answer(&revoked, |after| {
+            self.opening(&mut memory, after, now)
+                .map(|writer| writer.into_messages().join("\n"))
+        })?;
+        let admitted = joined.streams.iter().flatten().count() as u64;
+        if admitted > 0 {
+            self.hubs
+                .borrow_mut()
+                .joined(&self.state, join.hub, admitted, now);
         }
-        let writer = self.opening(&mut memory, join.after, now)?;
-        self.hubs.borrow_mut().joined(&self.state, join.hub, now);
-        Response::ok(writer.into_messages().join("\n"))
+        if self.settings.request_log == RequestLog::All {
+            let refused = join.streams.len() as u64 - admitted;
+            log::info(
+                "hub joined",
+                serde_json::json!({ "streams": admitted, "refused": refused }),
+            );
+        }
+        Response::ok(joined.to_text())
     }
 
     /// What a stream resuming after `after` (or opening without a cursor)

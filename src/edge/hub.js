@@ -26,6 +26,15 @@
 //   sees a gap or a repeat. Each member's tap still drops what it has and
 //   pages in what it lacks, as it does for a socket of its own.
 //
+// Joins go together. A stream must learn from the object what it sees
+// before any live event, and whether it is revoked (`HubJoin` in core); the
+// streams that join while one join is in flight wait for it to come back
+// and then go in the next one, sent from the request of the first of them,
+// which hands every other its answer as it hands on messages. A join that
+// fails, or that does not come back within JOIN_WAIT_MS, leaves each of its
+// waiting streams to ask on its own, so a stream whose client went away
+// mid-join holds nobody up for long.
+//
 // Control codes go to the pump through the tap's `onControl`: OWN asks the
 // member's pump to attach the hub's socket, KICKED (the close code of a kick)
 // ends its stream as kicked.
@@ -37,6 +46,11 @@ const KICKED = 4001;
 const MAX_QUEUE = 4096;
 // The least time between two stream counts the owner reports.
 const REPORT_MS = 100;
+// The most streams one join carries (MAX_JOINERS in core).
+const MAX_JOINERS = 64;
+// How long a stream waits for a join that another stream sent before it
+// asks on its own.
+const JOIN_WAIT_MS = 3000;
 // What `tick` tells the pump.
 const TICK_OK = 0;
 const TICK_OWN = 1;
@@ -71,10 +85,34 @@ class Hub {
     this.spent = 0;
     this.reportQueued = false;
     this.reportedAt = 0;
+    // Joins not sent yet, and the one in flight with when it was sent.
+    this.joins = [];
+    this.joining = null;
+    this.joiningSince = 0;
+  }
+
+  /** Sends the waiting joins, from the request of the first of them. */
+  nextJoin() {
+    if (this.joining !== null || this.joins.length === 0) return;
+    const batch = this.joins.splice(0, MAX_JOINERS);
+    this.joining = batch;
+    this.joiningSince = Date.now();
+    batch[0].resolve(batch.map((entry) => entry.joiner));
+  }
+
+  /** The join in flight will not be answered: its streams ask alone. */
+  abandonJoin() {
+    const batch = this.joining;
+    if (batch === null) return;
+    this.joining = null;
+    for (const entry of batch.slice(1)) entry.resolve(undefined);
+    this.nextJoin();
   }
 
   leave(member) {
     this.members.delete(member);
+    this.joins = this.joins.filter((entry) => entry.member !== member);
+    if (this.joining !== null && this.joining[0].member === member) this.abandonJoin();
     if (this.owner === member || this.promoted === member) this.handOver(member);
     else this.reportCount();
     if (this.members.size === 0 && this.owner === null && hubs.get(this.channel) === this) {
@@ -206,6 +244,57 @@ export class HubMember {
     // event after that head reaches it through the hub.
     hub.members.add(this);
     this.run();
+  }
+
+  /**
+   * The stream's turn at joining (`Turn` in hub.rs): a promise of its
+   * opening (a string), of null if it is revoked, of the joins it must send
+   * for itself and the streams queued after it (an array, its own first),
+   * or of undefined when it must ask alone. Its own timer keeps its request
+   * alive meanwhile: a promise another request resolves is not something
+   * workerd waits for.
+   */
+  join(joiner) {
+    const { promise, resolve } = Promise.withResolvers();
+    const timer = setTimeout(() => {
+      this.overdue();
+      resolve(undefined);
+    }, JOIN_WAIT_MS);
+    const settle = (turn) => {
+      clearTimeout(timer);
+      resolve(turn);
+    };
+    this.hub.joins.push({ member: this, joiner, resolve: settle });
+    this.hub.nextJoin();
+    return promise;
+  }
+
+  /**
+   * The join this stream sent came back: `answers` are each stream's
+   * opening or null (revoked), in the join's order, or null if the join
+   * failed. The stream's own answer is the first.
+   */
+  answered(answers) {
+    const hub = this.hub;
+    const batch = hub.joining;
+    if (batch === null || batch[0].member !== this) return;
+    hub.joining = null;
+    batch.slice(1).forEach((entry, index) => entry.resolve(answers === null ? undefined : answers[index + 1]));
+    hub.nextJoin();
+  }
+
+  /**
+   * The stream waited JOIN_WAIT_MS for its turn and asks alone now; the join
+   * in flight, if it is that old, is given up.
+   */
+  overdue() {
+    const hub = this.hub;
+    hub.joins = hub.joins.filter((entry) => entry.member !== this);
+    const joining = hub.joining;
+    if (joining === null) return;
+    // Handed the join just as it gave up waiting: it sends only its own.
+    const sender = joining[0].member === this;
+    if (sender || Date.now() - hub.joiningSince >= JOIN_WAIT_MS) hub.abandonJoin();
   }
 
   /**

@@ -4,9 +4,25 @@
 //! to the stream's tap, and what the pump must act on comes back through
 //! the tap's signals ([`super::frame_tap::TapSignal::Own`]) or [`Member::tick`].
 
+use edgestream_core::problem::Problem;
+use edgestream_core::protocol::channel::Joiner;
 use wasm_bindgen::prelude::{wasm_bindgen, JsValue};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
 
+use super::channel_client::ChannelClient;
 use super::frame_tap::Tap;
+
+/// A stream's turn at joining, as `hub.js` hands it over.
+enum Turn {
+    Opening(String),
+    Revoked,
+    /// The stream sends the join of these streams (its own first).
+    Send(Vec<String>),
+    /// The join it waited for failed, or did not come back within the
+    /// hub's wait (`JOIN_WAIT_MS`): it asks alone.
+    Alone,
+}
 
 /// What the hub found at a keep-alive.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,6 +61,56 @@ impl Member {
                 keepalive_ms as f64,
                 budget as f64,
             ),
+        }
+    }
+
+    /// What the stream sees before any live event (relay text), asked of
+    /// the channel's object together with the hub's other streams that join
+    /// meanwhile (`HubJoin` in core).
+    pub async fn opening(
+        &self,
+        client: &ChannelClient,
+        joiner: &Joiner,
+    ) -> Result<String, Problem> {
+        let query = joiner.to_query();
+        let turn = self.turn(&query).await;
+        let (joiners, sender) = match turn {
+            Turn::Opening(text) => return Ok(text),
+            Turn::Revoked => return Err(Problem::revoked()),
+            Turn::Alone => (vec![query], false),
+            Turn::Send(joiners) => (joiners, true),
+        };
+        let answers = client.hub_join(self.hub(), &joiners).await;
+        if sender {
+            let handed: JsValue = match &answers {
+                Ok(answers) => answers
+                    .iter()
+                    .map(|answer| answer.as_deref().map_or(JsValue::NULL, JsValue::from_str))
+                    .collect::<js_sys::Array>()
+                    .into(),
+                Err(_) => JsValue::NULL,
+            };
+            self.member.answered(&handed);
+        }
+        answers?
+            .into_iter()
+            .next()
+            .flatten()
+            .ok_or_else(Problem::revoked)
+    }
+
+    async fn turn(&self, joiner: &str) -> Turn {
+        let turn = JsFuture::from(self.member.join(joiner))
+            .await
+            .unwrap_or(JsValue::UNDEFINED);
+        if turn.is_null() {
+            Turn::Revoked
+        } else if let Some(text) = turn.as_string() {
+            Turn::Opening(text)
+        } else if let Ok(joiners) = turn.dyn_into::<js_sys::Array>() {
+            Turn::Send(joiners.iter().filter_map(|j| j.as_string()).collect())
+        } else {
+            Turn::Alone
         }
     }
 
@@ -100,6 +166,10 @@ extern "C" {
         keepalive_ms: f64,
         budget: f64,
     ) -> HubMember;
+    #[wasm_bindgen(method)]
+    fn join(this: &HubMember, joiner: &str) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    fn answered(this: &HubMember, answers: &JsValue);
     #[wasm_bindgen(method)]
     fn start(this: &HubMember, head: f64);
     #[wasm_bindgen(method)]

@@ -31,7 +31,7 @@ use std::time::Duration;
 use edgestream_core::channel::ChannelName;
 use edgestream_core::merge::Merge;
 use edgestream_core::problem::Problem;
-use edgestream_core::protocol::channel::{Delivery, HubSubscribe, Subscribe};
+use edgestream_core::protocol::channel::{Delivery, HubSubscribe, Joiner, Subscribe};
 use edgestream_core::relay::{self, RelayRecord};
 use edgestream_core::residency::Jurisdiction;
 use edgestream_core::sse;
@@ -496,9 +496,8 @@ impl Pump {
     }
 
     /// Joins this isolate's hub of the stream's one channel, before the
-    /// stream asks the object for its head ([`Pump::hub_joined`]); the hub's
-    /// id, for that join.
-    pub fn join_hub(&mut self, budget: u64) -> u64 {
+    /// stream asks the object for its head ([`Pump::hub_opening`]).
+    pub fn join_hub(&mut self, budget: u64) {
         let tap = Tap::listen(
             None,
             &self.stream.body,
@@ -513,14 +512,30 @@ impl Pump {
             self.stream.keepalive.as_millis() as u64,
             budget,
         );
-        let hub = member.hub();
         self.links[0].listener = Some(Listener::Hub {
             tap,
             member,
             attaching: false,
             failures: 0,
         });
-        hub
+    }
+
+    /// What the stream that joined its hub sees before any live event, from
+    /// the channel's object (asked together with the hub's other joins), or
+    /// its refusal.
+    pub async fn hub_opening(
+        &self,
+        client: &ChannelClient,
+        after: Option<u64>,
+    ) -> Result<String, Problem> {
+        let Some(Listener::Hub { member, .. }) = &self.links[0].listener else {
+            return Err(Problem::internal("the stream joined no hub"));
+        };
+        let joiner = Joiner {
+            after,
+            tags: self.stream.tags.clone(),
+        };
+        member.opening(client, &joiner).await
     }
 
     /// The object answered the stream's join: its text goes first, as a

@@ -17,7 +17,7 @@ use edgestream_core::cursor::Cursor;
 use edgestream_core::merge::Merge;
 use edgestream_core::message::MAX_BATCH_EVENTS;
 use edgestream_core::problem::Problem;
-use edgestream_core::protocol::channel::{Delivery, HubJoin, Subscribe};
+use edgestream_core::protocol::channel::{Delivery, Subscribe};
 use edgestream_core::revocation::stream_tags;
 use worker::{Env, Headers, Request, Response, WebSocket};
 
@@ -99,7 +99,7 @@ pub async fn open(
     let budget = config.settings.hub_dispatch_budget;
     let hub_join =
         (budget > 0 && channels.len() == 1 && !config.settings.has_presence(&channels[0]))
-            .then(|| (positions[0], tags.clone()));
+            .then_some(positions[0]);
     let sockets = if hub_join.is_some() {
         Vec::new()
     } else {
@@ -148,14 +148,10 @@ pub async fn open(
         api_key_recheck: Duration::from_secs(settings.api_key_recheck_seconds),
         usage,
     });
-    if let Some((after, tags)) = hub_join {
-        let join = HubJoin {
-            hub: pump.join_hub(budget),
-            after,
-            tags,
-        };
+    if let Some(after) = hub_join {
+        pump.join_hub(budget);
         let joined = match ChannelClient::channel(env, jurisdiction, first_channel.as_str()) {
-            Ok(client) => client.hub_join(&join).await,
+            Ok(client) => pump.hub_opening(&client, after).await,
             Err(problem) => Err(problem),
         };
         if let Err(problem) = joined.and_then(|text| pump.hub_joined(text)) {

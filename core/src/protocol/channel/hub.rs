@@ -1,11 +1,9 @@
 //! A Worker isolate's hub for one channel: the streams of that channel in
 //! one isolate share one WebSocket to the object instead of one each.
 //!
-//! - `GET /hub/join` (one per stream): checks the stream's tags against the
-//!   revocations and answers, as relay text, what the stream must see before
-//!   any live event: nothing but `live <head>` with a usable cursor, otherwise
-//!   the current state (after a `reset` when the cursor was unusable). Live
-//!   frames then reach the stream through the hub.
+//! - `POST /hub/join` ([`super::hub_join`]): the streams that joined the hub
+//!   learn what they must see before any live event, and are checked against
+//!   the revocations. Live frames then reach them through the hub.
 //! - `GET /hub` (a WebSocket upgrade, from the stream that owns the hub):
 //!   the object sends the socket every event after `after` from history,
 //!   then every publish as pre-rendered frames, in one order, so a hub that
@@ -25,7 +23,6 @@ use super::super::query::{self, pairs, Query};
 use super::super::{to_json, Call, ProtocolError};
 
 pub const PATH: &str = "/hub";
-pub const JOIN_PATH: &str = "/hub/join";
 
 /// The owner of a hub attaches its socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,48 +71,6 @@ impl HubSubscribe {
             }),
             _ => Err(ProtocolError::new("hub: expected hub, after and streams")),
         }
-    }
-}
-
-/// A stream joins its isolate's hub of the channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HubJoin {
-    /// The id of the hub the stream joined.
-    pub hub: u64,
-    /// The last sequence number the stream has; none asks for the state.
-    pub after: Option<u64>,
-    /// The stream's tags, checked against the revocations.
-    pub tags: Vec<String>,
-}
-
-impl HubJoin {
-    pub fn call(&self) -> Call {
-        let mut query = Query::new().pair("hub", &self.hub.to_string());
-        if let Some(after) = self.after {
-            query = query.pair("after", &after.to_string());
-        }
-        for tag in &self.tags {
-            query = query.pair("tag", tag);
-        }
-        Call::get(JOIN_PATH, query)
-    }
-
-    pub fn parse(query: &str) -> Result<Self, ProtocolError> {
-        let (mut hub, mut after, mut tags) = (None, None, Vec::new());
-        for (name, value) in pairs(query) {
-            match name {
-                "hub" => hub = Some(query::number("hub", value)?),
-                "after" => after = Some(query::number("after", value)?),
-                "tag" => tags.push(value.to_owned()),
-                other => {
-                    return Err(ProtocolError::new(format!(
-                        "hub join: unknown parameter {other}"
-                    )))
-                }
-            }
-        }
-        let hub = hub.ok_or_else(|| ProtocolError::new("hub join: expected hub"))?;
-        Ok(HubJoin { hub, after, tags })
     }
 }
 
@@ -235,23 +190,6 @@ mod tests {
             assert_eq!(call.path, PATH);
             assert_eq!(HubSubscribe::parse(&call.query), Ok(subscribe));
         }
-        for join in [
-            HubJoin {
-                hub: 1,
-                after: None,
-                tags: vec![],
-            },
-            HubJoin {
-                hub: 77,
-                after: Some(7),
-                tags: vec!["u:0a".into(), "j:ff".into()],
-            },
-        ] {
-            let call = join.call();
-            assert!(!call.upgrade);
-            assert_eq!(call.path, JOIN_PATH);
-            assert_eq!(HubJoin::parse(&call.query), Ok(join));
-        }
         let report = HubReport { streams: 12 };
         assert_eq!(
             HubMessage::parse(&report.to_json()),
@@ -298,17 +236,6 @@ mod tests {
             "hub=1&after=1&streams=1&x=2",
         ] {
             assert!(HubSubscribe::parse(query).is_err(), "{query}");
-        }
-        for query in [
-            "",
-            "after=1",
-            "hub=1&after=",
-            "hub=1&after=-1",
-            "hub=&after=1",
-            "hub=1&subject=aa",
-            "hub=1&frames",
-        ] {
-            assert!(HubJoin::parse(query).is_err(), "{query}");
         }
         for text in [
             "",

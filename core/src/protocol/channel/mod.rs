@@ -5,6 +5,7 @@
 pub mod admit;
 pub mod history;
 pub mod hub;
+pub mod hub_join;
 pub mod kick;
 pub mod presence;
 pub mod publish;
@@ -16,8 +17,9 @@ pub mod subscribe;
 pub use admit::Admit;
 pub use history::History;
 pub use hub::{
-    HubCount, HubCounted, HubJoin, HubKick, HubKicked, HubMessage, HubReport, HubSeat, HubSubscribe,
+    HubCount, HubCounted, HubKick, HubKicked, HubMessage, HubReport, HubSeat, HubSubscribe,
 };
+pub use hub_join::{HubJoin, HubJoined, Joiner};
 pub use kick::{Kick, Kicked};
 pub use presence::{PresenceList, ShardRoster};
 pub use publish::{Outcome, Publish, Published};
@@ -45,7 +47,7 @@ pub enum ChannelRequest<'a> {
     Join(Join),
     /// The owner of a Worker isolate's hub attaches its socket.
     Hub(HubSubscribe),
-    /// A stream joins its isolate's hub.
+    /// Streams join their isolate's hub.
     HubJoin(HubJoin),
 }
 
@@ -71,8 +73,8 @@ impl<'a> ChannelRequest<'a> {
             (Method::Post, reset::PATH) => ChannelRequest::Reset,
             (Method::Post, shard::JOIN_PATH) => ChannelRequest::Join(Join::parse(incoming.body)?),
             (Method::Get, hub::PATH) => ChannelRequest::Hub(HubSubscribe::parse(incoming.query)?),
-            (Method::Get, hub::JOIN_PATH) => {
-                ChannelRequest::HubJoin(HubJoin::parse(incoming.query)?)
+            (Method::Post, hub_join::PATH) => {
+                ChannelRequest::HubJoin(HubJoin::parse(incoming.body)?)
             }
             (method, path) => {
                 return Err(ProtocolError::new(format!(
@@ -145,8 +147,10 @@ mod tests {
         assert_eq!(parse(&hub.call()), ChannelRequest::Hub(hub));
         let join = HubJoin {
             hub: 9,
-            after: None,
-            tags: vec!["j:01".into()],
+            streams: vec![Joiner {
+                after: None,
+                tags: vec!["j:01".into()],
+            }],
         };
         assert_eq!(parse(&join.call()), ChannelRequest::HubJoin(join));
         let incoming = Incoming {
