@@ -51,6 +51,10 @@ const MAX_JOINERS = 64;
 // How long a stream waits for a join that another stream sent before it
 // asks on its own.
 const JOIN_WAIT_MS = 3000;
+// Keep-alive intervals without a sign of life after which a member is taken
+// for gone: an owner, by the member that takes over; any other member, by
+// the owner.
+const SILENT_KEEPALIVES = 2.5;
 // What `tick` tells the pump.
 const TICK_OK = 0;
 const TICK_OWN = 1;
@@ -136,6 +140,27 @@ class Hub {
       this.promoted = next;
       this.deliver(next, PROMOTE);
       return;
+    }
+  }
+
+  /**
+   * In the owner's request: the members whose request has stopped running
+   * leave. workerd cancels a request whose client went away before it got
+   * its response, and such a request runs nothing again, neither its
+   * stream's end nor its keep-alive; with a socket of its own the runtime
+   * closes that socket, but a hub member is only this hub's state. A member
+   * that has not started its stream yet is still joining and gets the join's
+   * wait on top.
+   */
+  sweep(owner, now) {
+    for (const member of this.members) {
+      if (member === owner) continue;
+      const silentMs = SILENT_KEEPALIVES * member.keepaliveMs + (member.started ? 0 : 2 * JOIN_WAIT_MS);
+      if (now - member.seen > silentMs) {
+        member.dropped = true;
+        member.queue = [];
+        this.leave(member);
+      }
     }
   }
 
@@ -240,6 +265,10 @@ export class HubMember {
     this.dropped = false;
     this.misrouted = false;
     this.rotating = false;
+    // Its last sign of life (made, started, a keep-alive), for the owner's
+    // sweep.
+    this.started = false;
+    this.seen = Date.now();
     // Joined before the stream asks the object for its head, so that every
     // event after that head reaches it through the hub.
     hub.members.add(this);
@@ -302,6 +331,8 @@ export class HubMember {
    * starts from it if it has no position, and gets an owner if it has none.
    */
   start(head) {
+    this.started = true;
+    this.seen = Date.now();
     const hub = this.hub;
     if (hub.position === null) hub.position = head;
     if (hub.owner === null && hub.promoted === null) {
@@ -444,8 +475,11 @@ export class HubMember {
     if (this.misrouted) return TICK_MISROUTED;
     if (this.dropped) return TICK_DROPPED;
     const hub = this.hub;
+    const now = Date.now();
+    this.seen = now;
     if (hub.owner === this) {
-      hub.ownerSeen = Date.now();
+      hub.ownerSeen = now;
+      hub.sweep(this, now);
       return TICK_OK;
     }
     if (this.socket) {
@@ -453,7 +487,7 @@ export class HubMember {
       this.socket.close(1000, 'superseded');
       this.socket = null;
     }
-    const silent = Date.now() - hub.ownerSeen > 2.5 * this.keepaliveMs;
+    const silent = now - hub.ownerSeen > SILENT_KEEPALIVES * this.keepaliveMs;
     if ((hub.owner === null && hub.promoted === null) || silent) {
       hub.owner = this;
       hub.promoted = null;
