@@ -51,10 +51,13 @@ const MAX_JOINERS = 64;
 // How long a stream waits for a join that another stream sent before it
 // asks on its own.
 const JOIN_WAIT_MS = 3000;
-// Keep-alive intervals without a sign of life after which a member is taken
-// for gone: an owner, by the member that takes over; any other member, by
-// the owner.
+// Keep-alive intervals without a sign of life after which an owner is taken
+// for gone by the member that takes over.
 const SILENT_KEEPALIVES = 2.5;
+// The same for any other member, by the owner, which drops it: longer, since
+// a member dropped by mistake ends its stream, where a takeover only moves
+// the socket.
+const GONE_KEEPALIVES = 5;
 // What `tick` tells the pump.
 const TICK_OK = 0;
 const TICK_OWN = 1;
@@ -155,7 +158,7 @@ class Hub {
   sweep(owner, now) {
     for (const member of this.members) {
       if (member === owner) continue;
-      const silentMs = SILENT_KEEPALIVES * member.keepaliveMs + (member.started ? 0 : 2 * JOIN_WAIT_MS);
+      const silentMs = GONE_KEEPALIVES * member.keepaliveMs + (member.started ? 0 : 2 * JOIN_WAIT_MS);
       if (now - member.seen > silentMs) {
         member.dropped = true;
         member.queue = [];
